@@ -1,0 +1,125 @@
+"""The abstract resources the asset graph depends on; each has an embedded and a remote maker.
+
+Assets annotate these base types; `videogen_assets.definitions` binds an implementation chosen by
+configuration (embedded defaults unless a service URL/key is configured). Every implementation
+writes its output atomically to the ``out_path`` it is given and returns a pydantic result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from videogen.models import Shot
+
+ProgressFn = Callable[[str], None]
+"""Called with a human-readable progress line (goes to the Dagster log)."""
+
+
+class CharacterRef(BaseModel):
+    """A cast member as the makers see it."""
+
+    name: str
+    description: str = ""
+    reference_image: Path | None = None  # a PNG inside the studio
+    lora: str | None = None
+    lora_strength: float = 1.0
+    voice: str | None = None
+
+
+class SpeechResult(BaseModel):
+    """A narration WAV that was written."""
+
+    path: Path
+    duration_ms: int
+    sample_rate: int
+    num_samples: int
+    voice: str
+    engine: str
+    loudness_lufs: float | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImageResult(BaseModel):
+    """A keyframe PNG that was written."""
+
+    path: Path
+    width: int
+    height: int
+    seed: int
+    engine: str
+    workflow_version: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)  # prompt id, server, progress...
+
+
+class ClipResult(BaseModel):
+    """A clip MP4 that was written."""
+
+    path: Path
+    duration_s: float
+    num_frames: int
+    fps: int
+    engine: str
+    workflow_version: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class NarratorResource(dg.ConfigurableResource, ABC):
+    """Speaks one sentence into a WAV file."""
+
+    @abstractmethod
+    def speak(
+        self, *, text: str, out_path: Path, voice: str | None = None, progress: ProgressFn | None = None
+    ) -> SpeechResult:
+        """Synthesize ``text`` with ``voice`` (None = the configured default) into ``out_path``."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """A short string that changes whenever the engine/voice settings change (code_version)."""
+
+
+class KeyframeMakerResource(dg.ConfigurableResource, ABC):
+    """Makes the 1920x1080 keyframe image of one shot."""
+
+    @abstractmethod
+    def make_keyframe(
+        self,
+        *,
+        shot: Shot,
+        sentence_text: str,
+        section_title: str,
+        style: str,
+        characters: Sequence[CharacterRef],
+        out_path: Path,
+        progress: ProgressFn | None = None,
+    ) -> ImageResult:
+        """Render or generate the keyframe into ``out_path`` (PNG, 1920x1080)."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """Changes when the renderer or the workflow file changes (code_version of keyframe)."""
+
+
+class ClipMakerResource(dg.ConfigurableResource, ABC):
+    """Makes the video clip of one shot, exactly as long as its narration."""
+
+    @abstractmethod
+    def make_clip(
+        self,
+        *,
+        shot: Shot,
+        keyframe: Path,
+        narration: Path,
+        out_path: Path,
+        progress: ProgressFn | None = None,
+    ) -> ClipResult:
+        """Write an MP4 (H.264, yuv420p, 1920x1080, narration muxed as AAC 48 kHz)."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """Changes when the clip engine or workflow file changes (code_version of clip)."""
