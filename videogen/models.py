@@ -7,7 +7,15 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 CameraMovement = Literal[
-    "static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out", "dolly", "orbit"
+    "static",
+    "pan-left",
+    "pan-right",
+    "tilt-up",
+    "tilt-down",
+    "zoom-in",
+    "zoom-out",
+    "dolly",
+    "orbit",
 ]
 CAMERA_MOVEMENTS: tuple[str, ...] = get_args(CameraMovement)
 

@@ -74,7 +74,12 @@ class NarratorResource(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def speak(
-        self, *, text: str, out_path: Path, voice: str | None = None, progress: ProgressFn | None = None
+        self,
+        *,
+        text: str,
+        out_path: Path,
+        voice: str | None = None,
+        progress: ProgressFn | None = None,
     ) -> SpeechResult:
         """Synthesize ``text`` with ``voice`` (None = the configured default) into ``out_path``."""
 
@@ -97,12 +102,17 @@ class KeyframeMakerResource(dg.ConfigurableResource, ABC):
         characters: Sequence[CharacterRef],
         out_path: Path,
         progress: ProgressFn | None = None,
+        workflow: str | None = None,
     ) -> ImageResult:
         """Render or generate the keyframe into ``out_path`` (PNG, 1920x1080)."""
 
     @abstractmethod
-    def version(self) -> str:
-        """Changes when the renderer or the workflow file changes (code_version of keyframe)."""
+    def version(self, workflow: str | None = None) -> str:
+        """Changes when the renderer or the workflow file changes (code_version of keyframe).
+
+        ``workflow`` is the project's workflow name (project.yaml ``image_workflow``); makers
+        that use no workflow ignore it.
+        """
 
 
 class ClipMakerResource(dg.ConfigurableResource, ABC):
@@ -117,9 +127,13 @@ class ClipMakerResource(dg.ConfigurableResource, ABC):
         narration: Path,
         out_path: Path,
         progress: ProgressFn | None = None,
+        workflow: str | None = None,
     ) -> ClipResult:
         """Write an MP4 (H.264, yuv420p, 1920x1080, narration muxed as AAC 48 kHz)."""
 
     @abstractmethod
-    def version(self) -> str:
-        """Changes when the clip engine or workflow file changes (code_version of clip)."""
+    def version(self, workflow: str | None = None) -> str:
+        """Changes when the clip engine or workflow file changes (code_version of clip).
+
+        ``workflow`` is the project's ``video_workflow``; makers without workflows ignore it.
+        """

@@ -1,0 +1,215 @@
+"""Benchmark: export a 400-sentence project (targets: <= 30 s wall time, <= 300 MB peak memory).
+
+Makes 400 sentences of small but real media (a WAV and a PNG per sentence, a few real MP4 clips
+hard-linked across sentences), then, in a child process whose peak RSS is measured with
+``resource.getrusage``, runs a first export with its zip, a second export with nothing changed
+(incremental: everything reused) and a third after one sentence changed. Finally reads every
+timeline back with OpenTimelineIO and checks clip count, order, durations and section markers.
+
+    python benchmarks/bench_export.py [--sentences 400] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+from videogen.export import TIMELINE_FILES, read_timeline, resolve_reference, write_export
+from videogen.models import ProjectItem, ProjectView, Shot
+
+FPS = 30
+CLIP_FRAMES = (45, 60, 75, 90)
+SENTENCES_PER_SECTION = 20
+
+
+def make_project(root: Path, count: int) -> ProjectView:
+    """``count`` sentences with real narration WAVs, keyframe PNGs and (hard-linked) MP4 clips."""
+    studio = root / "studio"
+    studio.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for frames in CLIP_FRAMES:
+        clip = studio / f"source_{frames}.mp4"
+        subprocess.run(
+            [
+                imageio_ffmpeg.get_ffmpeg_exe(),
+                "-v", "error", "-y", "-f", "lavfi",
+                "-i", f"testsrc2=size=320x180:rate={FPS}",
+                "-frames:v", str(frames), "-c:v", "libx264", "-preset", "ultrafast",
+                "-pix_fmt", "yuv420p", str(clip),
+            ],
+            check=True,
+        )  # fmt: skip
+        clips.append(clip)
+    items = []
+    for n in range(1, count + 1):
+        sid = f"bench.s{n:04d}"
+        frames = CLIP_FRAMES[n % len(CLIP_FRAMES)]
+        ms = frames * 1000 // FPS
+        samples = 48000 * ms // 1000
+        tone = np.sin(2 * np.pi * (180 + n) * np.arange(samples) / 48000)
+        with wave.open(str(studio / f"{sid}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(48000)
+            w.writeframes((0.2 * tone * 32767).astype("<i2").tobytes())
+        Image.new("RGB", (320, 180), (n % 256, (n * 7) % 256, 120)).save(studio / f"{sid}.png")
+        os.link(clips[n % len(clips)], studio / f"{sid}.mp4")
+        section = f"Part {(n - 1) // SENTENCES_PER_SECTION + 1}"
+        items.append(
+            ProjectItem(
+                index=n,
+                sentence_id=sid,
+                section=section,
+                section_slug=section.lower().replace(" ", "-"),
+                text=f"Sentence number {n}.",
+                narration=str(studio / f"{sid}.wav"),
+                keyframe=str(studio / f"{sid}.png"),
+                clip=str(studio / f"{sid}.mp4"),
+                narration_ms=ms,
+                clip_frames=frames,
+                shot=Shot(image_prompt=f"image {n}", video_prompt=f"video {n}", seed=n),
+                workflow_versions={"keyframe": "flux-2-v1", "clip": "wan-2.2-v1"},
+            )
+        )
+    return ProjectView(
+        name="bench", title="Bench", topic="bench", style="documentary", fps=FPS, items=items
+    )
+
+
+def child(view_file: Path, dest: Path) -> None:
+    """Run the three exports; print their figures and the peak RSS as JSON."""
+    view = ProjectView.model_validate_json(view_file.read_text(encoding="utf-8"))
+    figures: dict[str, object] = {}
+    started = time.perf_counter()
+    report = write_export(view, dest, zip_path=dest.parent / f"{dest.name}.zip")
+    figures["first_s"] = time.perf_counter() - started
+    figures["first_written"] = len(report.written)
+
+    started = time.perf_counter()
+    report = write_export(view, dest)
+    figures["unchanged_s"] = time.perf_counter() - started
+    figures["unchanged_reused"] = len(report.reused)
+
+    wav = Path(view.items[7].narration or "")
+    tmp = wav.with_name(f"new-{wav.name}")
+    with wave.open(str(wav), "rb") as src, wave.open(str(tmp), "wb") as dst:
+        dst.setparams(src.getparams())
+        dst.writeframes(bytes(src.readframes(src.getnframes())[::-1]))
+    os.replace(tmp, wav)
+    started = time.perf_counter()
+    report = write_export(view, dest)
+    figures["one_changed_s"] = time.perf_counter() - started
+    figures["one_changed_media_written"] = [w for w in report.written if "/" in w]
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def round_trip(view: ProjectView, dest: Path) -> dict[str, str]:
+    """Read every timeline back; compare with the project. Returns kind -> verdict."""
+    frames = [it.clip_frames or 0 for it in view.items]
+    section_starts, seen, t = [], set(), 0
+    for it, f in zip(view.items, frames, strict=True):
+        if it.section not in seen:
+            seen.add(it.section)
+            section_starts.append(t)
+        t += f
+    verdicts = {}
+    for kind, name in TIMELINE_FILES.items():
+        started = time.perf_counter()
+        timeline = read_timeline(dest / name, fps=FPS)
+        problems = []
+        for track in timeline.tracks:
+            clips = list(track.find_clips())
+            got = [int(c.duration().rescaled_to(FPS).value) for c in clips]
+            if got != frames:
+                problems.append(f"{track.kind}: {len(clips)} clips, durations differ")
+            missing = [
+                c.name
+                for c in clips
+                if not resolve_reference(dest, c.media_reference.target_url).is_file()
+            ]
+            if missing:
+                problems.append(f"{len(missing)} unresolved references")
+        markers = sorted(
+            int(
+                (
+                    item.range_in_parent().start_time
+                    + m.marked_range.start_time
+                    - item.trimmed_range().start_time
+                ).to_frames()
+            )
+            for track in timeline.tracks
+            for item in track
+            for m in item.markers
+        )
+        if kind != "edl_narration" and markers != section_starts:
+            problems.append(f"{len(markers)} markers, expected {len(section_starts)}")
+        tracks = ",".join(f"{t.kind}:{len(list(t.find_clips()))}" for t in timeline.tracks)
+        verdict = "ok" if not problems else "; ".join(problems)
+        verdicts[kind] = (
+            f"{verdict} ({tracks}; {len(markers)} markers; "
+            f"read in {time.perf_counter() - started:.2f} s)"
+        )
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=400)
+    parser.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.keep or Path(scratch)
+        started = time.perf_counter()
+        view = make_project(root, args.sentences)
+        print(f"made {args.sentences} sentences of media in {time.perf_counter() - started:.1f} s")
+        view_file = root / "view.json"
+        view_file.write_text(view.model_dump_json(), encoding="utf-8")
+        dest = root / "exports" / view.name
+        started = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(view_file), str(dest)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        total = time.perf_counter() - started
+        figures = json.loads(out.strip().splitlines()[-1])
+        size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        print(f"package: {len(list(dest.rglob('*.*')))} files, {size / 2**20:.1f} MiB")
+        print(
+            f"first export + zip: {figures['first_s']:.2f} s "
+            f"({figures['first_written']} files written)   target <= 30 s"
+        )
+        print(
+            f"re-export, nothing changed: {figures['unchanged_s']:.2f} s "
+            f"({figures['unchanged_reused']} files reused)"
+        )
+        print(
+            f"re-export, one narration changed: {figures['one_changed_s']:.2f} s "
+            f"(media rewritten: {figures['one_changed_media_written']})"
+        )
+        print(f"child process, three exports: {total:.2f} s")
+        print(f"peak memory (RSS): {figures['peak_rss_mb']:.0f} MB   target <= 300 MB")
+        for kind, verdict in round_trip(view, dest).items():
+            print(f"round trip {TIMELINE_FILES[kind]}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Sync of script.md into the studio database and Dagster: stable ids, exact data-version changes,
+partitions added/removed, a bad edit changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from samples import SMALL_SCRIPT
+
+from videogen.errors import InputError
+from videogen.operations import create_project, sync
+from videogen_assets.context import DIRECTION, SENTENCE, key
+from videogen_assets.partitions import sentence_partitions
+from videogen_resources.database import StudioDatabase
+
+
+def _latest_versions(instance: dg.DagsterInstance, k: dg.AssetKey, parts: list[str]) -> dict:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    out = {}
+    for p in parts:
+        rec = instance.get_latest_data_version_record(k, is_source=True, partition_key=p)
+        assert rec is not None, p
+        out[p] = extract_data_version_from_entry(rec.event_log_entry).value  # type: ignore[union-attr]
+    return out
+
+
+@pytest.fixture
+def project(studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance) -> Path:
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    folder, _ = create_project(
+        studio_root, title="Volcanoes", name="volcanoes", script_file=script, instance=instance
+    )
+    return folder
+
+
+def test_partitions_and_observations_after_create(
+    project: Path, instance: dg.DagsterInstance
+) -> None:
+    keys = instance.get_dynamic_partitions(sentence_partitions("volcanoes").name)
+    assert keys == ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0003"]
+    assert len(_latest_versions(instance, key("volcanoes", SENTENCE), keys)) == 3
+    assert len(_latest_versions(instance, key("volcanoes", DIRECTION), keys)) == 3
+
+
+def test_editing_one_sentence_changes_exactly_one_data_version(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    keys = instance.get_dynamic_partitions(sentence_partitions("volcanoes").name)
+    before_s = _latest_versions(instance, key("volcanoes", SENTENCE), keys)
+    before_d = _latest_versions(instance, key("volcanoes", DIRECTION), keys)
+    script = project / "script.md"
+    script.write_text(
+        script.read_text().replace("Ash falls like grey snow.", "Ash falls like dirty grey snow."),
+        encoding="utf-8",
+    )
+    result = sync(studio_root, "volcanoes", instance=instance)
+    assert result.text_changed == ["volcanoes.s0002"] and result.direction_changed == []
+    after_s = _latest_versions(instance, key("volcanoes", SENTENCE), keys)
+    after_d = _latest_versions(instance, key("volcanoes", DIRECTION), keys)
+    assert [k for k in keys if before_s[k] != after_s[k]] == ["volcanoes.s0002"]
+    assert after_d == before_d
+
+
+def test_editing_a_directive_changes_only_direction(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    script = project / "script.md"
+    script.write_text(
+        script.read_text().replace("> camera: zoom-in | motion: 0.7", "> camera: pan-left"),
+        encoding="utf-8",
+    )
+    result = sync(studio_root, "volcanoes", instance=instance)
+    assert result.direction_changed == ["volcanoes.s0002"]
+    assert result.text_changed == []
+
+
+def test_insert_and_delete_update_partitions_and_files(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    media = project / "sentences" / "volcanoes.s0003"
+    media.mkdir(parents=True)
+    (media / "narration.wav").write_bytes(b"RIFF")
+    script = project / "script.md"
+    text = script.read_text().replace("Life returns to the slopes.", "Penguins never visit.")
+    script.write_text(text, encoding="utf-8")
+    result = sync(studio_root, "volcanoes", instance=instance)
+    assert result.added == ["volcanoes.s0004"] and result.removed == ["volcanoes.s0003"]
+    keys = instance.get_dynamic_partitions(sentence_partitions("volcanoes").name)
+    assert keys == ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0004"]
+    assert not media.exists()
+
+
+def test_reordering_keeps_ids(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    script = project / "script.md"
+    script.write_text(
+        "# Ending\nLife returns to the slopes.\n# Opening\nThe sky over the volcano glows red.\n"
+        "Ash falls like grey snow.\n> camera: zoom-in | motion: 0.7\n",
+        encoding="utf-8",
+    )
+    result = sync(studio_root, "volcanoes", instance=instance)
+    assert result.order == ["volcanoes.s0003", "volcanoes.s0001", "volcanoes.s0002"]
+    assert result.added == [] and result.removed == [] and result.reordered
+    assert result.text_changed == []
+
+
+def test_bad_edit_changes_nothing(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    db = StudioDatabase.for_studio(studio_root)
+    before = [(r.id, r.text, r.order) for r in db.sentences("volcanoes")]
+    script = project / "script.md"
+    script.write_text(script.read_text() + "> motion: 7\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        sync(studio_root, "volcanoes", instance=instance)
+    assert err.value.field == "motion" and err.value.line == 8
+    assert [(r.id, r.text, r.order) for r in db.sentences("volcanoes")] == before
+    assert instance.get_dynamic_partitions(sentence_partitions("volcanoes").name) == [
+        "volcanoes.s0001",
+        "volcanoes.s0002",
+        "volcanoes.s0003",
+    ]
+
+
+def test_unchanged_file_is_not_reread(project: Path, studio_root: Path) -> None:
+    result = sync(studio_root, "volcanoes")
+    assert result.unchanged_file and not result.changed

@@ -1,0 +1,286 @@
+"""The `videogen` command: create projects, inspect them, render them, open the Dagster UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from videogen import paths
+from videogen.errors import InputError
+from videogen.styles import list_styles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _root(ctx: click.Context) -> Path:
+    return paths.studio_root(ctx.obj.get("home"))
+
+
+def dagster_home(root: Path) -> Path:
+    """The Dagster instance folder of a studio ($DAGSTER_HOME, else <studio>/.dagster)."""
+    env = os.environ.get("DAGSTER_HOME")
+    home = Path(env) if env else root / ".dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        src = REPO_ROOT / "dagster.yaml"
+        if src.exists():
+            shutil.copyfile(src, cfg)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _instance(root: Path):  # type: ignore[no-untyped-def]
+    import dagster as dg
+
+    dagster_home(root)
+    return dg.DagsterInstance.get()
+
+
+@click.group()
+@click.option("--home", envvar="VIDEOGEN_HOME", default=None, help="Studio root (./studio).")
+@click.pass_context
+def main(ctx: click.Context, home: str | None) -> None:
+    """VideoGen Studio: narrated videos from a topic or a script, as Dagster assets."""
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = home
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.argument("title")
+@click.option("--minutes", type=float, default=3.0, show_default=True, help="Target length.")
+@click.option(
+    "--style",
+    default="documentary",
+    show_default=True,
+    help=f"Visual style: {', '.join(list_styles())}.",
+)
+@click.option("--voice", default=None, help="Narration voice (the engine's default if unset).")
+@click.option(
+    "--script",
+    "script_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A script.md of your own (else the LLM writes one).",
+)
+@click.option("--name", default=None, help="Project name (derived from the title if unset).")
+@click.option("--no-automation", is_flag=True, help="Do not regenerate by itself.")
+@click.pass_context
+def new(
+    ctx: click.Context,
+    title: str,
+    minutes: float,
+    style: str,
+    voice: str | None,
+    script_file: Path | None,
+    name: str | None,
+    no_automation: bool,
+) -> None:
+    """Create a project folder with project.yaml (and script.md when --script is given)."""
+    from videogen.operations import create_project
+
+    root = _root(ctx)
+    try:
+        folder, result = create_project(
+            root,
+            title=title,
+            minutes=minutes,
+            style=style,
+            voice=voice,
+            script_file=script_file,
+            name=name,
+            automation=not no_automation,
+            instance=_instance(root),
+        )
+    except InputError as exc:
+        _fail(exc)
+        return
+    click.echo(f"created {folder}")
+    if result is not None:
+        click.echo(f"{len(result.order)} sentences in script.md")
+    else:
+        click.echo("no script yet: write script.md, or run `videogen script` with an LLM set up")
+
+
+@main.command(name="list")
+@click.pass_context
+def list_cmd(ctx: click.Context) -> None:
+    """List the studio's projects."""
+    from videogen.operations import list_projects, project_brief
+
+    root = _root(ctx)
+    for name in list_projects(root):
+        try:
+            b = project_brief(root, name)
+            click.echo(f"{name}\t{b.title}\t{b.minutes:g} min\t{b.style}")
+        except InputError as exc:
+            click.echo(f"{name}\t(invalid: {exc})")
+
+
+@main.command()
+@click.argument("project")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripting.")
+@click.pass_context
+def show(ctx: click.Context, project: str, as_json: bool) -> None:
+    """Show a project's sections and sentences with the status of every asset."""
+    from videogen.operations import Studio, sync
+    from videogen_assets.context import sentence_order
+    from videogen_assets.definitions import build_definitions
+    from videogen_assets.status import sentence_statuses
+
+    root = _root(ctx)
+    try:
+        instance = _instance(root)
+        sync(root, project, instance=instance)
+        studio = Studio(root)
+        rows = sentence_order(studio.db, project)
+        defs = build_definitions(root)
+        statuses = sentence_statuses(instance, defs, project, [r.id for r in rows])
+    except InputError as exc:
+        _fail(exc)
+        return
+    data = {
+        "project": project,
+        "sentences": [
+            {
+                "id": r.id,
+                "section": r.section,
+                "order": r.order,
+                "line": r.line,
+                "text": r.text,
+                "directives": r.directives.model_dump(mode="json", exclude_none=True),
+                "status": statuses.get(r.id, {}),
+            }
+            for r in rows
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    section = None
+    for s in data["sentences"]:
+        if s["section"] != section:
+            section = s["section"]
+            click.echo(f"\n## {section}")
+        st = " ".join(f"{k}:{v}" for k, v in s["status"].items())
+        click.echo(f"{s['order']:>4} {s['id']:<28} {st}\n     {s['text']}")
+
+
+@main.command()
+@click.argument("project")
+@click.pass_context
+def status(ctx: click.Context, project: str) -> None:
+    """Per sentence, which assets are missing, stale or fresh (what an edit will regenerate)."""
+    ctx.invoke(show, project=project, as_json=False)
+
+
+def _progress_printer():  # type: ignore[no-untyped-def]
+    last = {"line": ""}
+
+    def show_progress(done: dict[str, int], totals: dict[str, int], elapsed: float) -> None:
+        parts = []
+        for kind, total in totals.items():
+            n = min(done.get(kind, 0), total)
+            bar = "#" * int(10 * n / total) if total else ""
+            parts.append(f"{kind} [{bar:<10}] {n}/{total}")
+        total_all = sum(totals.values())
+        done_all = sum(min(done.get(k, 0), t) for k, t in totals.items())
+        eta = ""
+        if done_all and elapsed and done_all < total_all:
+            eta = f" ETA {elapsed / done_all * (total_all - done_all):.0f}s"
+        line = "  ".join(parts) + eta
+        if line != last["line"]:
+            click.echo(line, err=True)
+            last["line"] = line
+
+    return show_progress
+
+
+@main.command()
+@click.argument("project")
+@click.option("--all", "everything", is_flag=True, help="Regenerate everything, not only stale.")
+@click.pass_context
+def render(ctx: click.Context, project: str, everything: bool) -> None:
+    """Materialize a project's missing and stale assets here, with a progress bar."""
+    from videogen.operations import render as do_render
+
+    root = _root(ctx)
+    try:
+        do_render(
+            root,
+            project,
+            instance=_instance(root),
+            progress=_progress_printer(),
+            only_missing_or_stale=not everything,
+        )
+    except InputError as exc:
+        _fail(exc)
+        return
+    cut = paths.project_dir(root, project) / "rough_cut.mp4"
+    click.echo(f"rough cut: {cut}")
+
+
+@main.command()
+@click.option("--style", default="documentary", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, style: str) -> None:
+    """Create the bundled sample project and render it end to end (offline, on the CPU)."""
+    from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
+    from videogen.operations import create_project, list_projects
+    from videogen.operations import render as do_render
+
+    root = _root(ctx)
+    instance = _instance(root)
+    if DEMO_NAME not in list_projects(root):
+        create_project(
+            root,
+            title=DEMO_TITLE,
+            minutes=1,
+            style=style,
+            script_file=DEMO_SCRIPT,
+            name=DEMO_NAME,
+            instance=instance,
+        )
+        click.echo(f"created the demo project in {paths.project_dir(root, DEMO_NAME)}")
+    do_render(root, DEMO_NAME, instance=instance, progress=_progress_printer())
+    click.echo(f"rough cut: {paths.project_dir(root, DEMO_NAME) / 'rough_cut.mp4'}")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True)
+@click.pass_context
+def ui(ctx: click.Context, port: int) -> None:
+    """Start `dagster dev` (webserver + daemon) on 127.0.0.1 for this studio."""
+    root = _root(ctx)
+    root.mkdir(parents=True, exist_ok=True)
+    dagster_home(root)
+    env = dict(os.environ, VIDEOGEN_HOME=str(root))
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    click.echo(f"Dagster UI on http://127.0.0.1:{port} (studio {root})")
+    raise SystemExit(subprocess.call(cmd, env=env, cwd=str(REPO_ROOT)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Where things live in a studio: the studio root, project folders and their files."""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from pathlib import Path
+
+from videogen.errors import InputError
+
+PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+"""Project names are also Dagster group names and asset-key prefixes: lowercase, digits, '_'."""
+
+PROJECT_FILE = "project.yaml"
+SCRIPT_FILE = "script.md"
+DATABASE_FILE = "studio.db"
+
+
+def studio_root(explicit: str | Path | None = None) -> Path:
+    """The studio root: ``explicit``, else ``$VIDEOGEN_HOME``, else ``./studio``."""
+    if explicit is not None:
+        return Path(explicit).resolve()
+    env = os.environ.get("VIDEOGEN_HOME")
+    return Path(env).resolve() if env else (Path.cwd() / "studio").resolve()
+
+
+def projects_dir(root: Path) -> Path:
+    """The folder holding one sub-folder per project."""
+    return root / "projects"
+
+
+def project_dir(root: Path, name: str) -> Path:
+    """The folder of project ``name`` (validated, so it can never escape the studio)."""
+    check_project_name(name)
+    return projects_dir(root) / name
+
+
+def database_path(root: Path) -> Path:
+    """The studio database file (SQLite)."""
+    return root / DATABASE_FILE
+
+
+def slugify(text: str, *, sep: str = "_", max_len: int = 40) -> str:
+    """A lowercase ASCII slug of ``text`` ("How Volcanoes Work!" -> "how_volcanoes_work")."""
+    norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", sep, norm.lower()).strip(sep)
+    slug = slug[:max_len].rstrip(sep)
+    return slug
+
+
+def project_name_from_title(title: str) -> str:
+    """Derive a valid project name from a title."""
+    slug = slugify(title)
+    if not slug:
+        slug = "project"
+    if not slug[0].isalpha():
+        slug = "p_" + slug
+    return slug[:48].rstrip("_")
+
+
+def check_project_name(
+    name: str, *, file: str | Path | None = None, line: int | None = None
+) -> str:
+    """Raise InputError unless ``name`` is a safe project name."""
+    if "/" in name or "\\" in name or ".." in name or not PROJECT_NAME_RE.match(name):
+        raise InputError(
+            f"invalid project name {name!r}: use 1-48 lowercase letters, digits or '_', "
+            "starting with a letter (no '/', '..' or spaces)",
+            file=file,
+            line=line,
+            field="name",
+        )
+    return name
+
+
+def safe_join(base: Path, *parts: str) -> Path:
+    """Join ``parts`` under ``base`` and refuse any result outside ``base``."""
+    base_resolved = base.resolve()
+    candidate = base_resolved.joinpath(*parts).resolve()
+    if candidate != base_resolved and base_resolved not in candidate.parents:
+        raise InputError(f"path {'/'.join(parts)!r} escapes {base}")
+    return candidate

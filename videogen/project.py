@@ -1,0 +1,105 @@
+"""The project brief (``project.yaml``): what a creator asked for."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from videogen import paths
+from videogen.atomic import atomic_write_text
+from videogen.errors import InputError
+from videogen.yamlio import load_yaml_model
+
+DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
+DEFAULT_VIDEO_WORKFLOW = "wan-2.2-v1"
+
+
+def known_styles() -> list[str]:
+    """The visual style presets shipped as data files."""
+    from videogen.styles import list_styles
+
+    return list_styles()
+
+
+class ProjectBrief(BaseModel):
+    """The brief of one project, as stored in ``project.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Project name: lowercase letters, digits, '_'.")
+    title: str = Field(min_length=1, max_length=200)
+    topic: str = Field(default="", max_length=2000)
+    minutes: float = Field(default=3.0, gt=0, le=60, description="Target length in minutes.")
+    style: str = Field(default="documentary", description="Visual style preset.")
+    voice: str | None = Field(
+        default=None, description="Narration voice (engine default if unset)."
+    )
+    cast: list[str] = Field(default_factory=list, description="Characters from the library.")
+    image_workflow: str = DEFAULT_IMAGE_WORKFLOW
+    video_workflow: str = DEFAULT_VIDEO_WORKFLOW
+    fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
+    loudness_target: float = Field(default=-16.0, ge=-30.0, le=-9.0, description="LUFS.")
+    automation: bool = Field(default=True, description="Regenerate stale/missing assets by itself.")
+    grounding: bool = Field(default=False, description="Give the LLM the sources (FR-105).")
+    sources: list[str] = Field(default_factory=list, description="URLs or files for grounding.")
+    created_at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not paths.PROJECT_NAME_RE.match(v) or ".." in v or "/" in v:
+            raise ValueError(
+                f"invalid project name {v!r}: use lowercase letters, digits or '_' "
+                "(no '/', '..' or spaces)"
+            )
+        return v
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, v: str) -> str:
+        styles = known_styles()
+        if v not in styles:
+            raise ValueError(f"unknown style {v!r}; known styles: {', '.join(styles)}")
+        return v
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, v: int) -> int:
+        if v not in (24, 25, 30):
+            raise ValueError("fps must be 24, 25 or 30")
+        return v
+
+    @field_validator("cast")
+    @classmethod
+    def _cast(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if "/" in name or "\\" in name or ".." in name or not name.strip():
+                raise ValueError(f"invalid character name {name!r}")
+        return v
+
+
+def brief_path(project_dir: Path) -> Path:
+    """The brief file of a project folder."""
+    return project_dir / paths.PROJECT_FILE
+
+
+def load_brief(project_dir: Path) -> ProjectBrief:
+    """Read and validate ``project.yaml``; errors name the file, line and field."""
+    path = brief_path(project_dir)
+    brief = load_yaml_model(path, ProjectBrief)
+    if brief.name != project_dir.name:
+        raise InputError(
+            f"name {brief.name!r} does not match the project folder {project_dir.name!r}",
+            file=path,
+            field="name",
+        )
+    return brief
+
+
+def save_brief(project_dir: Path, brief: ProjectBrief) -> Path:
+    """Write ``project.yaml`` atomically."""
+    text = yaml.safe_dump(brief.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return atomic_write_text(brief_path(project_dir), text)

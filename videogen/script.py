@@ -1,0 +1,251 @@
+"""The ``script.md`` format: sections, sentences and per-sentence directives.
+
+Format (documented in the README):
+
+- ``#`` / ``##`` (any level) headings start a section.
+- Every other non-empty line is split into sentences with a real sentence splitter (pysbd knows
+  abbreviations like "Dr." and decimals like "3.5"); each sentence is one unit of the video.
+- A line starting with ``>`` right after a sentence gives that sentence directives:
+  ``> image: ...``, ``> video: ...``, ``> camera: zoom-in``, ``> motion: 0.6``,
+  ``> characters: Ada, Bob``, ``> speaker: Ada``; several may share a line, separated by `` | ``.
+- ``<!-- ... -->`` lines are comments.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from videogen.errors import InputError
+from videogen.models import CAMERA_MOVEMENTS, Directives
+
+MAX_SENTENCE_CHARS = 1000
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+DEFAULT_SECTION = "Introduction"
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DIRECTIVE_KEYS = {
+    "image": "image_prompt",
+    "image prompt": "image_prompt",
+    "video": "video_prompt",
+    "video prompt": "video_prompt",
+    "camera": "camera",
+    "motion": "motion",
+    "characters": "characters",
+    "cast": "characters",
+    "speaker": "speaker",
+}
+
+
+class ParsedSentence(BaseModel):
+    """One sentence as read from the script, before it gets its stable id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    section: str
+    section_index: int
+    line: int
+    directives: Directives = Directives()
+
+    @property
+    def sentence_version(self) -> str:
+        """Hash of what narration uses: the words and who speaks them."""
+        return _hash({"text": self.text, "speaker": self.directives.speaker})
+
+    @property
+    def direction_version(self) -> str:
+        """Hash of what the shot uses besides the words: directives and the section title."""
+        d = self.directives.model_dump(mode="json", exclude={"speaker"})
+        return _hash({"directives": d, "section": self.section})
+
+
+class ParsedScript(BaseModel):
+    """A whole script: sections in order and the sentences within them."""
+
+    sections: list[str]
+    sentences: list[ParsedSentence]
+
+
+def _hash(obj: object) -> str:
+    data = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _segmenter():  # type: ignore[no-untyped-def]
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split one line of prose into sentences."""
+    parts = [p.strip() for p in _segmenter().segment(paragraph)]
+    return [p for p in parts if p]
+
+
+def _parse_directives(body: str, *, file: str, line: int, current: Directives) -> Directives:
+    values = current.model_dump()
+    for chunk in body.split(" | "):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        key, sep, value = chunk.partition(":")
+        key = key.strip().lower()
+        value = value.strip()
+        if not sep or key not in _DIRECTIVE_KEYS:
+            known = "image, video, camera, motion, characters, speaker"
+            raise InputError(
+                f"unknown directive {key!r}; write '> key: value' with key one of {known}",
+                file=file,
+                line=line,
+                field=key or "directive",
+            )
+        field = _DIRECTIVE_KEYS[key]
+        if not value:
+            raise InputError("directive has no value", file=file, line=line, field=key)
+        if field == "camera":
+            if value not in CAMERA_MOVEMENTS:
+                raise InputError(
+                    f"unknown camera movement {value!r}; use one of {', '.join(CAMERA_MOVEMENTS)}",
+                    file=file,
+                    line=line,
+                    field="camera",
+                )
+            values["camera"] = value
+        elif field == "motion":
+            try:
+                motion = float(value)
+            except ValueError:
+                motion = float("nan")
+            if not 0.0 <= motion <= 1.0:
+                raise InputError(
+                    f"motion strength must be a number from 0 to 1, got {value!r}",
+                    file=file,
+                    line=line,
+                    field="motion",
+                )
+            values["motion"] = motion
+        elif field == "characters":
+            names = tuple(n.strip() for n in value.split(",") if n.strip())
+            for name in names:
+                if "/" in name or "\\" in name or ".." in name:
+                    raise InputError(
+                        f"invalid character name {name!r}", file=file, line=line, field="characters"
+                    )
+            values["characters"] = names
+        else:
+            values[field] = value
+    try:
+        return Directives.model_validate(values)
+    except ValidationError as exc:  # pragma: no cover - every field is checked above
+        raise InputError(str(exc), file=file, line=line, field="directive") from None
+
+
+def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
+    """Parse script text; raise InputError naming the file, line and field of the first problem."""
+    fname = str(file)
+    if len(text.encode("utf-8")) > MAX_SCRIPT_BYTES:
+        raise InputError(
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB", file=fname, line=1
+        )
+    sections: list[str] = []
+    sentences: list[ParsedSentence] = []
+    in_comment = False
+    can_direct = False  # a directive line may follow a sentence (or another directive) only
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip().lstrip("\ufeff")
+        if in_comment:
+            if "-->" in line:
+                in_comment = False
+            continue
+        if not line:
+            continue
+        if line.startswith("<!--"):
+            in_comment = "-->" not in line
+            continue
+        bad = _CONTROL.search(line)
+        if bad:
+            raise InputError(
+                f"control character U+{ord(bad.group()):04X} in the text",
+                file=fname,
+                line=lineno,
+                field="text",
+            )
+        heading = _HEADING.match(line)
+        if heading:
+            title = heading.group(2).strip()
+            if not title:
+                raise InputError("empty heading", file=fname, line=lineno, field="section")
+            sections.append(title)
+            can_direct = False
+            continue
+        if line.startswith(">"):
+            if not can_direct:
+                raise InputError(
+                    "a directive line must follow the sentence it applies to",
+                    file=fname,
+                    line=lineno,
+                    field="directive",
+                )
+            last = sentences[-1]
+            directives = _parse_directives(
+                line[1:], file=fname, line=lineno, current=last.directives
+            )
+            sentences[-1] = last.model_copy(update={"directives": directives})
+            continue
+        if not sections:
+            sections.append(DEFAULT_SECTION)
+        can_direct = True
+        for sentence in split_sentences(line):
+            if len(sentence) > MAX_SENTENCE_CHARS:
+                raise InputError(
+                    f"sentence is {len(sentence)} characters long; the limit is "
+                    f"{MAX_SENTENCE_CHARS} (split it into shorter sentences)",
+                    file=fname,
+                    line=lineno,
+                    field="sentence",
+                )
+            sentences.append(
+                ParsedSentence(
+                    text=sentence,
+                    section=sections[-1],
+                    section_index=len(sections) - 1,
+                    line=lineno,
+                )
+            )
+    if not sentences:
+        raise InputError("the script has no sentences", file=fname, line=1, field="script")
+    used = sorted({s.section_index for s in sentences})
+    # Sections without sentences are dropped; indices are renumbered densely.
+    remap = {old: new for new, old in enumerate(used)}
+    sentences = [s.model_copy(update={"section_index": remap[s.section_index]}) for s in sentences]
+    return ParsedScript(sections=[sections[i] for i in used], sentences=sentences)
+
+
+def read_script(path: Path, raw: bytes | None = None) -> ParsedScript:
+    """Read and parse a ``script.md`` file (UTF-8 required); ``raw`` = its bytes, if read."""
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError("file not found", file=path) from None
+    if len(raw) > MAX_SCRIPT_BYTES:
+        raise InputError(
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB", file=path, line=1
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", file=path, line=line, field="text"
+        ) from None
+    return parse_script(text, file=path)

@@ -1,0 +1,187 @@
+"""Sync a project's ``script.md`` into the studio database, keeping sentence ids stable."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, select
+
+from videogen import paths
+from videogen.align import align
+from videogen.project import ProjectBrief, load_brief
+from videogen.script import ParsedScript, read_script
+from videogen_resources.database import Project, Section, Sentence, StudioDatabase
+
+
+@dataclass
+class SentenceVersions:
+    """The data versions of one sentence's observed assets."""
+
+    sentence: str
+    direction: str
+
+
+@dataclass
+class SyncResult:
+    """What a sync changed."""
+
+    project: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    text_changed: list[str] = field(default_factory=list)
+    direction_changed: list[str] = field(default_factory=list)
+    reordered: bool = False
+    unchanged_file: bool = False  # script.md identical to the last sync: nothing was read
+    order: list[str] = field(default_factory=list)
+    versions: dict[str, SentenceVersions] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything downstream may need to react."""
+        return bool(
+            self.added
+            or self.removed
+            or self.text_changed
+            or self.direction_changed
+            or self.reordered
+        )
+
+
+def sentence_key(project: str, number: int) -> str:
+    """The partition key of a project's n-th sentence ever made, e.g. ``volcanoes.s0007``."""
+    return f"{project}.s{number:04d}"
+
+
+def section_id(project: str, index: int, title: str) -> str:
+    """A section's id: stable for the same title at the same position."""
+    return f"{project}:{index:03d}:{paths.slugify(title, max_len=60) or 'section'}"
+
+
+def ensure_project_row(db: StudioDatabase, brief: ProjectBrief) -> None:
+    """Create or update the project's row from its brief."""
+    with db.session() as s:
+        row = s.get(Project, brief.name)
+        if row is None:
+            row = Project(id=brief.name, next_sentence_number=1)
+            s.add(row)
+        row.name = brief.title
+        row.topic = brief.topic
+        row.target_duration = brief.minutes
+        row.visual_style = brief.style
+        row.voice = brief.voice
+
+
+def sync_project(
+    db: StudioDatabase,
+    project_dir: Path,
+    *,
+    parsed: ParsedScript | None = None,
+    force: bool = False,
+) -> SyncResult:
+    """Read ``script.md`` and mirror it into the database.
+
+    Nothing is written when the script is invalid (the parse happens before any change) or when
+    the file's bytes are the ones last synced (unless ``force``).
+    """
+    brief = load_brief(project_dir)
+    name = brief.name
+    script_path = project_dir / paths.SCRIPT_FILE
+    result = SyncResult(project=name)
+    raw = script_path.read_bytes() if script_path.exists() else None
+    sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
+    with db.session() as s:
+        project = s.get(Project, name)
+        last_sha = project.script_sha256 if project is not None else None
+        old_rows = list(
+            s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
+        )
+    if (raw is None and parsed is None) or (not force and parsed is None and sha == last_sha):
+        result.unchanged_file = raw is not None
+        result.order = [r.id for r in old_rows]
+        result.versions = {
+            r.id: SentenceVersions(r.sentence_version, r.direction_version) for r in old_rows
+        }
+        if project is None:
+            ensure_project_row(db, brief)
+        return result
+    # Parse before touching anything: a bad script changes nothing.
+    script = parsed if parsed is not None else read_script(script_path, raw)
+    ensure_project_row(db, brief)
+    with db.session() as s:
+        project = s.get(Project, name)
+        assert project is not None
+        old_rows = list(
+            s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
+        )
+        matched = align([(r.id, r.text) for r in old_rows], [p.text for p in script.sentences])
+        by_id = {r.id: r for r in old_rows}
+
+        # Sections: upsert by id, drop the ones no longer used.
+        sec_ids = [section_id(name, i, t) for i, t in enumerate(script.sections)]
+        existing_secs = {
+            sec.id: sec for sec in s.scalars(select(Section).where(Section.project_id == name))
+        }
+        for i, (sid, title) in enumerate(zip(sec_ids, script.sections, strict=True)):
+            sec = existing_secs.get(sid)
+            if sec is None:
+                s.add(Section(id=sid, project_id=name, title=title, order=i))
+            else:
+                sec.title, sec.order = title, i
+        s.flush()
+
+        keep: set[str] = set()
+        next_number = project.next_sentence_number
+        old_order = [r.id for r in old_rows]
+        for order, (parsed_sentence, old_id) in enumerate(
+            zip(script.sentences, matched, strict=True)
+        ):
+            d = parsed_sentence.directives
+            fields = {
+                "section_id": sec_ids[parsed_sentence.section_index],
+                "text": parsed_sentence.text,
+                "order": order,
+                "line": parsed_sentence.line,
+                "image_prompt": d.image_prompt,
+                "video_prompt": d.video_prompt,
+                "camera_movement": d.camera,
+                "motion_strength": d.motion,
+                "characters": list(d.characters),
+                "speaker": d.speaker,
+                "sentence_version": parsed_sentence.sentence_version,
+                "direction_version": parsed_sentence.direction_version,
+            }
+            if old_id is None:
+                sid = sentence_key(name, next_number)
+                next_number += 1
+                s.add(Sentence(id=sid, project_id=name, **fields))
+                result.added.append(sid)
+            else:
+                sid = old_id
+                row = by_id[sid]
+                if row.sentence_version != fields["sentence_version"]:
+                    result.text_changed.append(sid)
+                if row.direction_version != fields["direction_version"]:
+                    result.direction_changed.append(sid)
+                for key, value in fields.items():
+                    if getattr(row, key) != value:
+                        setattr(row, key, value)
+            keep.add(sid)
+            result.order.append(sid)
+            result.versions[sid] = SentenceVersions(
+                parsed_sentence.sentence_version, parsed_sentence.direction_version
+            )
+        result.removed = [r.id for r in old_rows if r.id not in keep]
+        if result.removed:
+            s.execute(delete(Sentence).where(Sentence.id.in_(result.removed)))
+        s.flush()
+        unused = [sid for sid in existing_secs if sid not in set(sec_ids)]
+        if unused:
+            s.execute(delete(Section).where(Section.id.in_(unused)))
+        result.reordered = [i for i in result.order if i in set(old_order)] != [
+            i for i in old_order if i in keep
+        ]
+        project.next_sentence_number = next_number
+        project.script_sha256 = sha
+    return result

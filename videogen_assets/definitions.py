@@ -1,0 +1,115 @@
+"""Assemble the studio's Definitions: one asset group per project, sensors and resources."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from videogen import paths
+from videogen.errors import InputError
+from videogen.project import ProjectBrief, load_brief
+from videogen.styles import STYLES_DIR
+from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
+from videogen_assets.observed import build_observed_assets
+from videogen_assets.project_assets import build_project_assets
+from videogen_assets.sensors import build_script_watcher
+from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
+from videogen_resources.settings import BackendSettings, build_resources
+
+
+def _style_version(style: str) -> str:
+    path = STYLES_DIR / f"{style}.yaml"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10] if path.exists() else "none"
+
+
+def automation_for(brief: ProjectBrief, *, partitioned: bool) -> dg.AutomationCondition | None:
+    """Eager regeneration of missing/stale assets (and of all partitions after a code change)."""
+    if not brief.automation:
+        return None
+    if partitioned:
+        return dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+    return dg.AutomationCondition.eager()
+
+
+def discover_projects(root: Path) -> tuple[list[ProjectBrief], list[str]]:
+    """The valid project briefs under a studio root, and the errors of the invalid ones."""
+    briefs: list[ProjectBrief] = []
+    errors: list[str] = []
+    folder = paths.projects_dir(root)
+    for path in sorted(folder.glob("*/project.yaml")) if folder.exists() else []:
+        try:
+            briefs.append(load_brief(path.parent))
+        except InputError as exc:
+            errors.append(str(exc))
+    return briefs, errors
+
+
+def build_definitions(
+    root: str | Path | None = None, settings: BackendSettings | None = None
+) -> dg.Definitions:
+    """The Definitions of a studio root (default: $VIDEOGEN_HOME or ./studio)."""
+    root_path = paths.studio_root(root)
+    settings = settings or BackendSettings.from_env()
+    resources = build_resources(settings, root_path)
+    briefs, errors = discover_projects(root_path)
+    for err in errors:
+        print(f"videogen: project skipped: {err}", file=sys.stderr)  # noqa: T201
+
+    gpu = settings.uses_gpu_server
+    pools = {
+        NARRATION: "tts",
+        KEYFRAME: "gpu" if gpu else "render",
+        CLIP: "gpu" if gpu else "render",
+    }
+    engine_kind = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}[settings.tts]
+    kinds = {
+        NARRATION: {"wav", engine_kind},
+        SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
+        KEYFRAME: {"png", "comfyui" if gpu else "pillow"},
+        CLIP: {"mp4", "comfyui" if gpu else "ffmpeg"},
+    }
+    assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
+    automated: set[str] = set()
+    for brief in briefs:
+        style_v = _style_version(brief.style)
+        llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
+        versions = {
+            NARRATION: resources["narrator"].version(),
+            SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
+            KEYFRAME: f"{resources['keyframes'].version(brief.image_workflow)}-{style_v}",
+            CLIP: resources["clips"].version(brief.video_workflow),
+        }
+        if brief.automation:
+            automated.add(brief.name)
+        assets += build_observed_assets(brief.name)
+        assets += build_sentence_assets(
+            brief.name,
+            versions=versions,
+            automation=automation_for(brief, partitioned=True),
+            pools=pools,
+            kinds=kinds,
+        )
+        assets += build_project_assets(
+            brief.name, versions=versions, automation=automation_for(brief, partitioned=False)
+        )
+    sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
+    if automated:
+        sensors.append(
+            dg.AutomationConditionSensorDefinition(
+                "automation",
+                target=dg.AssetSelection.groups(*sorted(automated)),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=5,
+                description="Regenerates missing and stale sentences and project outputs.",
+            )
+        )
+    return dg.Definitions(assets=assets, sensors=sensors, resources=resources)
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's Definitions (loaded by `dagster dev -w workspace.yaml`)."""
+    return build_definitions()

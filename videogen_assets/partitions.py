@@ -1,0 +1,19 @@
+"""One dynamic partition per sentence, one partitions definition per project."""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+
+PARTITION_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def sentence_partitions(project: str) -> dg.DynamicPartitionsDefinition:
+    """The dynamic partitions of a project's sentences (keys like ``volcanoes.s0007``)."""
+    return dg.DynamicPartitionsDefinition(name=f"{project}__sentences")
+
+
+def project_of_key(partition_key: str) -> str:
+    """The project a sentence partition key belongs to."""
+    return partition_key.rsplit(".", 1)[0]

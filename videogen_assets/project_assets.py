@@ -1,0 +1,188 @@
+"""The per-project outputs: rough cut, subtitles, storyboard and the NLE export."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from videogen_assets.context import (
+    CLIP,
+    EXPORT,
+    KEYFRAME,
+    NARRATION,
+    ROUGH_CUT,
+    SHOT,
+    STORYBOARD,
+    SUBTITLES,
+    file_digest,
+    key,
+)
+from videogen_assets.views import project_view
+from videogen_resources.database import StudioDatabase
+from videogen_resources.studio import StudioResource
+
+
+def _require_complete(view, what: str) -> None:  # type: ignore[no-untyped-def]
+    missing = [i.sentence_id for i in view.items if getattr(i, what) is None]
+    if missing:
+        raise dg.Failure(
+            f"{len(missing)} sentence(s) have no {what} yet: {', '.join(missing[:10])}"
+            + (" ..." if len(missing) > 10 else "")
+        )
+    if not view.items:
+        raise dg.Failure("the project has no sentences yet")
+
+
+def build_project_assets(
+    project: str,
+    *,
+    versions: dict[str, str],
+    automation: dg.AutomationCondition | None,
+) -> list[dg.AssetsDefinition]:
+    """The project-level assets of one project (each depends on all of ITS sentences only)."""
+    k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
+    k_rough, k_subs, k_board, k_export = (
+        key(project, n) for n in (ROUGH_CUT, SUBTITLES, STORYBOARD, EXPORT)
+    )
+
+    @dg.asset(
+        key=k_rough,
+        deps=[k_clip, k_narr],
+        group_name=project,
+        kinds={"video", "ffmpeg"},
+        automation_condition=automation,
+        check_specs=[dg.AssetCheckSpec("audio_video_in_sync", asset=k_rough)],
+    )
+    def rough_cut(
+        context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
+    ) -> dg.MaterializeResult:
+        """The rough cut: every clip in script order with one continuous narration track."""
+        from videogen_resources.media import build_rough_cut
+
+        view = project_view(studio, db, project)
+        _require_complete(view, "clip")
+        brief = studio.brief(project)
+        out = studio.project_dir(project) / "rough_cut.mp4"
+        t0 = time.perf_counter()
+        info = build_rough_cut(
+            [i.clip for i in view.items],  # type: ignore[misc]
+            [i.narration for i in view.items],  # type: ignore[misc]
+            out,
+            fps=brief.fps,
+            loudness_target=brief.loudness_target,
+        )
+        elapsed = time.perf_counter() - t0
+        frame_s = 1.0 / brief.fps
+        drift = abs(info.drift_s)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(file_digest(out)),
+            metadata={
+                "duration_s": round(info.video_duration_s, 3),
+                "clips": len(view.items),
+                "audio_s": round(info.audio_duration_s, 3),
+                "video_copied": info.video_copied,
+                "loudness_lufs": dg.FloatMetadataValue(info.loudness_lufs),
+                "build_s": round(elapsed, 2),
+                "path": dg.MetadataValue.path(str(out)),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="audio_video_in_sync",
+                    passed=drift <= frame_s + 1e-6,
+                    metadata={"drift_s": round(drift, 4), "one_frame_s": round(frame_s, 4)},
+                    description="decoded audio and video lengths differ by at most one frame",
+                )
+            ],
+        )
+
+    @dg.asset(
+        key=k_subs,
+        deps=[k_narr],
+        group_name=project,
+        kinds={"text"},
+        automation_condition=automation,
+    )
+    def subtitles(studio: StudioResource, db: StudioDatabase) -> dg.MaterializeResult:
+        """Subtitles (SRT and WebVTT) timed by the narrations, one cue per sentence."""
+        from videogen_resources.media import write_srt, write_vtt
+
+        view = project_view(studio, db, project)
+        _require_complete(view, "narration")
+        brief = studio.brief(project)
+        cues, t = [], 0.0
+        for item in view.items:
+            assert item.clip_frames is not None and item.narration_ms is not None
+            start = t
+            t += item.clip_frames / brief.fps
+            cues.append((start, start + item.narration_ms / 1000.0, item.text))
+        folder = studio.project_dir(project)
+        write_srt(cues, folder / "subtitles.srt")
+        write_vtt(cues, folder / "subtitles.vtt")
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(file_digest(folder / "subtitles.vtt")),
+            metadata={
+                "cues": len(cues),
+                "duration_s": round(t, 3),
+                "srt": dg.MetadataValue.path(str(folder / "subtitles.srt")),
+                "vtt": dg.MetadataValue.path(str(folder / "subtitles.vtt")),
+            },
+        )
+
+    @dg.asset(
+        key=k_board,
+        deps=[k_key, k_clip, k_narr, k_shot],
+        group_name=project,
+        kinds={"html"},
+        automation_condition=automation,
+    )
+    def storyboard(studio: StudioResource, db: StudioDatabase) -> dg.MaterializeResult:
+        """The storyboard: every shot by section with its keyframe, narration, clip and prompts."""
+        from videogen.storyboard import contact_sheet, contact_sheet_markdown, write_storyboard
+
+        view = project_view(studio, db, project)
+        folder = studio.project_dir(project)
+        report = write_storyboard(view, folder)
+        sheet = contact_sheet(view, folder / "storyboard_contact.png")
+        md = contact_sheet_markdown(sheet, studio.media_base_url, studio_root=studio.root_path)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(file_digest(report.path)),
+            metadata={
+                "shots": len(view.items),
+                "contact_sheet": dg.MetadataValue.md(md),
+                "html": dg.MetadataValue.path(str(report.path)),
+            },
+        )
+
+    @dg.asset(
+        key=k_export,
+        deps=[k_clip, k_key, k_narr, k_subs, k_rough],
+        group_name=project,
+        kinds={"fcpxml", "otio"},
+        automation_condition=automation,
+    )
+    def export(studio: StudioResource, db: StudioDatabase) -> dg.MaterializeResult:
+        """The NLE package: numbered media, metadata.json, subtitles and ready timelines."""
+        from videogen.export import write_export
+
+        view = project_view(studio, db, project, versions=versions)
+        _require_complete(view, "clip")
+        folder = studio.project_dir(project)
+        t0 = time.perf_counter()
+        report = write_export(
+            view,
+            studio.export_dir(project),
+            subtitles={"srt": folder / "subtitles.srt", "vtt": folder / "subtitles.vtt"},
+            rough_cut=folder / "rough_cut.mp4",
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(studio.export_dir(project))),
+                "items": len(view.items),
+                "files_written": len(report.written),
+                "files_reused": len(report.reused),
+                "export_s": round(time.perf_counter() - t0, 2),
+            },
+        )
+
+    return [rough_cut, subtitles, storyboard, export]

@@ -1,0 +1,96 @@
+"""Tell Dagster what a script sync changed: sentence partitions and observed data versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from sqlalchemy import select
+
+from videogen.sync import SyncResult
+from videogen_assets.context import DIRECTION, SENTENCE, key
+from videogen_assets.partitions import sentence_partitions
+from videogen_resources.database import Sentence, StudioDatabase
+from videogen_resources.studio import StudioResource
+
+
+@dataclass
+class PublishReport:
+    """What was reported to the Dagster instance."""
+
+    project: str
+    partitions_added: list[str] = field(default_factory=list)
+    partitions_deleted: list[str] = field(default_factory=list)
+    sentence_observed: list[str] = field(default_factory=list)
+    direction_observed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was reported."""
+        return bool(
+            self.partitions_added
+            or self.partitions_deleted
+            or self.sentence_observed
+            or self.direction_observed
+        )
+
+
+def publish(
+    instance: dg.DagsterInstance,
+    db: StudioDatabase,
+    studio: StudioResource,
+    result: SyncResult,
+) -> PublishReport:
+    """Add/delete dynamic partitions and report new data versions of `sentence`/`direction`.
+
+    Idempotent: only versions that differ from the last published ones are reported, so calling
+    it from both the CLI and the sensor never reports a change twice.
+    """
+    project = result.project
+    report = PublishReport(project=project)
+    parts = sentence_partitions(project).name
+    existing = set(instance.get_dynamic_partitions(parts))
+    wanted = set(result.order)
+    report.partitions_added = [k for k in result.order if k not in existing]
+    if report.partitions_added:
+        instance.add_dynamic_partitions(parts, report.partitions_added)
+    for k in sorted(existing - wanted):
+        instance.delete_dynamic_partition(parts, k)
+        studio.remove_sentence_files(project, k)
+        report.partitions_deleted.append(k)
+
+    k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
+    with db.session() as s:
+        rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
+        for row in rows:
+            if row.published_sentence_version != row.sentence_version:
+                instance.report_runless_asset_event(
+                    dg.AssetObservation(
+                        asset_key=k_sentence,
+                        partition=row.id,
+                        tags={DATA_VERSION_TAG: row.sentence_version},
+                        metadata={"text": row.text, "line": row.line},
+                    )
+                )
+                row.published_sentence_version = row.sentence_version
+                report.sentence_observed.append(row.id)
+            if row.published_direction_version != row.direction_version:
+                instance.report_runless_asset_event(
+                    dg.AssetObservation(
+                        asset_key=k_direction,
+                        partition=row.id,
+                        tags={DATA_VERSION_TAG: row.direction_version},
+                        metadata={
+                            "camera": row.camera_movement or "-",
+                            "motion": row.motion_strength
+                            if row.motion_strength is not None
+                            else -1,
+                            "image_prompt": row.image_prompt or "-",
+                            "characters": ", ".join(row.characters or []) or "-",
+                        },
+                    )
+                )
+                row.published_direction_version = row.direction_version
+                report.direction_observed.append(row.id)
+    return report

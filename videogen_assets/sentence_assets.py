@@ -1,0 +1,349 @@
+"""The per-sentence chain: narration, shot, keyframe, clip (one partition per sentence)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+
+from videogen.atomic import atomic_write_text
+from videogen.shots import rule_based_shot
+from videogen.styles import load_style
+from videogen_assets.batching import PartitionResults
+from videogen_assets.context import (
+    CLIP,
+    DIRECTION,
+    KEYFRAME,
+    NARRATION,
+    SENTENCE,
+    SHOT,
+    cast_of,
+    file_digest,
+    key,
+    load_sentence,
+    read_shot,
+)
+from videogen_assets.partitions import sentence_partitions
+from videogen_resources.base import ClipMakerResource, KeyframeMakerResource, NarratorResource
+from videogen_resources.database import StudioDatabase
+from videogen_resources.llm import LLMResource
+from videogen_resources.studio import StudioResource
+
+SHOT_RULES_VERSION = "rules-1"
+
+_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def _thumb(path) -> str:  # type: ignore[no-untyped-def]
+    from videogen_resources.embedded.cards import thumbnail_markdown
+
+    return thumbnail_markdown(path)
+
+
+def build_sentence_assets(
+    project: str,
+    *,
+    versions: dict[str, str],
+    automation: dg.AutomationCondition | None,
+    pools: dict[str, str],
+    kinds: dict[str, set[str]],
+) -> list[dg.AssetsDefinition]:
+    """The four per-sentence assets of one project."""
+    parts = sentence_partitions(project)
+    k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
+    k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
+    batch = dg.BackfillPolicy.single_run()
+
+    @dg.asset(
+        key=k_narr,
+        deps=[k_sentence],
+        partitions_def=parts,
+        group_name=project,
+        kinds=kinds[NARRATION],
+        code_version=versions[NARRATION],
+        automation_condition=automation,
+        backfill_policy=batch,
+        retry_policy=_RETRY,
+        pool=pools[NARRATION],
+        output_required=False,
+        check_specs=[dg.AssetCheckSpec("audible", asset=k_narr)],
+    )
+    def narration(
+        context: dg.AssetExecutionContext,
+        studio: StudioResource,
+        db: StudioDatabase,
+        narrator: NarratorResource,
+    ) -> dg.MaterializeResult | None:
+        """The narration of one sentence: a WAV spoken by the project's voice."""
+        from videogen_resources.media import audio_levels, read_wav
+
+        results = PartitionResults(context, parents=[(k_sentence, True)])
+        brief = studio.brief(project)
+        cast = cast_of(db, studio, project)
+        for pk in context.partition_keys:
+            s = load_sentence(db, pk)
+            speaker = cast.get(s.directives.speaker or "")
+            voice = speaker.voice if speaker and speaker.voice else brief.voice
+            out = studio.sentence_dir(project, pk) / "narration.wav"
+            t0 = time.perf_counter()
+            res = narrator.speak(text=s.text, out_path=out, voice=voice, progress=context.log.info)
+            elapsed = time.perf_counter() - t0
+            facts = audio_levels(*read_wav(out))
+            db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
+            audible = not facts.silent and facts.clipped_fraction < 0.001
+            results.add(
+                pk,
+                data_version=file_digest(out),
+                metadata={
+                    "text": s.text,
+                    "duration_ms": res.duration_ms,
+                    "voice": res.voice,
+                    "engine": res.engine,
+                    "sample_rate": res.sample_rate,
+                    "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
+                    "path": dg.MetadataValue.path(str(out)),
+                    "synthesis_s": round(elapsed, 3),
+                },
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="audible",
+                        passed=bool(audible),
+                        metadata={
+                            "peak": float(facts.peak),
+                            "rms_dbfs": float(facts.rms_dbfs or -120.0),
+                            "clipped_fraction": float(facts.clipped_fraction),
+                        },
+                        description="narration is neither silent nor clipping",
+                    )
+                ],
+            )
+        return results.result()
+
+    @dg.asset(
+        key=k_shot,
+        deps=[k_sentence, k_direction],
+        partitions_def=parts,
+        group_name=project,
+        kinds=kinds[SHOT],
+        code_version=versions[SHOT],
+        automation_condition=automation,
+        backfill_policy=batch,
+        retry_policy=_RETRY,
+        output_required=False,
+    )
+    def shot(
+        context: dg.AssetExecutionContext,
+        studio: StudioResource,
+        db: StudioDatabase,
+        llm: LLMResource,
+    ) -> dg.MaterializeResult | None:
+        """The shot of one sentence: image and video prompts, camera movement, motion strength."""
+        results = PartitionResults(context, parents=[(k_sentence, True), (k_direction, True)])
+        brief = studio.brief(project)
+        style = load_style(brief.style)
+        cast = {name: c.description for name, c in cast_of(db, studio, project).items()}
+        sentences = [load_sentence(db, pk) for pk in context.partition_keys]
+        drafts = {}
+        if llm.is_configured:
+            drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
+        for s in sentences:
+            shot_ = rule_based_shot(
+                sentence_id=s.id,
+                text=s.text,
+                section=s.section,
+                index=s.order,
+                prompt_prefix=style.prompt_prefix,
+                prompt_suffix=style.prompt_suffix,
+                negative_prompt=style.negative_prompt,
+                default_camera=list(style.default_camera),
+                default_motion=style.motion_strength,
+                directives=s.directives,
+                cast=cast,
+            )
+            draft = drafts.get(s.id)
+            if draft is not None:
+                shot_ = _merge_llm(shot_, draft, s.directives)
+            out = studio.sentence_dir(project, s.id) / "shot.json"
+            body = shot_.model_dump_json(indent=2)
+            atomic_write_text(out, body)
+            results.add(
+                s.id,
+                data_version=file_digest(out),
+                metadata={
+                    "image_prompt": shot_.image_prompt,
+                    "video_prompt": shot_.video_prompt,
+                    "camera_movement": shot_.camera_movement,
+                    "motion_strength": shot_.motion_strength,
+                    "characters": ", ".join(shot_.characters) or "-",
+                    "seed": shot_.seed,
+                    "source": shot_.source,
+                    "section": s.section,
+                },
+            )
+        return results.result()
+
+    @dg.asset(
+        key=k_key,
+        deps=[k_shot],
+        partitions_def=parts,
+        group_name=project,
+        kinds=kinds[KEYFRAME],
+        code_version=versions[KEYFRAME],
+        automation_condition=automation,
+        backfill_policy=batch,
+        retry_policy=_RETRY,
+        pool=pools[KEYFRAME],
+        output_required=False,
+        check_specs=[dg.AssetCheckSpec("is_1920x1080", asset=k_key)],
+    )
+    def keyframe(
+        context: dg.AssetExecutionContext,
+        studio: StudioResource,
+        db: StudioDatabase,
+        keyframes: KeyframeMakerResource,
+    ) -> dg.MaterializeResult | None:
+        """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
+        from PIL import Image
+
+        results = PartitionResults(context, parents=[(k_shot, False)])
+        brief = studio.brief(project)
+        cast = cast_of(db, studio, project)
+        for pk in context.partition_keys:
+            s = load_sentence(db, pk)
+            folder = studio.sentence_dir(project, pk)
+            shot_ = read_shot(folder / "shot.json")
+            out = folder / "keyframe.png"
+            res = keyframes.make_keyframe(
+                shot=shot_,
+                sentence_text=s.text,
+                section_title=s.section,
+                style=brief.style,
+                characters=[cast[n] for n in shot_.characters if n in cast],
+                out_path=out,
+                progress=context.log.info,
+            )
+            db.record_output(pk, image_file=str(out))
+            with Image.open(out) as im:
+                size = im.size
+            results.add(
+                pk,
+                data_version=file_digest(out),
+                metadata={
+                    "preview": dg.MetadataValue.md(_thumb(out)),
+                    "image_prompt": shot_.image_prompt,
+                    "seed": res.seed,
+                    "engine": res.engine,
+                    "workflow_version": res.workflow_version or "-",
+                    "size": f"{size[0]}x{size[1]}",
+                    "path": dg.MetadataValue.path(str(out)),
+                    **{f"comfyui_{k}": str(v) for k, v in res.extra.items()},
+                },
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="is_1920x1080",
+                        passed=size == (1920, 1080),
+                        metadata={"width": size[0], "height": size[1]},
+                    )
+                ],
+            )
+        return results.result()
+
+    @dg.asset(
+        key=k_clip,
+        deps=[k_key, k_narr, k_shot],
+        partitions_def=parts,
+        group_name=project,
+        kinds=kinds[CLIP],
+        code_version=versions[CLIP],
+        automation_condition=automation,
+        backfill_policy=batch,
+        retry_policy=_RETRY,
+        pool=pools[CLIP],
+        output_required=False,
+        check_specs=[dg.AssetCheckSpec("matches_narration", asset=k_clip)],
+    )
+    def clip(
+        context: dg.AssetExecutionContext,
+        studio: StudioResource,
+        db: StudioDatabase,
+        clips: ClipMakerResource,
+    ) -> dg.MaterializeResult | None:
+        """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
+        from videogen_resources.media import probe, wav_num_samples
+
+        results = PartitionResults(
+            context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
+        )
+        brief = studio.brief(project)
+        for pk in context.partition_keys:
+            folder = studio.sentence_dir(project, pk)
+            shot_ = read_shot(folder / "shot.json")
+            out = folder / "clip.mp4"
+            t0 = time.perf_counter()
+            res = clips.make_clip(
+                shot=shot_,
+                keyframe=folder / "keyframe.png",
+                narration=folder / "narration.wav",
+                out_path=out,
+                progress=context.log.info,
+            )
+            elapsed = time.perf_counter() - t0
+            db.record_output(pk, video_file=str(out), status="done")
+            info = probe(out)
+            n_samples, rate = wav_num_samples(folder / "narration.wav")
+            fps = round(info.video.fps) if info.video else brief.fps
+            frames = info.video.frames if info.video else 0
+            narr_s = n_samples / rate
+            expected = math.ceil(narr_s * fps - 1e-6)
+            results.add(
+                pk,
+                data_version=file_digest(out),
+                metadata={
+                    "duration_s": round(frames / fps, 3) if fps else 0.0,
+                    "frames": frames,
+                    "fps": fps,
+                    "narration_s": round(narr_s, 3),
+                    "camera_movement": shot_.camera_movement,
+                    "motion_strength": shot_.motion_strength,
+                    "engine": res.engine,
+                    "workflow_version": res.workflow_version or "-",
+                    "encode_s": round(elapsed, 3),
+                    "path": dg.MetadataValue.path(str(out)),
+                },
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="matches_narration",
+                        passed=abs(frames - expected) <= 1,
+                        metadata={"frames": frames, "expected_frames": expected},
+                        description="clip length equals narration length within one frame",
+                    )
+                ],
+            )
+        return results.result()
+
+    return [narration, shot, keyframe, clip]
+
+
+def _llm_shots(llm, sentences: Sequence, prefix: str, cast: dict[str, str], context) -> dict:  # type: ignore[no-untyped-def]
+    payload = [{"id": s.id, "text": s.text, "section": s.section} for s in sentences]
+    drafts = llm.write_shots(sentences=payload, style_prompt_prefix=prefix, cast=cast)
+    context.log.info(f"LLM wrote {len(drafts)} shots")
+    return drafts
+
+
+def _merge_llm(shot_, draft, directives):  # type: ignore[no-untyped-def]
+    update = {"source": "llm"}
+    if not directives.image_prompt and getattr(draft, "image_prompt", None):
+        update["image_prompt"] = draft.image_prompt
+    if not directives.video_prompt and getattr(draft, "video_prompt", None):
+        update["video_prompt"] = draft.video_prompt
+    if not directives.camera and getattr(draft, "camera", None):
+        update["camera_movement"] = draft.camera
+    if directives.motion is None and getattr(draft, "motion", None) is not None:
+        update["motion_strength"] = draft.motion
+    return shot_.model_copy(update=update)
+
+
+__all__ = ["build_sentence_assets"]

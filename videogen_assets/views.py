@@ -1,0 +1,88 @@
+"""Read a whole project (sentences, files, shots) into the ProjectView the outputs are made from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import wave
+from pathlib import Path
+
+from videogen import paths
+from videogen.models import AssetStatus, ProjectItem, ProjectView, Shot
+from videogen_assets.context import read_shot, sentence_order
+from videogen_resources.database import StudioDatabase
+from videogen_resources.studio import StudioResource
+
+
+def wav_frames(path: Path, fps: int) -> tuple[int, int]:
+    """(narration milliseconds, clip frames) from a WAV header: frames = ceil(seconds * fps)."""
+    with wave.open(str(path), "rb") as w:
+        n, sr = w.getnframes(), w.getframerate()
+    return round(n * 1000 / sr), math.ceil(n * fps / sr - 1e-9)
+
+
+def _mtime(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat()
+
+
+def project_view(
+    studio: StudioResource,
+    db: StudioDatabase,
+    project: str,
+    *,
+    versions: dict[str, str] | None = None,
+    statuses: dict[str, dict[str, AssetStatus]] | None = None,
+) -> ProjectView:
+    """The project's sentences in order with the media made so far."""
+    brief = studio.brief(project)
+    items: list[ProjectItem] = []
+    for n, s in enumerate(sentence_order(db, project), start=1):
+        folder = studio.sentence_dir(project, s.id)
+        narration, keyframe, clip, shot_file = (
+            folder / "narration.wav",
+            folder / "keyframe.png",
+            folder / "clip.mp4",
+            folder / "shot.json",
+        )
+        narration_ms = clip_frames = None
+        if narration.exists():
+            narration_ms, clip_frames = wav_frames(narration, brief.fps)
+        shot: Shot | None = read_shot(shot_file) if shot_file.exists() else None
+        status: dict[str, AssetStatus] = {}
+        for kind, f in (
+            ("narration", narration),
+            ("shot", shot_file),
+            ("keyframe", keyframe),
+            ("clip", clip),
+        ):
+            status[kind] = "done" if f.exists() else "missing"
+        if statuses and s.id in statuses:
+            status.update(statuses[s.id])
+        items.append(
+            ProjectItem(
+                index=n,
+                sentence_id=s.id,
+                section=s.section,
+                section_slug=paths.slugify(s.section, sep="-", max_len=30) or "section",
+                text=s.text,
+                narration=str(narration) if narration.exists() else None,
+                keyframe=str(keyframe) if keyframe.exists() else None,
+                clip=str(clip) if clip.exists() else None,
+                narration_ms=narration_ms,
+                clip_frames=clip_frames,
+                shot=shot,
+                workflow_versions=dict(versions or {}),
+                updated_at=_mtime(clip) or _mtime(keyframe) or _mtime(narration),
+                status=status,
+            )
+        )
+    return ProjectView(
+        name=brief.name,
+        title=brief.title,
+        topic=brief.topic,
+        style=brief.style,
+        fps=brief.fps,
+        items=items,
+    )

@@ -1,0 +1,604 @@
+"""Narration from a Chatterbox TTS server over HTTP.
+
+Two server flavours are in use and both are spoken here, chosen by ``api``:
+
+- ``"openai"``: travisvn/chatterbox-tts-api (port 4123). ``POST /v1/audio/speech`` with
+  ``{input, voice, exaggeration, cfg_weight, temperature}`` (``input`` at most 3000 characters)
+  answers a WAV; ``GET /health``; the voice library at ``GET /voices``.
+- ``"devnen"``: devnen/Chatterbox-TTS-Server (port 8004). Its OpenAI-style endpoint ignores the
+  expressive parameters, so the native ``POST /tts`` is used with ``{text, voice_mode,
+  predefined_voice_id | reference_audio_filename, exaggeration, cfg_weight, temperature, seed,
+  speed_factor, output_format, split_text, chunk_size}``; voices at ``GET /get_predefined_voices``;
+  model state at ``GET /api/model-info``.
+
+Long text is split at sentence, then clause, then word boundaries so that every request stays
+under the server's limit; the WAVs that come back are joined, loudness-normalized and written
+atomically as 16-bit mono PCM at the server's sample rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import struct
+import time
+import wave
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import httpx
+import numpy as np
+from pydantic import BaseModel, Field, PrivateAttr
+
+from videogen.atomic import atomic_path
+from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "chatterbox"
+OPENAI_MAX_INPUT_CHARS = 3000  # travisvn/chatterbox-tts-api rejects longer ``input``
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+_CLONE_PREFIX = "clone:"
+
+
+class ChatterboxVoice(BaseModel):
+    """One voice a Chatterbox server offers."""
+
+    id: str  # what goes into the ``voice`` setting
+    name: str
+    language: str | None = None
+
+
+class ChatterboxHealth(BaseModel):
+    """What a Chatterbox server says about itself."""
+
+    ok: bool
+    status: str
+    model_loaded: bool | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Text splitting
+# --------------------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+|\s+(?=[—–]\s)")
+
+
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``max_chars`` characters.
+
+    Sentences are kept whole where they fit; a sentence that is too long is cut at clause marks
+    (``, ; : —``), then between words, and only a single word longer than the limit is cut
+    inside. Neighbouring short sentences are packed together so that few requests are made.
+    """
+    if max_chars < 1:
+        raise ValueError("max_chars must be at least 1")
+    text = " ".join(text.split())
+    if not text:
+        return []
+    if len(text) <= max_chars:
+        return [text]
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if sentence:
+            pieces.extend(_split_long(sentence.strip(), max_chars))
+    return _pack(pieces, max_chars)
+
+
+def _split_long(sentence: str, max_chars: int) -> list[str]:
+    if len(sentence) <= max_chars:
+        return [sentence]
+    clauses = [c.strip() for c in _CLAUSE_END.split(sentence) if c.strip()]
+    if len(clauses) > 1:
+        out: list[str] = []
+        for clause in clauses:
+            out.extend(_split_long(clause, max_chars))
+        return _pack(out, max_chars)
+    words = sentence.split(" ")
+    if len(words) > 1:
+        out = []
+        for word in words:
+            out.extend(_split_long(word, max_chars) if len(word) > max_chars else [word])
+        return _pack(out, max_chars)
+    return [sentence[i : i + max_chars] for i in range(0, len(sentence), max_chars)]
+
+
+def _pack(pieces: list[str], max_chars: int) -> list[str]:
+    packed: list[str] = []
+    for piece in pieces:
+        if packed and len(packed[-1]) + 1 + len(piece) <= max_chars:
+            packed[-1] = f"{packed[-1]} {piece}"
+        else:
+            packed.append(piece)
+    return packed
+
+
+# --------------------------------------------------------------------------------------------
+# WAV in and out
+# --------------------------------------------------------------------------------------------
+
+
+def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode a RIFF/WAVE byte string into mono float32 samples in [-1, 1] and the sample rate.
+
+    Handles 8/16/24/32-bit PCM, 32/64-bit float and WAVE_FORMAT_EXTENSIBLE, and a ``data``
+    chunk whose size field is a streaming placeholder (read to the end).
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("not a RIFF/WAVE file")
+    pos = 12
+    fmt: tuple[int, int, int, int] | None = None
+    payload: bytes | None = None
+    while pos + 8 <= len(data):
+        chunk_id = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        body_start = pos + 8
+        if chunk_id == b"fmt ":
+            audio_format, channels, rate = struct.unpack("<HHI", data[body_start : body_start + 8])
+            (bits,) = struct.unpack("<H", data[body_start + 14 : body_start + 16])
+            if audio_format == 0xFFFE and size >= 26:
+                (audio_format,) = struct.unpack("<H", data[body_start + 24 : body_start + 26])
+            fmt = (audio_format, channels, rate, bits)
+        elif chunk_id == b"data":
+            end = body_start + size
+            if size in (0, 0xFFFFFFFF, 0x7FFFFFFF - 36) or end > len(data):
+                end = len(data)
+            payload = data[body_start:end]
+            break
+        pos = body_start + size + (size & 1)
+    if fmt is None or payload is None:
+        raise ValueError("WAV file without fmt or data chunk")
+    audio_format, channels, rate, bits = fmt
+    if channels < 1 or rate < 1:
+        raise ValueError(f"WAV with {channels} channels at {rate} Hz")
+    width = bits // 8
+    frame = width * channels
+    payload = payload[: len(payload) - len(payload) % frame] if frame else b""
+    if audio_format == 1 and bits == 16:
+        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+    elif audio_format == 1 and bits == 8:
+        samples = (np.frombuffer(payload, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif audio_format == 1 and bits == 24:
+        raw = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        ints = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
+        ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
+        samples = ints.astype(np.float32) / float(1 << 23)
+    elif audio_format == 1 and bits == 32:
+        samples = (np.frombuffer(payload, dtype="<i4").astype(np.float64) / 2**31).astype(
+            np.float32
+        )
+    elif audio_format == 3 and bits in (32, 64):
+        samples = np.frombuffer(payload, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
+    else:
+        raise ValueError(f"unsupported WAV encoding (format {audio_format}, {bits} bits)")
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    return np.clip(np.nan_to_num(samples), -1.0, 1.0).astype(np.float32), rate
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono float samples as 16-bit PCM WAV."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def measure_loudness(samples: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness (LUFS, ITU-R BS.1770); ``-inf`` for silence.
+
+    Clips shorter than one 400 ms gating block are measured on the clip repeated to fill it.
+    """
+    import pyloudnorm
+
+    if samples.size == 0:
+        return float("-inf")
+    block = int(0.4 * sample_rate) + 1
+    measured = samples
+    if measured.size < block:
+        measured = np.tile(measured, block // measured.size + 1)
+    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(measured.astype(np.float64)))
+
+
+def normalize_loudness(
+    samples: np.ndarray, sample_rate: int, target_lufs: float, *, peak_ceiling: float = 0.966
+) -> tuple[np.ndarray, float | None]:
+    """Scale ``samples`` to ``target_lufs`` without letting a peak pass ``peak_ceiling``.
+
+    Returns the scaled samples and their loudness afterwards (``None`` for silence).
+    """
+    before = measure_loudness(samples, sample_rate)
+    if not np.isfinite(before):
+        return samples, None
+    scaled = samples * np.float32(10.0 ** ((target_lufs - before) / 20.0))
+    peak = float(np.max(np.abs(scaled))) if scaled.size else 0.0
+    if peak > peak_ceiling:
+        scaled = scaled * np.float32(peak_ceiling / peak)
+    after = measure_loudness(scaled, sample_rate)
+    return scaled.astype(np.float32), (round(after, 2) if np.isfinite(after) else None)
+
+
+def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target or samples.size == 0:
+        return samples
+    n = max(1, round(samples.size * target / rate))
+    positions = np.linspace(0.0, samples.size - 1, n)
+    return np.interp(positions, np.arange(samples.size), samples).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# The resource
+# --------------------------------------------------------------------------------------------
+
+
+def server_message(response: httpx.Response) -> str:
+    """The human-readable error a FastAPI-based TTS server put in its response body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, dict):
+        error = detail.get("error", detail)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(detail.get("message"), str):
+            return str(detail["message"])
+    if isinstance(detail, list):  # FastAPI request validation: [{loc, msg, type}, ...]
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = [str(p) for p in item.get("loc", []) if p != "body"]
+                where = ".".join(loc)
+                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return json.dumps(body)[:500]
+
+
+class ChatterboxNarrator(NarratorResource):
+    """Speaks narration through a Chatterbox TTS server (travisvn API or devnen server)."""
+
+    base_url: str = Field(
+        default="http://127.0.0.1:4123",
+        description="Chatterbox server root: http://127.0.0.1:4123 (travisvn), :8004 (devnen).",
+    )
+    api: Literal["openai", "devnen"] = Field(
+        default="openai",
+        description="'openai' for travisvn/chatterbox-tts-api (POST /v1/audio/speech); "
+        "'devnen' for devnen/Chatterbox-TTS-Server (POST /tts).",
+    )
+    voice: str | None = Field(
+        default=None,
+        description="Default voice: a voice-library name (openai) or a predefined voice file "
+        "such as 'Emily.wav' (devnen; prefix 'clone:' for a reference audio file). "
+        "None = the server's default voice (openai only).",
+    )
+    voice_mode: Literal["predefined", "clone"] = Field(
+        default="predefined",
+        description="devnen only: how `voice` is read, a predefined voice or a cloning reference.",
+    )
+    exaggeration: float = Field(default=0.5, description="Emotion intensity (0.5 is neutral).")
+    cfg_weight: float = Field(default=0.5, description="Classifier-free guidance / pacing weight.")
+    temperature: float = Field(default=0.8, description="Sampling temperature.")
+    seed: int = Field(default=0, description="devnen only: generation seed (0 = random).")
+    speed_factor: float = Field(default=1.0, description="devnen only: post-generation speed.")
+    devnen_chunk_size: int = Field(
+        default=120, description="devnen only: the server's own chunk size for split_text (50-500)."
+    )
+    max_chars_per_request: int = Field(
+        default=OPENAI_MAX_INPUT_CHARS,
+        description="Longer text is split at sentence/clause boundaries into requests this long.",
+    )
+    chunk_gap_ms: int = Field(default=120, description="Silence put between joined pieces.")
+    timeout_s: float = Field(default=30.0, description="Read timeout of one synthesis request.")
+    connect_timeout_s: float = Field(default=5.0, description="Connect timeout.")
+    max_retries: int = Field(
+        default=3, description="Retries after 5xx answers and refused/failed connections."
+    )
+    backoff_s: float = Field(default=1.0, description="First retry delay; doubles each retry.")
+    max_backoff_s: float = Field(default=15.0, description="Longest single retry delay.")
+    loudness_target_lufs: float | None = Field(
+        default=-16.0, description="Integrated loudness the narration is normalized to; None = off."
+    )
+
+    _client: httpx.Client | None = PrivateAttr(default=None)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._client = self._make_client()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connection pool (it is made again on the next call)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _make_client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url.rstrip("/"),
+            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+            headers={"User-Agent": "videogen-studio"},
+        )
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        settings: dict[str, Any] = {
+            "engine": "chatterbox",
+            "api": self.api,
+            "voice": self.voice,
+            "exaggeration": self.exaggeration,
+            "cfg_weight": self.cfg_weight,
+            "temperature": self.temperature,
+            "max_chars": self._max_chars(),
+            "gap_ms": self.chunk_gap_ms,
+            "loudness": self.loudness_target_lufs,
+        }
+        if self.api == "devnen":
+            settings.update(
+                voice_mode=self.voice_mode,
+                seed=self.seed,
+                speed_factor=self.speed_factor,
+                chunk_size=self.devnen_chunk_size,
+            )
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return f"chatterbox-{digest[:12]}"
+
+    def _max_chars(self) -> int:
+        limit = max(1, self.max_chars_per_request)
+        return min(limit, OPENAI_MAX_INPUT_CHARS) if self.api == "openai" else limit
+
+    # -- remote operations ---------------------------------------------------------------------
+
+    def health(self) -> ChatterboxHealth:
+        """Ask the server whether it is up and its model loaded (no retries)."""
+        path = "/health" if self.api == "openai" else "/api/model-info"
+        try:
+            response = self.client.get(path)
+        except httpx.TransportError as exc:
+            return ChatterboxHealth(ok=False, status=f"unreachable: {type(exc).__name__}")
+        if response.status_code != 200:
+            return ChatterboxHealth(
+                ok=False, status=f"HTTP {response.status_code}: {server_message(response)}"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            return ChatterboxHealth(ok=False, status="health answer is not JSON")
+        body = body if isinstance(body, dict) else {"body": body}
+        if self.api == "openai":
+            loaded = body.get("model_loaded")
+            status = str(body.get("status", "ok"))
+            ok = status.lower() in {"ready", "healthy", "ok", "initializing"}
+        else:
+            loaded = body.get("loaded")
+            status = "ready" if loaded else "model not loaded"
+            ok = bool(loaded)
+        return ChatterboxHealth(
+            ok=ok,
+            status=status,
+            model_loaded=loaded if isinstance(loaded, bool) else None,
+            detail=body,
+        )
+
+    def voices(self) -> list[ChatterboxVoice]:
+        """The voices the server offers (voice library, or devnen's predefined voices)."""
+        path = "/voices" if self.api == "openai" else "/get_predefined_voices"
+        response = self._request("GET", path)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ServiceError(
+                SERVICE, f"GET {path} did not answer JSON", status=response.status_code
+            ) from exc
+        items = body.get("voices", []) if isinstance(body, dict) else body
+        out: list[ChatterboxVoice] = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, str):
+                out.append(ChatterboxVoice(id=item, name=item))
+            elif isinstance(item, dict):
+                if self.api == "openai":
+                    name = str(item.get("name") or item.get("filename") or "")
+                    out.append(ChatterboxVoice(id=name, name=name, language=item.get("language")))
+                else:
+                    filename = str(item.get("filename") or "")
+                    out.append(
+                        ChatterboxVoice(id=filename, name=str(item.get("display_name") or filename))
+                    )
+        return [v for v in out if v.id]
+
+    def list_voices(self) -> list[str]:
+        """The ids usable as ``voice``."""
+        return [v.id for v in self.voices()]
+
+    def synthesize_chunk(self, *, text: str, voice: str | None = None) -> bytes:
+        """Synthesize one piece of text (within the server's limit) and return the WAV bytes."""
+        voice = voice if voice is not None else self.voice
+        if self.api == "openai":
+            if len(text) > OPENAI_MAX_INPUT_CHARS:
+                raise ValueError(
+                    f"input is {len(text)} chars; the limit is {OPENAI_MAX_INPUT_CHARS}"
+                )
+            path = "/v1/audio/speech"
+            payload: dict[str, Any] = {"input": text}
+            if voice:
+                payload["voice"] = voice
+            payload.update(
+                exaggeration=self.exaggeration,
+                cfg_weight=self.cfg_weight,
+                temperature=self.temperature,
+            )
+        else:
+            path = "/tts"
+            payload = self._devnen_payload(text, voice)
+        response = self._request("POST", path, json=payload)
+        data = response.content
+        if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+            content_type = response.headers.get("content-type", "no content-type")
+            start = data[:60].decode("utf-8", errors="replace")
+            raise ServiceError(
+                SERVICE,
+                f"POST {path} answered {content_type} ({len(data)} bytes) instead of a WAV: "
+                f"{start!r}",
+                status=response.status_code,
+            )
+        return data
+
+    def _devnen_payload(self, text: str, voice: str | None) -> dict[str, Any]:
+        mode = self.voice_mode
+        if voice and voice.startswith(_CLONE_PREFIX):
+            mode, voice = "clone", voice[len(_CLONE_PREFIX) :]
+        if not voice:
+            raise ServiceError(
+                SERVICE,
+                "the devnen Chatterbox server needs a voice: set `voice` to one of its predefined "
+                "voices (see list_voices()), or 'clone:<reference file>'",
+            )
+        payload: dict[str, Any] = {"text": text, "voice_mode": mode}
+        if mode == "predefined":
+            payload["predefined_voice_id"] = voice
+        else:
+            payload["reference_audio_filename"] = voice
+        payload.update(
+            exaggeration=self.exaggeration,
+            cfg_weight=self.cfg_weight,
+            temperature=self.temperature,
+            seed=self.seed,
+            speed_factor=self.speed_factor,
+            output_format="wav",
+            split_text=True,
+            chunk_size=self.devnen_chunk_size,
+        )
+        return payload
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP call, retried on 5xx and failed connections; 4xx fail at once."""
+        attempts = max(0, self.max_retries) + 1
+        last: ServiceError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                log.warning("chatterbox: retrying %s %s in %.2fs (%s)", method, path, delay, last)
+                time.sleep(delay)
+            try:
+                response = self.client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = ServiceError(
+                    SERVICE,
+                    f"{method} {self.base_url.rstrip('/')}{path} failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    retryable=True,
+                )
+                continue
+            if response.status_code < 400:
+                return response
+            message = server_message(response)
+            if response.status_code in _RETRYABLE_STATUS:
+                last = ServiceError(
+                    SERVICE,
+                    f"{method} {path} failed with a server error",
+                    status=response.status_code,
+                    server_message=message,
+                    retryable=True,
+                )
+                continue
+            hint = {
+                400: "the server rejected the request",
+                404: "not found (is the voice one of list_voices()? is `api` right?)",
+                422: "the server rejected the parameters",
+            }.get(response.status_code, "the request failed")
+            raise ServiceError(
+                SERVICE,
+                f"{method} {path}: {hint}",
+                status=response.status_code,
+                server_message=message,
+            )
+        assert last is not None
+        raise ServiceError(
+            SERVICE,
+            f"gave up after {attempts} attempts: {last.message}",
+            status=last.status,
+            server_message=last.server_message,
+            retryable=True,
+        )
+
+    # -- the narrator contract -----------------------------------------------------------------
+
+    def speak(
+        self,
+        *,
+        text: str,
+        out_path: Path,
+        voice: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> SpeechResult:
+        pieces = split_text(text, self._max_chars())
+        if not pieces:
+            raise ValueError("nothing to say: the text is empty")
+        voice = voice if voice is not None else self.voice
+        started = time.monotonic()
+        parts: list[np.ndarray] = []
+        rate: int | None = None
+        for i, piece in enumerate(pieces, 1):
+            if progress is not None and len(pieces) > 1:
+                progress(f"chatterbox: piece {i}/{len(pieces)} ({len(piece)} chars)")
+            data = self.synthesize_chunk(text=piece, voice=voice)
+            try:
+                samples, piece_rate = decode_wav(data)
+            except ValueError as exc:
+                raise ServiceError(SERVICE, f"the server's WAV could not be read: {exc}") from exc
+            if rate is None:
+                rate = piece_rate
+            if parts and self.chunk_gap_ms > 0:
+                parts.append(np.zeros(int(rate * self.chunk_gap_ms / 1000), dtype=np.float32))
+            parts.append(_resample(samples, piece_rate, rate))
+        assert rate is not None
+        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        loudness: float | None = None
+        if self.loudness_target_lufs is not None:
+            audio, loudness = normalize_loudness(audio, rate, self.loudness_target_lufs)
+        out_path = Path(out_path)
+        with atomic_path(out_path) as tmp:
+            write_wav(tmp, audio, rate)
+        duration_ms = round(audio.size * 1000 / rate)
+        if progress is not None:
+            progress(f"chatterbox: {duration_ms} ms of narration in {len(pieces)} request(s)")
+        return SpeechResult(
+            path=out_path,
+            duration_ms=duration_ms,
+            sample_rate=rate,
+            num_samples=int(audio.size),
+            voice=voice or "default",
+            engine=f"chatterbox-{self.api}",
+            loudness_lufs=loudness,
+            extra={
+                "requests": len(pieces),
+                "server": self.base_url,
+                "exaggeration": self.exaggeration,
+                "cfg_weight": self.cfg_weight,
+                "temperature": self.temperature,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )

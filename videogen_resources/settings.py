@@ -1,0 +1,122 @@
+"""Which backends serve the studio, chosen by configuration (environment variables).
+
+Nothing here is read at import time: `videogen_assets.definitions` calls `BackendSettings.from_env`
+when it builds the Definitions, and tests pass settings explicitly.
+
+- ``VIDEOGEN_TTS``: ``piper`` (default), ``espeak`` or ``chatterbox``.
+- ``CHATTERBOX_URL``, ``CHATTERBOX_API`` (``openai`` or ``devnen``), ``VIDEOGEN_VOICE``.
+- ``COMFYUI_URL``: one or more ComfyUI servers, comma separated (keyframes and clips).
+- ``DEEPSEEK_API_KEY`` (or ``LLM_API_KEY``): enables the LLM; the key is never logged.
+- ``LLM_BASE_URL`` / ``LLM_MODEL``: any OpenAI-compatible server (e.g. Ollama) and model id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+
+class BackendSettings(BaseModel):
+    """The backend choice for one studio."""
+
+    tts: Literal["piper", "espeak", "chatterbox"] = "piper"
+    voice: str | None = None
+    chatterbox_url: str | None = None
+    chatterbox_api: Literal["openai", "devnen"] = "openai"
+    comfyui_urls: list[str] = Field(default_factory=list)
+    llm_base_url: str | None = None
+    llm_model: str = "deepseek-flash"
+    llm_key_env: str | None = None  # the NAME of the env var holding the key, never the key
+    media_base_url: str | None = None
+    clip_preset: str = "veryfast"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
+        """Read the settings from environment variables (see the module docstring)."""
+        env = os.environ if env is None else env
+        tts = env.get("VIDEOGEN_TTS", "").strip().lower()
+        if not tts:
+            tts = "chatterbox" if env.get("CHATTERBOX_URL") else "piper"
+        urls = [u.strip() for u in env.get("COMFYUI_URL", "").split(",") if u.strip()]
+        key_env = None
+        for name in ("DEEPSEEK_API_KEY", "LLM_API_KEY"):
+            if env.get(name):
+                key_env = name
+                break
+        return cls(
+            tts=tts,  # type: ignore[arg-type]
+            voice=env.get("VIDEOGEN_VOICE") or None,
+            chatterbox_url=env.get("CHATTERBOX_URL") or None,
+            chatterbox_api=(env.get("CHATTERBOX_API") or "openai"),  # type: ignore[arg-type]
+            comfyui_urls=urls,
+            llm_base_url=env.get("LLM_BASE_URL") or None,
+            llm_model=env.get("LLM_MODEL") or "deepseek-flash",
+            llm_key_env=key_env,
+            media_base_url=env.get("VIDEOGEN_MEDIA_URL") or None,
+            clip_preset=env.get("VIDEOGEN_CLIP_PRESET") or "veryfast",
+        )
+
+    @property
+    def uses_gpu_server(self) -> bool:
+        """True when keyframes and clips go to ComfyUI."""
+        return bool(self.comfyui_urls)
+
+
+def build_resources(settings: BackendSettings, root: Path) -> dict[str, Any]:
+    """The resources of a studio: embedded defaults unless a service is configured."""
+    from videogen_resources.database import StudioDatabase
+    from videogen_resources.llm import LLMResource
+    from videogen_resources.studio import StudioResource
+
+    narrator: Any
+    if settings.tts == "chatterbox":
+        from videogen_resources.chatterbox import ChatterboxNarrator
+
+        if not settings.chatterbox_url:
+            raise ValueError("VIDEOGEN_TTS=chatterbox needs CHATTERBOX_URL")
+        narrator = ChatterboxNarrator(
+            base_url=settings.chatterbox_url, api=settings.chatterbox_api, voice=settings.voice
+        )
+    elif settings.tts == "espeak":
+        from videogen_resources.embedded.espeak import EspeakNarrator
+
+        narrator = EspeakNarrator()
+    else:
+        from videogen_resources.embedded.piper import PiperNarrator
+
+        narrator = PiperNarrator()
+
+    keyframes: Any
+    clips: Any
+    if settings.comfyui_urls:
+        from videogen_resources.comfyui import ComfyUIResource
+        from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
+
+        comfy = ComfyUIResource(urls=settings.comfyui_urls)
+        keyframes = ComfyUIKeyframes(comfyui=comfy)
+        clips = ComfyUIClips(comfyui=comfy)
+    else:
+        from videogen_resources.embedded.cards import CardKeyframes
+        from videogen_resources.embedded.kenburns import KenBurnsClips
+
+        keyframes = CardKeyframes()
+        clips = KenBurnsClips(preset=settings.clip_preset)
+
+    llm_kwargs: dict[str, Any] = {"model": settings.llm_model}
+    if settings.llm_base_url:
+        llm_kwargs["base_url"] = settings.llm_base_url
+    if settings.llm_key_env:
+        llm_kwargs["api_key"] = dg.EnvVar(settings.llm_key_env)
+    return {
+        "studio": StudioResource(root=str(root), media_base_url=settings.media_base_url),
+        "db": StudioDatabase.for_studio(root),
+        "narrator": narrator,
+        "keyframes": keyframes,
+        "clips": clips,
+        "llm": LLMResource(**llm_kwargs),
+    }
