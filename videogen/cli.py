@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -150,7 +151,7 @@ def show(ctx: click.Context, project: str, as_json: bool) -> None:
     except InputError as exc:
         _fail(exc)
         return
-    data = {
+    data: dict[str, Any] = {
         "project": project,
         "sentences": [
             {

@@ -145,6 +145,9 @@ def materialized_partitions(
     return out
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Run config that keeps Dagster's console logger to warnings (the event log keeps everything)."""
+
 ProgressCallback = Callable[[dict[str, int], dict[str, int], float], None]
 
 
@@ -172,9 +175,9 @@ def render(
     project_keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == name]
     if not project_keys:
         raise InputError(f"project {name!r} has no assets (is project.yaml valid?)")
-    from videogen_assets.partitions import sentence_partitions
+    from videogen_assets.partitions import partitions_name
 
-    all_keys = instance.get_dynamic_partitions(sentence_partitions(name).name)
+    all_keys = instance.get_dynamic_partitions(partitions_name(name))
     if only_missing_or_stale:
         statuses = sentence_statuses(instance, defs, name, all_keys)
         todo = [k for k in all_keys if any(v != "done" for v in statuses.get(k, {}).values())]
@@ -194,22 +197,27 @@ def render(
         watcher.start()
     result = None
     try:
+        # One run per asset and key range: a batch run logs each sentence's materialization
+        # itself, so a downstream asset in the same run would see no output and be skipped.
         for start, end in _contiguous_ranges(all_keys, todo):
-            result = dg.materialize(
-                assets,
-                instance=instance,
-                resources=resources,
-                selection=[key(name, k) for k in PER_SENTENCE],
-                tags={
-                    "dagster/asset_partition_range_start": start,
-                    "dagster/asset_partition_range_end": end,
-                    "videogen/render": tag,
-                },
-            )
+            for kind in PER_SENTENCE:
+                dg.materialize(
+                    assets,
+                    instance=instance,
+                    resources=resources,
+                    run_config=QUIET,
+                    selection=[key(name, kind)],
+                    tags={
+                        "dagster/asset_partition_range_start": start,
+                        "dagster/asset_partition_range_end": end,
+                        "videogen/render": tag,
+                    },
+                )
         result = dg.materialize(
             assets,
             instance=instance,
             resources=resources,
+            run_config=QUIET,
             selection=[key(name, k) for k in PER_PROJECT],
             tags={"videogen/render": tag},
         )

@@ -9,7 +9,7 @@ range-wide input provenance on every partition of the range).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -58,6 +58,7 @@ class PartitionResults:
         self._parents = parents
         self._single = len(context.partition_keys) == 1
         self._result: dg.MaterializeResult | None = None
+        self._checks: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
 
     def add(
         self,
@@ -90,18 +91,27 @@ class PartitionResults:
             )
         )
         for check in check_results:
-            ctx.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=key,
-                    check_name=check.check_name or "",
-                    passed=check.passed,
-                    metadata=check.metadata,
-                    severity=check.severity,
-                    description=check.description,
-                    partition=partition,
-                )
-            )
+            self._checks.setdefault(check.check_name or "", []).append((partition, check))
 
-    def result(self) -> dg.MaterializeResult | None:
-        """What the asset function returns."""
-        return self._result
+    def outputs(self) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """What the asset function yields.
+
+        One partition: its MaterializeResult (with its check results). Many partitions: the
+        materializations were logged one by one; each check yields one result for the batch,
+        failing when any sentence failed and naming those sentences.
+        """
+        if self._result is not None:
+            yield self._result
+            return
+        for name, pairs in self._checks.items():
+            failed = [p for p, c in pairs if not c.passed]
+            yield dg.AssetCheckResult(
+                check_name=name,
+                passed=not failed,
+                metadata={
+                    "sentences_checked": len(pairs),
+                    "sentences_failed": len(failed),
+                    "failed": ", ".join(failed[:50]) or "-",
+                },
+                description=f"{len(pairs) - len(failed)}/{len(pairs)} sentences passed",
+            )

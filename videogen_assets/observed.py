@@ -1,7 +1,5 @@
 """The observed per-sentence assets: `sentence` (its words) and `direction` (its directives)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from videogen.sync import sync_project

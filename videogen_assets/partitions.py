@@ -9,9 +9,14 @@ import dagster as dg
 PARTITION_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+def partitions_name(project: str) -> str:
+    """The name of a project's dynamic sentence partitions."""
+    return f"{project}__sentences"
+
+
 def sentence_partitions(project: str) -> dg.DynamicPartitionsDefinition:
     """The dynamic partitions of a project's sentences (keys like ``volcanoes.s0007``)."""
-    return dg.DynamicPartitionsDefinition(name=f"{project}__sentences")
+    return dg.DynamicPartitionsDefinition(name=partitions_name(project))
 
 
 def project_of_key(partition_key: str) -> str:

@@ -1,7 +1,5 @@
 """The per-project outputs: rough cut, subtitles, storyboard and the NLE export."""
 
-from __future__ import annotations
-
 import time
 
 import dagster as dg

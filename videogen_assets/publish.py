@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from videogen.sync import SyncResult
 from videogen_assets.context import DIRECTION, SENTENCE, key
-from videogen_assets.partitions import sentence_partitions
+from videogen_assets.partitions import partitions_name
 from videogen_resources.database import Sentence, StudioDatabase
 from videogen_resources.studio import StudioResource
 
@@ -49,7 +49,7 @@ def publish(
     """
     project = result.project
     report = PublishReport(project=project)
-    parts = sentence_partitions(project).name
+    parts = partitions_name(project)
     existing = set(instance.get_dynamic_partitions(parts))
     wanted = set(result.order)
     report.partitions_added = [k for k in result.order if k not in existing]

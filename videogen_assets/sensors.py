@@ -1,7 +1,5 @@
 """Sensors: the script watcher that turns a saved script.md into partitions and data versions."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """The per-sentence chain: narration, shot, keyframe, clip (one partition per sentence)."""
 
-from __future__ import annotations
-
 import math
 import time
 from collections.abc import Sequence
@@ -75,7 +73,7 @@ def build_sentence_assets(
         studio: StudioResource,
         db: StudioDatabase,
         narrator: NarratorResource,
-    ) -> dg.MaterializeResult | None:
+    ):  # -> MaterializeResult for one partition, None for a batch
         """The narration of one sentence: a WAV spoken by the project's voice."""
         from videogen_resources.media import audio_levels, read_wav
 
@@ -119,7 +117,7 @@ def build_sentence_assets(
                     )
                 ],
             )
-        return results.result()
+        yield from results.outputs()
 
     @dg.asset(
         key=k_shot,
@@ -138,7 +136,7 @@ def build_sentence_assets(
         studio: StudioResource,
         db: StudioDatabase,
         llm: LLMResource,
-    ) -> dg.MaterializeResult | None:
+    ):  # -> MaterializeResult for one partition, None for a batch
         """The shot of one sentence: image and video prompts, camera movement, motion strength."""
         results = PartitionResults(context, parents=[(k_sentence, True), (k_direction, True)])
         brief = studio.brief(project)
@@ -182,7 +180,7 @@ def build_sentence_assets(
                     "section": s.section,
                 },
             )
-        return results.result()
+        yield from results.outputs()
 
     @dg.asset(
         key=k_key,
@@ -203,7 +201,7 @@ def build_sentence_assets(
         studio: StudioResource,
         db: StudioDatabase,
         keyframes: KeyframeMakerResource,
-    ) -> dg.MaterializeResult | None:
+    ):  # -> MaterializeResult for one partition, None for a batch
         """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
         from PIL import Image
 
@@ -248,7 +246,7 @@ def build_sentence_assets(
                     )
                 ],
             )
-        return results.result()
+        yield from results.outputs()
 
     @dg.asset(
         key=k_clip,
@@ -269,7 +267,7 @@ def build_sentence_assets(
         studio: StudioResource,
         db: StudioDatabase,
         clips: ClipMakerResource,
-    ) -> dg.MaterializeResult | None:
+    ):  # -> MaterializeResult for one partition, None for a batch
         """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
         from videogen_resources.media import probe, wav_num_samples
 
@@ -321,7 +319,7 @@ def build_sentence_assets(
                     )
                 ],
             )
-        return results.result()
+        yield from results.outputs()
 
     return [narration, shot, keyframe, clip]
 

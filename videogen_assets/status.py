@@ -12,9 +12,8 @@ from videogen_assets.context import PER_SENTENCE, key
 
 def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions):  # type: ignore[no-untyped-def]
     """Dagster's own resolver of data-version staleness over the studio's asset graph."""
-    from dagster._core.definitions.asset_graph_view.asset_graph_view import AssetGraphView
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._core.definitions.temporal_context import TemporalContext
     from dagster._time import get_current_datetime
 
     asset_graph = defs.resolve_asset_graph()

@@ -1,0 +1,1 @@
+"""Protocol-faithful test servers for the remote services the studio talks to."""

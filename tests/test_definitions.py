@@ -1,0 +1,86 @@
+"""The real Definitions: one asset group per project with pinned keys, kinds, automation and
+sensors; project-level assets depend on their own project's sentences only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from samples import SMALL_SCRIPT
+
+from videogen.operations import create_project
+from videogen_assets.definitions import build_definitions
+from videogen_resources.settings import BackendSettings
+
+PER_SENTENCE = ["narration", "shot", "keyframe", "clip"]
+PER_PROJECT = ["rough_cut", "subtitles", "storyboard", "export"]
+
+
+def _two_projects(root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    create_project(root, title="Alpha", name="alpha", script_file=script)
+    create_project(root, title="Beta", name="beta", script_file=script, automation=False)
+
+
+def test_definitions_load_with_one_group_per_project(studio_root: Path, tmp_path: Path) -> None:
+    _two_projects(studio_root, tmp_path)
+    defs = build_definitions(studio_root, BackendSettings())
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for p in ("alpha", "beta"):
+        for name in ["sentence", "direction", *PER_SENTENCE, *PER_PROJECT]:
+            assert f"{p}/{name}" in keys
+    for k in graph.get_all_asset_keys():
+        assert graph.get(k).group_name == k.path[0]
+    clip = graph.get(dg.AssetKey(["alpha", "clip"]))
+    assert clip.partitions_def == dg.DynamicPartitionsDefinition(name="alpha__sentences")
+    assert set(clip.parent_keys) == {
+        dg.AssetKey(["alpha", "keyframe"]),
+        dg.AssetKey(["alpha", "narration"]),
+        dg.AssetKey(["alpha", "shot"]),
+    }
+    assert "ffmpeg" in clip.kinds and "png" in graph.get(dg.AssetKey(["alpha", "keyframe"])).kinds
+
+
+def test_project_outputs_depend_only_on_their_own_project(
+    studio_root: Path, tmp_path: Path
+) -> None:
+    _two_projects(studio_root, tmp_path)
+    graph = build_definitions(studio_root, BackendSettings()).resolve_asset_graph()
+    for p, other in (("alpha", "beta"), ("beta", "alpha")):
+        for name in PER_PROJECT:
+            ancestors = graph.get(dg.AssetKey([p, name])).parent_keys
+            assert ancestors and all(k.path[0] == p for k in ancestors)
+            assert not any(k.path[0] == other for k in ancestors)
+
+
+def test_automation_is_per_project(studio_root: Path, tmp_path: Path) -> None:
+    _two_projects(studio_root, tmp_path)
+    defs = build_definitions(studio_root, BackendSettings())
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["alpha", "narration"])).automation_condition is not None
+    assert graph.get(dg.AssetKey(["alpha", "rough_cut"])).automation_condition is not None
+    assert graph.get(dg.AssetKey(["beta", "narration"])).automation_condition is None
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert set(sensors) == {"script_watcher", "automation"}
+    assert sensors["script_watcher"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_code_versions_follow_backend_settings(studio_root: Path, tmp_path: Path) -> None:
+    _two_projects(studio_root, tmp_path)
+    a = build_definitions(studio_root, BackendSettings()).resolve_asset_graph()
+    b = build_definitions(studio_root, BackendSettings(tts="espeak")).resolve_asset_graph()
+    narr = dg.AssetKey(["alpha", "narration"])
+    key = dg.AssetKey(["alpha", "keyframe"])
+    assert a.get(narr).code_version != b.get(narr).code_version
+    assert a.get(key).code_version == b.get(key).code_version
+
+
+def test_module_definitions_load(studio_root: Path, tmp_path: Path) -> None:
+    _two_projects(studio_root, tmp_path)
+    from videogen_assets import definitions
+
+    defs = dg.Definitions.merge(definitions.defs())  # the lazily built code location
+    assert dg.AssetKey(["alpha", "export"]) in defs.resolve_asset_graph().get_all_asset_keys()

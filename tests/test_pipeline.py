@@ -1,0 +1,128 @@
+"""The embedded pipeline end to end on a temporary instance: every asset materialized for a small
+project, real decoded files, per-sentence metadata and checks, and an edit regenerating only the
+edited sentence's chain."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+import pytest
+from PIL import Image
+from samples import SMALL_SCRIPT
+
+from videogen.operations import create_project, render, sync
+from videogen_assets.context import key
+from videogen_assets.definitions import build_definitions
+from videogen_assets.status import sentence_statuses
+from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.settings import BackendSettings
+
+SETTINGS = BackendSettings(clip_preset="ultrafast")
+IDS = ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0003"]
+
+
+def _mats(instance: dg.DagsterInstance, kind: str) -> dict[str, int]:
+    """Number of materializations per sentence partition."""
+    out: dict[str, int] = {}
+    records = instance.fetch_materializations(key("volcanoes", kind), limit=1000).records
+    for rec in records:
+        out[rec.partition_key or ""] = out.get(rec.partition_key or "", 0) + 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    base = tmp_path_factory.mktemp("pipeline")
+    root = base / "studio"
+    script = base / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    (base / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(base / "dagster")) as instance:
+        folder, _ = create_project(
+            root, title="Volcanoes", name="volcanoes", script_file=script, instance=instance
+        )
+        render(root, "volcanoes", instance=instance, settings=SETTINGS)
+        yield root, folder, instance
+
+
+def test_every_file_is_real(rendered) -> None:  # type: ignore[no-untyped-def]
+    _root, folder, _ = rendered
+    for sid in IDS:
+        media = folder / "sentences" / sid
+        samples, rate = wav_num_samples(media / "narration.wav")
+        assert rate == 22050 and samples > rate // 2
+        with Image.open(media / "keyframe.png") as im:
+            assert im.size == (1920, 1080)
+        clip = probe(media / "clip.mp4")
+        assert clip.video is not None and clip.audio is not None
+        assert (clip.video.codec, clip.video.width, clip.video.height) == ("h264", 1920, 1080)
+        assert clip.video.pix_fmt == "yuv420p" and clip.audio.sample_rate == 48000
+        assert clip.video.frames == math.ceil(samples * clip.video.fps / rate - 1e-9)
+    cut = probe(folder / "rough_cut.mp4")
+    assert cut.video is not None and cut.audio is not None
+    assert abs(cut.video.duration_s - cut.audio.duration_s) <= 1 / cut.video.fps + 1e-6
+    assert "Ash falls like grey snow." in (folder / "subtitles.srt").read_text(encoding="utf-8")
+    assert (folder / "subtitles.vtt").read_text(encoding="utf-8").startswith("WEBVTT")
+    assert (folder / "storyboard.html").exists()
+
+
+def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> None:  # type: ignore[no-untyped-def]
+    _root, _folder, instance = rendered
+    for kind in ("narration", "shot", "keyframe", "clip"):
+        assert _mats(instance, kind) == dict.fromkeys(IDS, 1), kind
+    ev = instance.get_latest_materialization_event(key("volcanoes", "narration"))
+    assert ev is not None
+    rec = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key("volcanoes", "shot"), asset_partitions=[IDS[1]]),
+        limit=1,
+    ).records[0]
+    md = rec.asset_materialization.metadata  # type: ignore[union-attr]
+    assert md["camera_movement"].value == "zoom-in" and md["motion_strength"].value == 0.7
+    rec = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key("volcanoes", "keyframe"), asset_partitions=[IDS[0]]),
+        limit=1,
+    ).records[0]
+    preview = rec.asset_materialization.metadata["preview"].value  # type: ignore[union-attr]
+    assert "data:image/png;base64," in str(preview)
+
+
+def test_checks_passed(rendered) -> None:  # type: ignore[no-untyped-def]
+    _root, _folder, instance = rendered
+    for kind, check in (
+        ("narration", "audible"),
+        ("keyframe", "is_1920x1080"),
+        ("clip", "matches_narration"),
+        ("rough_cut", "audio_video_in_sync"),
+    ):
+        ev = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(key("volcanoes", kind), check)]
+        )[dg.AssetCheckKey(key("volcanoes", kind), check)]
+        assert ev is not None and ev.status.value == "SUCCEEDED", (kind, check)
+
+
+def test_everything_fresh_then_an_edit_makes_one_chain_stale(rendered) -> None:  # type: ignore[no-untyped-def]
+    root, folder, instance = rendered
+    defs = build_definitions(root, SETTINGS)
+    statuses = sentence_statuses(instance, defs, "volcanoes", IDS)
+    assert all(v == "done" for row in statuses.values() for v in row.values()), statuses
+
+    script = folder / "script.md"
+    script.write_text(
+        script.read_text().replace("Ash falls like grey snow.", "Ash falls like soft grey snow."),
+        encoding="utf-8",
+    )
+    sync(root, "volcanoes", instance=instance)
+    statuses = sentence_statuses(instance, defs, "volcanoes", IDS)
+    assert (
+        statuses[IDS[0]]
+        == statuses[IDS[2]]
+        == dict.fromkeys(("narration", "shot", "keyframe", "clip"), "done")
+    )
+    assert statuses[IDS[1]]["narration"] == "stale" and statuses[IDS[1]]["shot"] == "stale"
+
+    render(root, "volcanoes", instance=instance, settings=SETTINGS)
+    assert _mats(instance, "narration") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}
+    assert _mats(instance, "clip") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}
+    statuses = sentence_statuses(instance, defs, "volcanoes", IDS)
+    assert all(v == "done" for row in statuses.values() for v in row.values()), statuses

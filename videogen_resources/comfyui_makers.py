@@ -1,0 +1,280 @@
+"""Keyframes and clips made by ComfyUI workflows (the remote makers).
+
+Each maker holds a ``ComfyUIResource`` and a workflow name from ``workflows/workflows.yaml``.
+It binds the shot's prompt, negative prompt, seed, size, characters' LoRAs and reference image
+(uploaded to the chosen server) into the workflow, checks that the server has every node the
+workflow uses, runs it, and turns the output into the studio's file: a 1920x1080 PNG keyframe,
+or a frame-exact clip conformed to the narration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import wave
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from videogen.atomic import atomic_path
+from videogen.models import Shot
+from videogen_resources.base import (
+    CharacterRef,
+    ClipMakerResource,
+    ClipResult,
+    ImageResult,
+    KeyframeMakerResource,
+    ProgressFn,
+)
+from videogen_resources.comfyui import ComfyUIResource, RunResult, parse_version
+from videogen_resources.errors import ServiceError
+from videogen_resources.workflows import Workflow, load_workflow, missing_nodes
+
+ENGINE = "comfyui"
+
+
+def check_server_nodes(comfyui: ComfyUIResource, server: str, wf: Workflow) -> None:
+    """Raise a clear error when ``server`` lacks nodes ``wf`` uses (object_info is cached)."""
+    info = comfyui.object_info(server, cached=True)
+    missing = missing_nodes(wf, info)
+    if not missing:
+        return
+    try:
+        version = comfyui.system_stats(server).comfyui_version
+    except ServiceError:
+        version = None
+    have = f"it runs ComfyUI {version}" if version else "its version is unknown"
+    older = bool(version) and parse_version(version) < parse_version(wf.min_comfyui_version)
+    raise ServiceError(
+        "comfyui",
+        f"server {server} lacks node(s) {', '.join(missing)} used by workflow {wf.name!r}; "
+        f"the workflow needs ComfyUI >= {wf.min_comfyui_version} ({have}"
+        + ("; update ComfyUI" if older else "; install the nodes or update ComfyUI") + ")",
+        retryable=False,
+    )
+
+
+def _lora_values(wf: Workflow, characters: Sequence[CharacterRef]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    n = 1
+    for ch in characters:
+        if not ch.lora:
+            continue
+        if not wf.has_slot(f"lora_{n}_name"):
+            break
+        values[f"lora_{n}_name"] = ch.lora
+        if wf.has_slot(f"lora_{n}_strength"):
+            values[f"lora_{n}_strength"] = ch.lora_strength
+        n += 1
+    return values
+
+
+def _only_slots(wf: Workflow, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if wf.has_slot(k) and v is not None}
+
+
+def _extra(run: RunResult, wf: Workflow, seed: int) -> dict[str, Any]:
+    return {
+        "prompt_id": run.prompt_id,
+        "server": run.server,
+        "seed": seed,
+        "workflow": wf.name,
+        "workflow_version": wf.version,
+        "progress": run.summary(),
+        "comfyui_files": [o.filename for o in run.outputs],
+    }
+
+
+def _pick_output(run: RunResult, wf: Workflow) -> Path:
+    for out, path in zip(run.outputs, run.files, strict=False):
+        if out.node_id == wf.output_node:
+            return path
+    if run.files:
+        return run.files[0]
+    raise ServiceError("comfyui", f"workflow {wf.name!r} produced no output file "
+                       f"(prompt {run.prompt_id} on {run.server})")
+
+
+def _wav_seconds(path: Path) -> float:
+    with contextlib.closing(wave.open(str(path), "rb")) as w:
+        return w.getnframes() / float(w.getframerate())
+
+
+def _make_prompt_builder(
+    comfyui: ComfyUIResource,
+    wf: Workflow,
+    values: dict[str, Any],
+    uploads: dict[str, Path],
+) -> Callable[[str], dict[str, Any]]:
+    """A function of the chosen server: check its nodes, upload images there, bind values."""
+
+    def build(server: str) -> dict[str, Any]:
+        check_server_nodes(comfyui, server, wf)
+        bound = dict(values)
+        for slot, path in uploads.items():
+            bound[slot] = comfyui.upload_image(path, server)
+        return wf.apply(bound)
+
+    return build
+
+
+class ComfyUIKeyframes(KeyframeMakerResource):
+    """Generates keyframes with a ComfyUI image workflow and normalizes them to 1920x1080 PNG."""
+
+    comfyui: ComfyUIResource
+    workflow: str = Field(default="flux-1-dev-v1",
+                          description="Workflow name in workflows/workflows.yaml (kind image).")
+    workflows_dir: str | None = Field(default=None,
+                                      description="Folder of workflows.yaml (default: the repo's).")
+    width: int = Field(default=1920, description="Width of the keyframe PNG written.")
+    height: int = Field(default=1080, description="Height of the keyframe PNG written.")
+    gen_width: int | None = Field(default=None, description="Width asked of the model "
+                                  "(default: the keyframe width, rounded per the workflow).")
+    gen_height: int | None = Field(default=None, description="Height asked of the model.")
+
+    kind: ClassVar[str] = "image"
+
+    def _wf(self, workflow: str | None = None) -> Workflow:
+        wf = load_workflow(workflow or self.workflow, self.workflows_dir)
+        if wf.kind != self.kind:
+            raise ServiceError("comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not "
+                               f"{self.kind}s")
+        return wf
+
+    def version(self, workflow: str | None = None) -> str:
+        """The content hash of the workflow (``workflow`` overrides the configured one)."""
+        return self._wf(workflow).version
+
+    def make_keyframe(
+        self,
+        *,
+        shot: Shot,
+        sentence_text: str,
+        section_title: str,
+        style: str,
+        characters: Sequence[CharacterRef],
+        out_path: Path,
+        progress: ProgressFn | None = None,
+        workflow: str | None = None,
+    ) -> ImageResult:
+        from PIL import Image, ImageOps
+
+        wf = self._wf(workflow)
+        prompt = shot.image_prompt.strip() or sentence_text
+        if style and style.lower() not in prompt.lower():
+            prompt = f"{prompt}, {style}"
+        values = _only_slots(wf, {
+            "prompt": prompt,
+            "negative_prompt": shot.negative_prompt or None,
+            "seed": shot.seed,
+            "width": self.gen_width or self.width,
+            "height": self.gen_height or self.height,
+            "filename_prefix": "videogen/keyframe",
+            **_lora_values(wf, characters),
+        })
+        uploads: dict[str, Path] = {}
+        ref = next((c.reference_image for c in characters if c.reference_image), None)
+        if ref is not None and wf.has_slot("reference_image"):
+            uploads["reference_image"] = Path(ref)
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
+            run = self.comfyui.run_workflow(
+                _make_prompt_builder(self.comfyui, wf, values, uploads),
+                outputs_dir=tmp, progress=progress, output_nodes=[wf.output_node],
+            )
+            src = _pick_output(run, wf)
+            with Image.open(src) as im:
+                im.load()
+                rgb = im.convert("RGB")
+            if rgb.size != (self.width, self.height):
+                rgb = ImageOps.fit(rgb, (self.width, self.height), Image.Resampling.LANCZOS)
+            with atomic_path(out_path) as tmp_png:
+                rgb.save(tmp_png, format="PNG")
+        return ImageResult(
+            path=out_path, width=self.width, height=self.height, seed=shot.seed,
+            engine=ENGINE, workflow_version=wf.version, extra=_extra(run, wf, shot.seed),
+        )
+
+
+class ComfyUIClips(ClipMakerResource):
+    """Generates clips with a ComfyUI image-to-video workflow from the shot's keyframe."""
+
+    comfyui: ComfyUIResource
+    workflow: str = Field(default="wan-2.2-v1",
+                          description="Workflow name in workflows/workflows.yaml (kind video).")
+    workflows_dir: str | None = Field(default=None,
+                                      description="Folder of workflows.yaml (default: the repo's).")
+    gen_width: int = Field(default=1280, description="Width asked of the video model.")
+    gen_height: int = Field(default=720, description="Height asked of the video model.")
+    gen_fps: int | None = Field(default=None, description="Frame rate asked of the model "
+                                "(default: the workflow's own).")
+    fps: int = Field(default=30, description="Frame rate of the final clip.")
+    width: int = Field(default=1920, description="Width of the final clip.")
+    height: int = Field(default=1080, description="Height of the final clip.")
+
+    kind: ClassVar[str] = "video"
+
+    def _wf(self, workflow: str | None = None) -> Workflow:
+        wf = load_workflow(workflow or self.workflow, self.workflows_dir)
+        if wf.kind != self.kind:
+            raise ServiceError("comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not "
+                               f"{self.kind}s")
+        return wf
+
+    def version(self, workflow: str | None = None) -> str:
+        """The content hash of the workflow (``workflow`` overrides the configured one)."""
+        return self._wf(workflow).version
+
+    def make_clip(
+        self,
+        *,
+        shot: Shot,
+        keyframe: Path,
+        narration: Path,
+        out_path: Path,
+        progress: ProgressFn | None = None,
+        workflow: str | None = None,
+    ) -> ClipResult:
+        from videogen_resources import media
+
+        wf = self._wf(workflow)
+        narration = Path(narration)
+        seconds = _wav_seconds(narration)
+        gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
+        frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
+        values = _only_slots(wf, {
+            "prompt": shot.video_prompt.strip() or shot.image_prompt,
+            "negative_prompt": shot.negative_prompt or None,
+            "seed": shot.seed,
+            "width": self.gen_width,
+            "height": self.gen_height,
+            "frames": frames,
+            "fps": gen_fps,
+            "filename_prefix": "videogen/clip",
+        })
+        uploads = {"image": Path(keyframe)}
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
+            run = self.comfyui.run_workflow(
+                _make_prompt_builder(self.comfyui, wf, values, uploads),
+                outputs_dir=tmp, progress=progress, output_nodes=[wf.output_node],
+            )
+            src = _pick_output(run, wf)
+            if progress:
+                progress(f"conforming {src.name} to {seconds:.2f}s at {self.fps} fps")
+            info = media.conform_clip(src, narration, out_path, fps=self.fps,
+                                      width=self.width, height=self.height)
+        extra = _extra(run, wf, shot.seed)
+        extra.update({"generated_frames": frames, "generated_fps": gen_fps})
+        return ClipResult(
+            path=out_path, duration_s=info.duration_s, num_frames=info.num_frames, fps=info.fps,
+            engine=ENGINE, workflow_version=wf.version, extra=extra,
+        )
+
+
+__all__ = ["ComfyUIClips", "ComfyUIKeyframes", "check_server_nodes"]

@@ -1,0 +1,226 @@
+"""eSpeak NG speech through ctypes: the library and data of the ``espeakng-loader`` wheel.
+
+A fast, robotic, always-available fallback narrator. The library is initialized once per
+process in synchronous mode; `espeak_Synth` calls back with 16-bit samples, which are collected,
+loudness-normalized and written atomically as a WAV.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from videogen_resources import media
+from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.errors import ServiceError
+
+ENGINE = "espeak-ng"
+
+# speak_lib.h
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_EE_OK = 0
+_PARAM_RATE = 1
+_PARAM_VOLUME = 2
+_PARAM_PITCH = 3
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+class _EspeakVoice(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012 - ctypes layout
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+class VoiceInfo(BaseModel):
+    """An eSpeak NG voice."""
+
+    name: str
+    identifier: str
+    language: str
+    gender: str
+
+
+class _Engine:
+    """The process-wide eSpeak NG instance (its C state is global: one caller at a time)."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise ServiceError("espeak", "the espeakng-loader package is not installed") from exc
+        try:
+            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        except OSError as exc:
+            raise ServiceError("espeak", f"cannot load libespeak-ng: {exc}") from exc
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]  # fmt: skip
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_EspeakVoice))
+        data = espeakng_loader.get_data_path().encode()
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise ServiceError("espeak", f"espeak_Initialize failed ({rate})")
+        self.lib = lib
+        self.sample_rate = int(rate)
+        self.lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        # Keep a reference to the callback for the library's lifetime.
+        self._callback = _SYNTH_CALLBACK(self._on_samples)
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_samples(self, wav: ctypes.Array[ctypes.c_short], count: int, _events: int) -> int:
+        if wav and count > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
+        return 0  # 0 = continue
+
+    def synth(self, text: str, voice: str, rate_wpm: int, pitch: int) -> np.ndarray:
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise ServiceError(
+                    "espeak", f"unknown eSpeak NG voice {voice!r} (see list_voices())"
+                )
+            self.lib.espeak_SetParameter(_PARAM_RATE, int(rate_wpm), 0)
+            self.lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+            self.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
+            self._chunks = []
+            buf = text.encode("utf-8") + b"\0"
+            status = self.lib.espeak_Synth(
+                buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
+            )
+            self.lib.espeak_Synchronize()
+            chunks, self._chunks = self._chunks, []
+        if status != _EE_OK:
+            raise ServiceError("espeak", f"espeak_Synth failed with status {status}")
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return (np.concatenate(chunks).astype(np.float32) / 32768.0).astype(np.float32)
+
+    def voices(self) -> list[VoiceInfo]:
+        out: list[VoiceInfo] = []
+        with self.lock:
+            array = self.lib.espeak_ListVoices(None)
+            i = 0
+            while array and array[i]:
+                v = array[i].contents
+                languages = ctypes.string_at(v.languages + 1) if v.languages else b""
+                out.append(
+                    VoiceInfo(
+                        name=(v.name or b"").decode("utf-8", "replace"),
+                        identifier=(v.identifier or b"").decode("utf-8", "replace"),
+                        language=languages.decode("utf-8", "replace"),
+                        gender={1: "male", 2: "female"}.get(v.gender, "unknown"),
+                    )
+                )
+                i += 1
+        return out
+
+
+_ENGINE: _Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine() -> _Engine:
+    """The process-wide eSpeak NG engine (initialized on first use)."""
+    global _ENGINE
+    if _ENGINE is None:
+        with _ENGINE_LOCK:
+            if _ENGINE is None:
+                _ENGINE = _Engine()
+    return _ENGINE
+
+
+def list_voices() -> list[VoiceInfo]:
+    """All voices eSpeak NG knows (names such as ``en-us``; add ``+f3``-style variants)."""
+    return engine().voices()
+
+
+class EspeakNarrator(NarratorResource):
+    """Embedded narrator with eSpeak NG: instant and robotic; any language eSpeak speaks."""
+
+    voice: str = "en-us"  # an eSpeak voice name, optionally with a variant: "en-us+f3"
+    rate_wpm: int = 165
+    pitch: int = 50  # 0..99
+    loudness_target_lufs: float = -16.0
+    true_peak_db: float = -1.0
+
+    def version(self) -> str:
+        """Engine, voice and settings, hashed to a short string."""
+        key = f"{self.voice}|{self.rate_wpm}|{self.pitch}|{self.loudness_target_lufs}"
+        key += f"|{self.true_peak_db}"
+        return f"espeak-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+    def speak(
+        self,
+        *,
+        text: str,
+        out_path: Path,
+        voice: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> SpeechResult:
+        """Speak ``text`` into ``out_path`` (16-bit WAV, loudness-normalized, atomic)."""
+        name = voice or self.voice
+        if not text.strip():
+            raise ServiceError("espeak", "cannot speak an empty text")
+        started = time.perf_counter()
+        eng = engine()
+        raw = eng.synth(text, name, self.rate_wpm, self.pitch)
+        if raw.size == 0:
+            raise ServiceError("espeak", f"no speech could be made from the text {text[:60]!r}")
+        rate = eng.sample_rate
+        samples = media.normalize_loudness(
+            raw, rate, self.loudness_target_lufs, self.true_peak_db
+        )
+        lufs, peak = media.loudness(samples, rate)
+        out_path = media.write_wav(out_path, samples, rate)
+        elapsed = time.perf_counter() - started
+        duration_ms = round(samples.size * 1000 / rate)
+        if progress:
+            progress(f"espeak: {duration_ms / 1000:.2f} s of speech in {elapsed:.2f} s")
+        return SpeechResult(
+            path=out_path,
+            duration_ms=duration_ms,
+            sample_rate=rate,
+            num_samples=int(samples.size),
+            voice=name,
+            engine=ENGINE,
+            loudness_lufs=lufs if math.isfinite(lufs) else None,
+            extra={
+                "true_peak_dbtp": round(peak, 2) if math.isfinite(peak) else None,
+                "synthesis_seconds": round(elapsed, 3),
+                "version": self.version(),
+            },
+        )

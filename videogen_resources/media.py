@@ -1,0 +1,712 @@
+"""Media facts and ffmpeg work: probing, WAV I/O, loudness, clip conforming, rough cuts, subtitles.
+
+ffmpeg is the binary shipped with ``imageio-ffmpeg`` (no system ffmpeg or ffprobe is needed);
+files are probed with PyAV. Lengths are always judged by *decoded* frames and samples, never by
+header durations. Every file written here is written atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import subprocess
+import tempfile
+import textwrap
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+import pyloudnorm
+from pydantic import BaseModel
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import resample_poly
+
+from videogen.atomic import atomic_path, atomic_write_text
+from videogen_resources.errors import ServiceError
+
+AUDIO_RATE = 48_000
+"""Sample rate of every muxed audio track."""
+AUDIO_CHANNELS = 2
+"""Muxed narration is dual mono: editors and players treat it as a centred voice."""
+AUDIO_BITRATE = "160k"
+STDERR_TAIL = 2_000
+
+Cue = tuple[float, float, str]
+"""A subtitle cue: (start seconds, end seconds, text)."""
+
+
+# --------------------------------------------------------------------------------------------
+# ffmpeg
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The path of the ffmpeg binary bundled with ``imageio-ffmpeg``."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def run_ffmpeg(args: Sequence[str], *, what: str, timeout: float | None = None) -> None:
+    """Run ffmpeg with ``args``; raise `ServiceError` with ffmpeg's stderr tail on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stderr or b"").decode("utf-8", "replace")[-STDERR_TAIL:]
+        raise ServiceError(
+            "ffmpeg", f"{what}: timed out after {timeout} s", server_message=tail or None
+        ) from exc
+    except OSError as exc:
+        raise ServiceError("ffmpeg", f"{what}: cannot run ffmpeg: {exc}") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:]
+        raise ServiceError(
+            "ffmpeg",
+            f"{what}: ffmpeg exited with status {proc.returncode}",
+            server_message=tail or None,
+        )
+
+
+def x264_args(
+    *, fps: int, preset: str = "veryfast", crf: int = 20, threads: int | None = 2
+) -> list[str]:
+    """The H.264 encoder settings every clip shares, so clips concatenate by stream copy.
+
+    SPS/PPS are repeated in-band at every keyframe (``repeat-headers``) so that clips encoded
+    with different presets still decode correctly after a stream-copy concatenation.
+    """
+    args = [
+        "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+        "-pix_fmt", "yuv420p", "-profile:v", "high",
+        "-g", str(fps * 2), "-keyint_min", str(fps),
+        "-x264-params", "repeat-headers=1",
+        "-video_track_timescale", str(fps * 512),
+        "-r", str(fps),
+    ]  # fmt: skip
+    if threads:
+        args += ["-threads", str(threads)]
+    return args
+
+
+def frames_for_samples(num_samples: int, sample_rate: int, fps: int) -> int:
+    """Whole video frames covering ``num_samples`` of audio: ceil(seconds * fps), at least 1."""
+    return max(1, -(-num_samples * fps // sample_rate))
+
+
+def samples_for_frames(num_frames: int, fps: int, sample_rate: int = AUDIO_RATE) -> int:
+    """Audio samples spanning exactly ``num_frames`` video frames (rounded to the nearest)."""
+    return (num_frames * sample_rate + fps // 2) // fps
+
+
+def narration_filter(total_samples: int) -> str:
+    """Resample to 48 kHz, pad with silence and cut at exactly ``total_samples``."""
+    return (
+        f"aresample={AUDIO_RATE}:resampler=soxr,apad=whole_len={total_samples},"
+        f"atrim=end_sample={total_samples},asetpts=N/SR/TB"
+    )
+
+
+def audio_out_args() -> list[str]:
+    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS)]
+
+
+# --------------------------------------------------------------------------------------------
+# probing
+
+
+class VideoStreamInfo(BaseModel):
+    """The first video stream of a file; ``frames`` were counted, not read from a header."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float
+    pix_fmt: str | None
+    frames: int
+    duration_s: float  # frames / fps
+    extradata_hex: str | None = None  # codec parameters (e.g. avcC), to compare stream copies
+
+
+class AudioStreamInfo(BaseModel):
+    """The first audio stream of a file; ``samples`` were counted, not read from a header."""
+
+    codec: str
+    sample_rate: int
+    channels: int
+    samples: int
+    duration_s: float  # samples / sample_rate
+
+
+class MediaInfo(BaseModel):
+    """What a media file holds."""
+
+    path: Path
+    format: str
+    size_bytes: int
+    container_duration_s: float | None
+    video: VideoStreamInfo | None = None
+    audio: AudioStreamInfo | None = None
+    counted_by: Literal["decode", "packets"] = "decode"
+
+    @property
+    def has_video(self) -> bool:
+        """Whether the file has a video stream."""
+        return self.video is not None
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether the file has an audio stream."""
+        return self.audio is not None
+
+
+def probe(path: str | Path, *, count: Literal["decode", "packets"] = "decode") -> MediaInfo:
+    """Describe ``path``: container, first video and first audio stream.
+
+    With ``count="decode"`` (the default) frames and samples are counted by decoding every
+    frame. ``count="packets"`` counts video packets (one per frame for H.264 in MP4) and sums
+    audio packet durations: much faster for long files, exact for files this module writes.
+    """
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise ServiceError("ffmpeg", f"cannot open {path.name}: {exc}") from exc
+    with container:
+        duration = container.duration / 1_000_000 if container.duration is not None else None
+        vstream = container.streams.video[0] if container.streams.video else None
+        astream = container.streams.audio[0] if container.streams.audio else None
+        frames = 0
+        samples = 0
+        pix_fmt = vstream.codec_context.pix_fmt if vstream is not None else None
+        try:
+            if count == "decode":
+                if vstream is not None:
+                    vstream.thread_type = "AUTO"
+                streams = [s for s in (vstream, astream) if s is not None]
+                for packet in container.demux(*streams):
+                    for frame in packet.decode():
+                        if isinstance(frame, av.VideoFrame):
+                            frames += 1
+                            pix_fmt = frame.format.name
+                        elif isinstance(frame, av.AudioFrame):
+                            samples += frame.samples
+            else:
+                streams = [s for s in (vstream, astream) if s is not None]
+                for packet in container.demux(*streams):
+                    if packet.size == 0:
+                        continue
+                    if packet.stream is vstream:
+                        frames += 1
+                    elif astream is not None and packet.duration and packet.time_base:
+                        samples += round(
+                            float(packet.duration * packet.time_base) * astream.sample_rate
+                        )
+        except av.FFmpegError as exc:
+            raise ServiceError("ffmpeg", f"cannot decode {path.name}: {exc}") from exc
+
+        video = None
+        if vstream is not None:
+            rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+            fps = float(rate) if rate else 0.0
+            extradata = vstream.codec_context.extradata
+            video = VideoStreamInfo(
+                codec=vstream.codec_context.name,
+                width=vstream.codec_context.width,
+                height=vstream.codec_context.height,
+                fps=fps,
+                pix_fmt=pix_fmt,
+                frames=frames,
+                duration_s=frames / fps if fps else 0.0,
+                extradata_hex=extradata.hex() if extradata else None,
+            )
+        audio = None
+        if astream is not None:
+            rate_hz = astream.codec_context.sample_rate or 0
+            audio = AudioStreamInfo(
+                codec=astream.codec_context.name,
+                sample_rate=rate_hz,
+                channels=astream.codec_context.channels,
+                samples=samples,
+                duration_s=samples / rate_hz if rate_hz else 0.0,
+            )
+        return MediaInfo(
+            path=path,
+            format=container.format.name,
+            size_bytes=path.stat().st_size,
+            container_duration_s=duration,
+            video=video,
+            audio=audio,
+            counted_by=count,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# WAV and levels
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode any audio file (WAV of any sample format, or anything ffmpeg reads) to mono float32.
+
+    Returns ``(samples, sample_rate)`` with samples in [-1, 1] at the file's own rate.
+    """
+    path = Path(path)
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ServiceError("ffmpeg", f"{path.name} has no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise ServiceError("ffmpeg", f"cannot read audio from {path.name}: {exc}") from exc
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return samples.astype(np.float32, copy=False), rate
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono ``samples`` (float in [-1, 1]) as a 16-bit PCM WAV, atomically."""
+    path = Path(path)
+    data = np.asarray(samples, dtype=np.float64).reshape(-1)
+    pcm = np.clip(np.round(data * 32767.0), -32768, 32767).astype("<i2")
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(int(sample_rate))
+        wav.writeframes(pcm.tobytes())
+    return path
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample mono float audio with a polyphase filter (exact length ratio, rounded up)."""
+    if from_rate == to_rate:
+        return np.asarray(samples, dtype=np.float32)
+    g = math.gcd(int(from_rate), int(to_rate))
+    out = resample_poly(np.asarray(samples, dtype=np.float32), to_rate // g, from_rate // g)
+    return np.asarray(out, dtype=np.float32)
+
+
+def true_peak(samples: np.ndarray, sample_rate: int, *, chunk: int = 1 << 18) -> float:
+    """True peak in dBTP, estimated by 4x oversampling (chunked, so long tracks stay cheap)."""
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if x.size == 0:
+        return float("-inf")
+    peak = float(np.max(np.abs(x)))
+    overlap = 64
+    for start in range(0, x.size, chunk):
+        seg = x[max(0, start - overlap) : start + chunk + overlap]
+        if seg.size < 2:
+            continue
+        up = resample_poly(seg, 4, 1)
+        peak = max(peak, float(np.max(np.abs(up))))
+    return 20.0 * math.log10(peak) if peak > 0 else float("-inf")
+
+
+def loudness_lufs(samples: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS per ITU-R BS.1770 (pyloudnorm); silence is ``-inf``.
+
+    Audio shorter than one 400 ms gating block is measured padded with silence (which the
+    gate ignores).
+    """
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    block = int(0.4 * sample_rate) + 1
+    if x.size < block:
+        x = np.concatenate([x, np.zeros(block - x.size)])
+    meter = pyloudnorm.Meter(sample_rate)
+    with np.errstate(divide="ignore"):
+        return float(meter.integrated_loudness(x))
+
+
+def loudness(samples: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """``(integrated loudness in LUFS, true peak in dBTP)``; silence gives ``-inf`` for both."""
+    return loudness_lufs(samples, sample_rate), true_peak(samples, sample_rate)
+
+
+def limit_peaks(
+    samples: np.ndarray, sample_rate: int, ceiling: float, *, lookahead_ms: float = 5.0
+) -> np.ndarray:
+    """A look-ahead brick-wall limiter: no sample exceeds ``ceiling`` (linear), and the gain
+    changes smoothly over ``lookahead_ms`` around each peak instead of clipping it."""
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if x.size == 0:
+        return x.copy()
+    width = max(1, int(sample_rate * lookahead_ms / 1000))
+    with np.errstate(divide="ignore"):
+        need = np.minimum(1.0, ceiling / np.maximum(np.abs(x), 1e-12)).astype(np.float32)
+    # Every sample's smoothed gain averages only values already <= that sample's need.
+    gain = minimum_filter1d(need, size=2 * width + 1, mode="nearest")
+    gain = uniform_filter1d(gain, size=width | 1, mode="nearest")
+    return (x * np.minimum(gain, need)).astype(np.float32)
+
+
+def normalize_loudness(
+    samples: np.ndarray,
+    sample_rate: int,
+    target_lufs: float = -16.0,
+    true_peak_db: float = -1.0,
+) -> np.ndarray:
+    """Gain ``samples`` to ``target_lufs`` with the true peak held at or below ``true_peak_db``.
+
+    Peaks the gain would push over the ceiling go through a look-ahead limiter (speech has a
+    high crest factor, so -16 LUFS at -1 dBTP needs a little limiting); the result is within a
+    fraction of a dB of the target. Silence is returned unchanged.
+    """
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    ceiling = 10.0 ** ((true_peak_db - 0.5) / 20.0)  # margin for inter-sample peaks
+    for _ in range(3):
+        lufs = loudness_lufs(x, sample_rate)
+        if not math.isfinite(lufs):
+            return x.copy()
+        x = (x * np.float32(10.0 ** ((target_lufs - lufs) / 20.0))).astype(np.float32)
+        if float(np.max(np.abs(x))) > ceiling:
+            x = limit_peaks(x, sample_rate, ceiling)
+    peak = true_peak(x, sample_rate)
+    if math.isfinite(peak) and peak > true_peak_db:
+        x = (x * np.float32(10.0 ** ((true_peak_db - peak) / 20.0))).astype(np.float32)
+    return x
+
+
+class AudioLevels(BaseModel):
+    """Facts for asset checks: is it silent, is it clipped, how loud is it."""
+
+    num_samples: int
+    sample_rate: int
+    duration_s: float
+    peak: float
+    peak_dbfs: float | None  # None for digital silence
+    rms: float
+    rms_dbfs: float | None
+    clipped_fraction: float  # samples at or above the clip threshold
+    silent: bool
+
+
+def audio_levels(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    clip_threshold: float = 0.999,
+    silence_dbfs: float = -60.0,
+) -> AudioLevels:
+    """Peak, RMS, fraction of clipped samples and whether ``samples`` is (near) silent."""
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    n = int(x.size)
+    peak = float(np.max(np.abs(x))) if n else 0.0
+    rms = float(np.sqrt(np.mean(x * x))) if n else 0.0
+    peak_db = 20 * math.log10(peak) if peak > 0 else None
+    rms_db = 20 * math.log10(rms) if rms > 0 else None
+    clipped = float(np.count_nonzero(np.abs(x) >= clip_threshold) / n) if n else 0.0
+    return AudioLevels(
+        num_samples=n,
+        sample_rate=sample_rate,
+        duration_s=n / sample_rate if sample_rate else 0.0,
+        peak=peak,
+        peak_dbfs=peak_db,
+        rms=rms,
+        rms_dbfs=rms_db,
+        clipped_fraction=clipped,
+        silent=rms_db is None or rms_db < silence_dbfs,
+    )
+
+
+def wav_num_samples(path: str | Path) -> tuple[int, int]:
+    """``(num_samples, sample_rate)`` of a PCM WAV from its header (exact for PCM WAV)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes(), wav.getframerate()
+    except (wave.Error, EOFError):
+        samples, rate = read_wav(path)
+        return int(samples.size), rate
+
+
+# --------------------------------------------------------------------------------------------
+# clips
+
+
+class ClipInfo(BaseModel):
+    """A frame-exact clip that was written."""
+
+    path: Path
+    num_frames: int
+    fps: int
+    duration_s: float
+    audio_samples: int  # at 48 kHz, exactly num_frames / fps seconds
+
+
+def conform_clip(
+    src_video: str | Path,
+    narration_wav: str | Path,
+    out_mp4: str | Path,
+    *,
+    fps: int = 30,
+    width: int = 1920,
+    height: int = 1080,
+    extend: Literal["hold", "loop"] = "hold",
+    preset: str = "veryfast",
+    crf: int = 20,
+    threads: int | None = 2,
+) -> ClipInfo:
+    """Turn any generated video (mp4, webm, animated webp, gif, a still image) into a final clip.
+
+    The picture is scaled to fit and padded to ``width`` x ``height``, re-timed to ``fps`` and
+    encoded H.264 yuv420p with exactly ``ceil(narration_seconds * fps)`` frames: a shorter source
+    holds its last frame (``extend="hold"``) or loops (``"loop"``), a longer one is trimmed.
+    The narration is padded with silence to the clip's exact length and muxed as AAC 48 kHz.
+    """
+    src_video, narration_wav, out_mp4 = Path(src_video), Path(narration_wav), Path(out_mp4)
+    num_samples, rate = wav_num_samples(narration_wav)
+    frames = frames_for_samples(num_samples, rate, fps)
+    audio_samples = samples_for_frames(frames, fps)
+    src_args = ["-stream_loop", "-1"] if extend == "loop" else []
+    vf = (
+        f"[0:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease:flags=lanczos,"
+        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={fps},"
+        f"tpad=stop_mode=clone:stop={frames},format=yuv420p[v];"
+        f"[1:a:0]{narration_filter(audio_samples)}[a]"
+    )
+    with atomic_path(out_mp4) as tmp:
+        run_ffmpeg(
+            [
+                *src_args, "-i", str(src_video), "-i", str(narration_wav),
+                "-filter_complex", vf, "-map", "[v]", "-map", "[a]",
+                "-frames:v", str(frames),
+                *x264_args(fps=fps, preset=preset, crf=crf, threads=threads),
+                *audio_out_args(), "-movflags", "+faststart", str(tmp),
+            ],  # fmt: skip
+            what=f"conform {src_video.name}",
+        )
+    return ClipInfo(
+        path=out_mp4,
+        num_frames=frames,
+        fps=fps,
+        duration_s=frames / fps,
+        audio_samples=audio_samples,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rough cut
+
+
+class RoughCutInfo(BaseModel):
+    """The rough cut that was written, with its measured (decoded) lengths."""
+
+    path: Path
+    num_clips: int
+    fps: int
+    video_frames: int  # video packets in the output (stream copy: one per frame)
+    expected_frames: int  # the sum of the clips' frames
+    video_duration_s: float
+    audio_samples: int  # decoded from the output's AAC track
+    audio_duration_s: float
+    drift_s: float  # audio_duration_s - video_duration_s
+    within_one_frame: bool
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    video_copied: bool  # the video codec parameters equal the first clip's (no re-encode)
+    mixed_parameters: bool  # clips had differing codec parameters (still decodable in-band)
+    seconds: float  # wall time of the build
+
+
+def _video_packets(path: Path) -> tuple[int, str | None]:
+    """(number of video packets, codec extradata hex) by demuxing only."""
+    info = probe(path, count="packets")
+    if info.video is None:
+        raise ServiceError("ffmpeg", f"{path.name} has no video stream")
+    return info.video.frames, info.video.extradata_hex
+
+
+def _concat_line(path: Path) -> str:
+    escaped = str(path.resolve()).replace("'", "'\\''")
+    return f"file '{escaped}'"
+
+
+def build_rough_cut(
+    clips: Sequence[str | Path],
+    narrations: Sequence[str | Path],
+    out_mp4: str | Path,
+    *,
+    fps: int = 30,
+    loudness_target: float = -16.0,
+    true_peak_db: float = -1.0,
+) -> RoughCutInfo:
+    """Concatenate ``clips`` into one video with one continuous narration track.
+
+    The clips' video streams are joined by the concat demuxer with stream copy (no
+    re-encode). The audio is NOT the clips' AAC (each AAC encode carries its own priming, which
+    drifts ~35 ms per join): it is rebuilt from the sample-exact ``narrations``, each resampled
+    to 48 kHz and padded (or cut) to its clip's frame-exact length, loudness-normalized as one
+    track and encoded once. The decoded audio length is measured and reported against the video.
+    """
+    import time
+
+    started = time.perf_counter()
+    clip_paths = [Path(c) for c in clips]
+    narr_paths = [Path(n) for n in narrations]
+    if not clip_paths:
+        raise ServiceError("ffmpeg", "a rough cut needs at least one clip")
+    if len(clip_paths) != len(narr_paths):
+        raise ServiceError(
+            "ffmpeg", f"{len(clip_paths)} clips but {len(narr_paths)} narrations for the rough cut"
+        )
+    out_mp4 = Path(out_mp4)
+
+    frame_counts: list[int] = []
+    extradatas: set[str | None] = set()
+    for clip in clip_paths:
+        n, extradata = _video_packets(clip)
+        frame_counts.append(n)
+        extradatas.add(extradata)
+    first_extradata = _video_packets(clip_paths[0])[1]
+
+    # One continuous narration track, placed at cumulative frame-exact positions (no drift).
+    total_frames = sum(frame_counts)
+    total_samples = samples_for_frames(total_frames, fps)
+    track = np.zeros(total_samples, dtype=np.float32)
+    cum = 0
+    for narr, n in zip(narr_paths, frame_counts, strict=True):
+        start = samples_for_frames(cum, fps)
+        cum += n
+        end = samples_for_frames(cum, fps)
+        samples, rate = read_wav(narr)
+        samples = resample(samples, rate, AUDIO_RATE)[: end - start]
+        track[start : start + samples.size] = samples
+    track = normalize_loudness(track, AUDIO_RATE, loudness_target, true_peak_db)
+    lufs, peak = loudness(track, AUDIO_RATE)
+
+    out_mp4.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".roughcut.", dir=out_mp4.parent) as tmpdir:
+        listing = Path(tmpdir) / "clips.txt"
+        lines = ["ffconcat version 1.0"]
+        for clip, n in zip(clip_paths, frame_counts, strict=True):
+            # An explicit duration (the video's own) keeps a longer audio track from opening
+            # gaps between clips' video timestamps.
+            lines += [_concat_line(clip), f"duration {n / fps:.9f}"]
+        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        raw = Path(tmpdir) / "narration.f32"
+        track.astype("<f4").tofile(raw)
+        del track
+        with atomic_path(out_mp4) as tmp:
+            run_ffmpeg(
+                [
+                    "-f", "concat", "-safe", "0", "-i", str(listing),
+                    "-f", "f32le", "-ar", str(AUDIO_RATE), "-ac", "1", "-i", str(raw),
+                    "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                    *audio_out_args(), "-movflags", "+faststart", str(tmp),
+                ],  # fmt: skip
+                what=f"rough cut of {len(clip_paths)} clips",
+            )
+
+    packets = probe(out_mp4, count="packets")
+    decoded_audio = _decoded_audio_samples(out_mp4)
+    assert packets.video is not None
+    video_frames = packets.video.frames
+    video_s = video_frames / fps
+    audio_s = decoded_audio / AUDIO_RATE
+    return RoughCutInfo(
+        path=out_mp4,
+        num_clips=len(clip_paths),
+        fps=fps,
+        video_frames=video_frames,
+        expected_frames=total_frames,
+        video_duration_s=video_s,
+        audio_samples=decoded_audio,
+        audio_duration_s=audio_s,
+        drift_s=audio_s - video_s,
+        within_one_frame=abs(audio_s - video_s) <= 1.0 / fps + 1e-9,
+        loudness_lufs=lufs if math.isfinite(lufs) else None,
+        true_peak_dbtp=peak if math.isfinite(peak) else None,
+        video_copied=packets.video.extradata_hex == first_extradata,
+        mixed_parameters=len(extradatas) > 1,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _decoded_audio_samples(path: Path) -> int:
+    """Samples of the first audio stream, counted by decoding (priming excluded)."""
+    total = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            total += frame.samples
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# subtitles
+
+
+def _wrap_cue(text: str, width: int = 42, max_lines: int = 2) -> list[str]:
+    """Split ``text`` into blocks of at most ``max_lines`` lines of <= ``width`` characters."""
+    lines = textwrap.wrap(
+        " ".join(text.split()), width=width, break_long_words=True, break_on_hyphens=True
+    )
+    return ["\n".join(lines[i : i + max_lines]) for i in range(0, len(lines), max_lines)] or [""]
+
+
+def _split_cues(cues: Sequence[Cue]) -> list[Cue]:
+    """Cues whose text needs more than two lines become consecutive cues, timed by length."""
+    out: list[Cue] = []
+    for start, end, text in cues:
+        blocks = _wrap_cue(text)
+        weights = [max(1, len(b.replace("\n", " "))) for b in blocks]
+        total = sum(weights)
+        t = float(start)
+        for block, w in zip(blocks, weights, strict=True):
+            t_end = t + (float(end) - float(start)) * w / total
+            out.append((t, t_end, block))
+            t = t_end
+        if out:
+            out[-1] = (out[-1][0], float(end), out[-1][2])
+    return out
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def srt_text(cues: Sequence[Cue]) -> str:
+    """SubRip text for ``cues`` (wrapped to two lines of <= 42 characters)."""
+    parts = []
+    for i, (start, end, text) in enumerate(_split_cues(cues), 1):
+        parts.append(f"{i}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n")
+    return "\n".join(parts)
+
+
+def vtt_text(cues: Sequence[Cue]) -> str:
+    """WebVTT text for ``cues`` (wrapped to two lines of <= 42 characters)."""
+    parts = ["WEBVTT\n"]
+    for start, end, text in _split_cues(cues):
+        safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        safe = safe.replace("-->", "--&gt;")
+        parts.append(f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{safe}\n")
+    return "\n".join(parts)
+
+
+def write_srt(cues: Sequence[Cue], path: str | Path) -> Path:
+    """Write ``cues`` as an SRT file, atomically."""
+    return atomic_write_text(path, srt_text(cues))
+
+
+def write_vtt(cues: Sequence[Cue], path: str | Path) -> Path:
+    """Write ``cues`` as a WebVTT file, atomically."""
+    return atomic_write_text(path, vtt_text(cues))
+
+
+def default_threads() -> int:
+    """A bounded encoder thread count: at most 4, at least 1."""
+    return max(1, min(4, os.cpu_count() or 1))
