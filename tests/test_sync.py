@@ -34,10 +34,23 @@ def project(studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance) -> 
     folder, _ = create_project(
         studio_root, title="Volcanoes", name="volcanoes", script_file=script, instance=instance
     )
+    sync(studio_root, "volcanoes", instance=instance)  # the first sensor tick / render does this
     return folder
 
 
-def test_partitions_and_observations_after_create(
+def test_create_adds_partitions_at_once(studio_root: Path, tmp_path: Path) -> None:
+    script = tmp_path / "t.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    with dg.instance_for_test() as inst:
+        create_project(studio_root, title="T", name="t", script_file=script, instance=inst)
+        assert inst.get_dynamic_partitions(sentence_partitions("t").name) == [
+            "t.s0001",
+            "t.s0002",
+            "t.s0003",
+        ]
+
+
+def test_partitions_and_observations_after_first_sync(
     project: Path, instance: dg.DagsterInstance
 ) -> None:
     keys = instance.get_dynamic_partitions(sentence_partitions("volcanoes").name)

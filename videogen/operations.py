@@ -114,19 +114,24 @@ def create_project(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    result = sync(root, name, instance=instance) if script_bytes is not None else None
+    result = (
+        sync(root, name, instance=instance, observe=False) if script_bytes is not None else None
+    )
     return folder, result
 
 
-def sync(root: Path, name: str, *, instance: dg.DagsterInstance | None = None) -> SyncResult:
-    """Sync script.md into the database and, given an instance, into Dagster's partitions."""
+def sync(
+    root: Path, name: str, *, instance: dg.DagsterInstance | None = None, observe: bool = True
+) -> SyncResult:
+    """Sync script.md into the database and, given an instance, into Dagster's partitions and
+    (``observe``) the observed data versions of `sentence` and `direction`."""
     studio = Studio(root)
     folder = studio.project_dir(name)
     result = sync_project(studio.db, folder)
     if instance is not None:
         from videogen_assets.publish import publish
 
-        publish(instance, studio.db, studio.files, result)
+        publish(instance, studio.db, studio.files, result, observe=observe)
     return result
 
 
