@@ -114,6 +114,35 @@ def new(
         click.echo("no script yet: write script.md, or run `videogen script` with an LLM set up")
 
 
+@main.command()
+@click.argument("project")
+@click.option("--replace", is_flag=True, help="Replace script.md (kept as script.md.bak).")
+@click.pass_context
+def script(ctx: click.Context, project: str, replace: bool) -> None:
+    """Have the LLM write the script (to script.draft.md when script.md already exists)."""
+    from videogen.operations import Studio, project_brief
+    from videogen.scriptwriter import write_script
+    from videogen_resources.settings import BackendSettings, build_resources
+
+    root = _root(ctx)
+    try:
+        brief = project_brief(root, project)
+        llm = build_resources(BackendSettings.from_env(), root)["llm"]
+        res = write_script(llm, brief, Studio(root).project_dir(project), replace=replace)
+    except InputError as exc:
+        _fail(exc)
+        return
+    except Exception as exc:  # ServiceError from the LLM: its message says what to do
+        from videogen_resources.errors import ServiceError
+
+        if isinstance(exc, ServiceError):
+            _fail(exc)
+            return
+        raise
+    where = "a draft beside your script.md" if res.is_draft else "script.md"
+    click.echo(f"wrote {where}: {res.path} ({res.sentences} sentences, {res.words} words)")
+
+
 @main.command(name="list")
 @click.pass_context
 def list_cmd(ctx: click.Context) -> None:

@@ -10,6 +10,7 @@ from videogen_assets.context import (
     KEYFRAME,
     NARRATION,
     ROUGH_CUT,
+    SCRIPT,
     SHOT,
     STORYBOARD,
     SUBTITLES,
@@ -18,6 +19,7 @@ from videogen_assets.context import (
 )
 from videogen_assets.views import project_view
 from videogen_resources.database import StudioDatabase
+from videogen_resources.llm import LLMResource
 from videogen_resources.studio import StudioResource
 
 
@@ -183,4 +185,31 @@ def build_project_assets(
             },
         )
 
-    return [rough_cut, subtitles, storyboard, export]
+    @dg.asset(key=key(project, SCRIPT), group_name=project, kinds={"markdown", "llm"})
+    def script(
+        studio: StudioResource, db: StudioDatabase, llm: LLMResource
+    ) -> dg.MaterializeResult:
+        """The script written by the LLM from the brief (never over a script you edited)."""
+        from videogen.scriptwriter import write_script
+        from videogen_assets.context import cast_of
+
+        brief = studio.brief(project)
+        cast = {n: c.description for n, c in cast_of(db, studio, project).items()}
+        res = write_script(llm, brief, studio.project_dir(project), cast=cast)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(file_digest(res.path)),
+            metadata={
+                "path": dg.MetadataValue.path(str(res.path)),
+                "draft_beside_your_script": res.is_draft,
+                "words": res.words,
+                "target_words": round(brief.minutes * 150),
+                "sentences": res.sentences,
+                "sections": res.sections,
+                "model": res.model,
+                "sources": ", ".join(res.sources) or "-",
+                "prompt_tokens": res.prompt_tokens,
+                "completion_tokens": res.completion_tokens,
+            },
+        )
+
+    return [script, rough_cut, subtitles, storyboard, export]
