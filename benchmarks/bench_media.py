@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videogen.models import Shot
+from videogen.models import CameraMovement, Shot
 from videogen_resources import media
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.cards import CardKeyframes
@@ -87,14 +87,23 @@ def bench_kenburns(work: Path, keyframe: Path, narration: Path, repeats: int = 2
     print("== Ken Burns clip (5 s, 1920x1080, 30 fps)")
     for preset in ("ultrafast", "veryfast"):
         maker = KenBurnsClips(preset=preset)
-        for movement in ("pan-right", "zoom-in"):
+        movements: tuple[CameraMovement, ...] = ("pan-right", "zoom-in")
+        for movement in movements:
             times = []
             for r in range(repeats):
-                shot = Shot(image_prompt="x", video_prompt="x", camera_movement=movement,
-                            motion_strength=0.6)  # fmt: skip
+                shot = Shot(
+                    image_prompt="x",
+                    video_prompt="x",
+                    camera_movement=movement,
+                    motion_strength=0.6,
+                )
                 t0 = time.perf_counter()
-                maker.make_clip(shot=shot, keyframe=keyframe, narration=narration,
-                                out_path=work / f"kb_{preset}_{movement}_{r}.mp4")  # fmt: skip
+                maker.make_clip(
+                    shot=shot,
+                    keyframe=keyframe,
+                    narration=narration,
+                    out_path=work / f"kb_{preset}_{movement}_{r}.mp4",
+                )
                 times.append(time.perf_counter() - t0)
             print(f"{preset:9s} {movement:9s}: {min(times):.2f} s per clip (best of {repeats})")
 
@@ -104,13 +113,16 @@ def make_clip_pool(work: Path, keyframe: Path, count: int) -> tuple[list[Path], 
     sr = 22_050
     clips, narrs = [], []
     maker = KenBurnsClips(preset="ultrafast")
-    moves = ("pan-right", "zoom-in", "pan-left", "zoom-out")
+    moves: tuple[CameraMovement, ...] = ("pan-right", "zoom-in", "pan-left", "zoom-out")
     for i in range(4):
         t = np.arange(round((4.8 + 0.05 * i) * sr)) / sr
-        narr = media.write_wav(work / f"pool{i}.wav", 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t), sr)
+        narr = media.write_wav(
+            work / f"pool{i}.wav", 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t), sr
+        )
         shot = Shot(image_prompt="x", video_prompt="x", camera_movement=moves[i])
-        res = maker.make_clip(shot=shot, keyframe=keyframe, narration=narr,
-                              out_path=work / f"pool{i}.mp4")  # fmt: skip
+        res = maker.make_clip(
+            shot=shot, keyframe=keyframe, narration=narr, out_path=work / f"pool{i}.mp4"
+        )
         clips.append(res.path)
         narrs.append(narr)
     out_clips, out_narrs = [], []
@@ -154,9 +166,14 @@ def bench_moviepy(work: Path, clips: list[Path]) -> float | None:
     try:
         final = concatenate_videoclips(opened)
         final.write_videofile(
-            str(work / "moviepy.mp4"), fps=30, codec="libx264", audio_codec="aac",
-            preset="veryfast", threads=2, logger=None,
-        )  # fmt: skip
+            str(work / "moviepy.mp4"),
+            fps=30,
+            codec="libx264",
+            audio_codec="aac",
+            preset="veryfast",
+            threads=2,
+            logger=None,
+        )
     finally:
         for c in opened:
             c.close()
@@ -164,18 +181,21 @@ def bench_moviepy(work: Path, clips: list[Path]) -> float | None:
     info = media.probe(work / "moviepy.mp4", count="packets")
     assert info.video is not None and info.audio is not None
     print(
-        f"{elapsed:.2f} s; video {info.video.duration_s:.3f} s, "
-        f"audio {info.audio.duration_s:.3f} s"
+        f"{elapsed:.2f} s; video {info.video.duration_s:.3f} s, audio {info.audio.duration_s:.3f} s"
     )
     return elapsed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--moviepy-clips", type=int, default=50)
     parser.add_argument("--sentences", type=int, default=8)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["piper", "kenburns", "rough", "moviepy"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["piper", "kenburns", "rough", "moviepy"]
+    )
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:

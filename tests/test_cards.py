@@ -65,8 +65,9 @@ def test_every_style_renders_a_card(tmp_path: Path, style: str) -> None:
 def test_long_sentence_fits(tmp_path: Path) -> None:
     assert len(LONG) == 600
     for style in ("documentary", "anime", "cinematic", "watercolor"):
-        render(CardKeyframes(), tmp_path / f"{style}.png", shot=shot(), sentence_text=LONG,
-               style=style)  # fmt: skip
+        render(
+            CardKeyframes(), tmp_path / f"{style}.png", shot=shot(), sentence_text=LONG, style=style
+        )
     # The text block itself: never wider or taller than its box.
     main = cards.resolve_family("sans", "bold")
     block = fit_text(LONG, main, cards.fallback_choices(), (1200, 300), max_size=100, min_size=28)
@@ -91,7 +92,12 @@ def test_text_is_drawn_inside_the_image(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "phrase",
-    ["🌋 Emoji eruption 🔥🔥", "火山は地球の内部から噴き出す", "שלום עולם — مرحبا بالعالم", "Ünïcödé ½ ∑ ✓"],
+    [
+        "🌋 Emoji eruption 🔥🔥",
+        "火山は地球の内部から噴き出す",
+        "שלום עולם — مرحبا بالعالم",
+        "Ünïcödé ½ ∑ ✓",
+    ],
 )
 def test_any_unicode_renders(tmp_path: Path, phrase: str) -> None:
     render(CardKeyframes(), tmp_path / "u.png", shot=shot(key_phrase=phrase), style="minimal")
@@ -103,8 +109,14 @@ def test_works_without_system_fonts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     cards.system_fonts.cache_clear()
     try:
         assert cards.resolve_family("serif", "bold") == cards.FontChoice(None, False)
-        img = render(CardKeyframes(), tmp_path / "plain.png", sentence_text=LONG, shot=shot(),
-                     style="cinematic", characters=[CharacterRef(name="Ada")])  # fmt: skip
+        img = render(
+            CardKeyframes(),
+            tmp_path / "plain.png",
+            sentence_text=LONG,
+            shot=shot(),
+            style="cinematic",
+            characters=[CharacterRef(name="Ada")],
+        )
         assert np.asarray(img).std() > 5
     finally:
         cards.system_fonts.cache_clear()
@@ -116,8 +128,11 @@ def test_characters_cutout_and_name_card(tmp_path: Path) -> None:
     people = [CharacterRef(name="Ada Lovelace", reference_image=ref), CharacterRef(name="Bob")]
     s = shot(key_phrase="Two people", characters=("Ada Lovelace", "Bob", "Carol"))
     for style in ("documentary", "minimal", "watercolor", "anime"):
-        img = np.asarray(render(CardKeyframes(), tmp_path / f"{style}.png", shot=s,
-                                characters=people, style=style))  # fmt: skip
+        img = np.asarray(
+            render(
+                CardKeyframes(), tmp_path / f"{style}.png", shot=s, characters=people, style=style
+            )
+        )
         green = np.all(img == (0, 255, 0), axis=-1)
         ys, xs = np.nonzero(green)
         assert xs.size > 2000, style
@@ -125,14 +140,15 @@ def test_characters_cutout_and_name_card(tmp_path: Path) -> None:
         assert not green[ys.min(), xs.min()] and not green[ys.max(), xs.max()]
         fill = xs.size / ((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1))
         assert 0.7 < fill < 0.85  # pi/4 for a circle
-    without = np.asarray(render(CardKeyframes(), tmp_path / "none.png", shot=s,
-                                characters=[]))  # fmt: skip
+    without = np.asarray(render(CardKeyframes(), tmp_path / "none.png", shot=s, characters=[]))
     assert not np.any(np.all(without == (0, 255, 0), axis=-1))
 
 
 def test_deterministic_bytes(tmp_path: Path) -> None:
-    kw = {"shot": shot(key_phrase="Same in, same out", characters=("Bob",), seed=42),
-          "style": "anime"}  # fmt: skip
+    kw = {
+        "shot": shot(key_phrase="Same in, same out", characters=("Bob",), seed=42),
+        "style": "anime",
+    }
     render(CardKeyframes(), tmp_path / "a.png", **kw)
     render(CardKeyframes(), tmp_path / "b.png", **kw)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()

@@ -48,15 +48,20 @@ def _shift(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     """The (dx, dy) that best maps a onto b, by phase correlation."""
     fa, fb = np.fft.fft2(a - a.mean()), np.fft.fft2(b - b.mean())
     r = np.fft.ifft2(fb * np.conj(fa) / (np.abs(fb * np.conj(fa)) + 1e-9)).real
-    dy, dx = np.unravel_index(int(np.argmax(r)), r.shape)
+    iy, ix = np.unravel_index(int(np.argmax(r)), r.shape)
+    dy, dx = int(iy), int(ix)
     h, w = a.shape
     return (dx - w if dx > w // 2 else dx), (dy - h if dy > h // 2 else dy)
 
 
 def _clip(assets: tuple[Path, Path], tmp_path: Path, movement: str, strength: float = 0.8) -> Path:
     keyframe, narration = assets
-    shot = Shot(image_prompt="x", video_prompt="x", camera_movement=movement,  # type: ignore[arg-type]
-                motion_strength=strength)  # fmt: skip
+    shot = Shot(
+        image_prompt="x",
+        video_prompt="x",
+        camera_movement=movement,  # type: ignore[arg-type]
+        motion_strength=strength,
+    )
     out = tmp_path / f"{movement}.mp4"
     res = KenBurnsClips(preset="ultrafast").make_clip(
         shot=shot, keyframe=keyframe, narration=narration, out_path=out
@@ -100,10 +105,9 @@ def test_movements_differ(assets: tuple[Path, Path], tmp_path: Path) -> None:
     assert np.mean(np.abs(predicted - zoom_last)) < 0.25 * np.mean(np.abs(zoom_first - zoom_last))
     assert np.mean(np.abs(zoom_last - pan_last)) > 5
 
+
 @pytest.mark.parametrize("movement", ["zoom-out", "dolly", "orbit", "pan-right", "tilt-up"])
-def test_every_movement_renders(
-    assets: tuple[Path, Path], tmp_path: Path, movement: str
-) -> None:
+def test_every_movement_renders(assets: tuple[Path, Path], tmp_path: Path, movement: str) -> None:
     first, last = _first_last(_clip(assets, tmp_path, movement, strength=0.5))
     assert first.shape == (1080, 1920)
     assert np.mean(np.abs(first - last)) > 1.0

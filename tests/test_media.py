@@ -49,7 +49,7 @@ def test_wav_round_trip_and_levels(tmp_path: Path) -> None:
 
 def test_loudness_normalization(tmp_path: Path) -> None:
     x = tone(2.0, amp=0.05)
-    lufs, peak = media.loudness(x, SR)
+    lufs, _ = media.loudness(x, SR)
     assert lufs < -25
     y = media.normalize_loudness(x, SR, target_lufs=-16.0, true_peak_db=-1.0)
     lufs2, peak2 = media.loudness(y, SR)
@@ -70,16 +70,23 @@ def test_loudness_normalization(tmp_path: Path) -> None:
 def test_conform_clip_is_frame_exact(tmp_path: Path, extend: str) -> None:
     # A short, odd-sized 12 fps source with motion, narration longer than the source.
     src = tmp_path / "gen.mp4"
-    frames = [
-        Image.new("RGB", (512, 288), (i * 20 % 255, 100, 200)) for i in range(6)
-    ]
+    frames = [Image.new("RGB", (512, 288), (i * 20 % 255, 100, 200)) for i in range(6)]
     for i, frame in enumerate(frames):
         frame.save(tmp_path / f"f{i:02d}.png")
     media.run_ffmpeg(
-        ["-framerate", "12", "-i", str(tmp_path / "f%02d.png"), "-c:v", "libx264",
-         "-pix_fmt", "yuv420p", str(src)],
+        [
+            "-framerate",
+            "12",
+            "-i",
+            str(tmp_path / "f%02d.png"),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(src),
+        ],
         what="test source",
-    )  # fmt: skip
+    )
     narration = media.write_wav(tmp_path / "n.wav", tone(1.234), SR)
     out = tmp_path / "clip.mp4"
     info = media.conform_clip(src, narration, out, fps=30, extend=extend, preset="ultrafast")  # type: ignore[arg-type]
@@ -99,10 +106,19 @@ def test_conform_clip_is_frame_exact(tmp_path: Path, extend: str) -> None:
 def test_conform_trims_a_longer_source(tmp_path: Path) -> None:
     src = tmp_path / "long.mp4"
     media.run_ffmpeg(
-        ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=3", "-c:v", "libx264",
-         "-pix_fmt", "yuv420p", str(src)],
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25:duration=3",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(src),
+        ],
         what="test source",
-    )  # fmt: skip
+    )
     narration = media.write_wav(tmp_path / "n.wav", tone(0.5), SR)
     info = media.conform_clip(src, narration, tmp_path / "c.mp4", preset="ultrafast")
     assert info.num_frames == 15

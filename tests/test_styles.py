@@ -63,8 +63,10 @@ def test_bad_preset_names_file_and_field(tmp_path: Path) -> None:
     assert err.value.field == "palette.text"
 
     typo = tmp_path / "typo.yaml"
-    typo.write_text(bad.read_text().replace("name: broken", "name: typo").replace("white", "#fff000")
-                    + "layout: diagonal\n")
+    typo.write_text(
+        bad.read_text().replace("name: broken", "name: typo").replace("white", "#fff000")
+        + "layout: diagonal\n"
+    )
     with pytest.raises(InputError) as err2:
         load_style("typo", [tmp_path])
     assert err2.value.field == "layout"

@@ -3,6 +3,7 @@
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -34,10 +35,24 @@ SHOT_RULES_VERSION = "rules-1"
 _RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def _thumb(path) -> str:  # type: ignore[no-untyped-def]
+def _preview(studio: StudioResource, path: Path, label: str) -> str:
+    """Markdown that the Dagster UI shows inline: an http link through `videogen ui`'s media
+    server when it runs (rendered in the metadata table), else a base64 thumbnail."""
+    if studio.media_base_url:
+        from videogen.media_server import media_url
+
+        return f"![{label}]({media_url(studio.media_base_url, studio.root_path, path)})"
     from videogen_resources.embedded.cards import thumbnail_markdown
 
     return thumbnail_markdown(path)
+
+
+def _link(studio: StudioResource, path: Path) -> dg.MetadataValue:
+    if studio.media_base_url:
+        from videogen.media_server import media_url
+
+        return dg.MetadataValue.url(media_url(studio.media_base_url, studio.root_path, path))
+    return dg.MetadataValue.path(str(path))
 
 
 def build_sentence_assets(
@@ -102,6 +117,7 @@ def build_sentence_assets(
                     "sample_rate": res.sample_rate,
                     "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
                     "path": dg.MetadataValue.path(str(out)),
+                    "listen": _link(studio, out),
                     "synthesis_s": round(elapsed, 3),
                 },
                 check_results=[
@@ -229,7 +245,7 @@ def build_sentence_assets(
                 pk,
                 data_version=file_digest(out),
                 metadata={
-                    "preview": dg.MetadataValue.md(_thumb(out)),
+                    "preview": dg.MetadataValue.md(_preview(studio, out, "keyframe")),
                     "image_prompt": shot_.image_prompt,
                     "seed": res.seed,
                     "engine": res.engine,
@@ -309,6 +325,7 @@ def build_sentence_assets(
                     "workflow_version": res.workflow_version or "-",
                     "encode_s": round(elapsed, 3),
                     "path": dg.MetadataValue.path(str(out)),
+                    "watch": _link(studio, out),
                 },
                 check_results=[
                     dg.AssetCheckResult(

@@ -81,13 +81,27 @@ def x264_args(
     with different presets still decode correctly after a stream-copy concatenation.
     """
     args = [
-        "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-        "-pix_fmt", "yuv420p", "-profile:v", "high",
-        "-g", str(fps * 2), "-keyint_min", str(fps),
-        "-x264-params", "repeat-headers=1",
-        "-video_track_timescale", str(fps * 512),
-        "-r", str(fps),
-    ]  # fmt: skip
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-profile:v",
+        "high",
+        "-g",
+        str(fps * 2),
+        "-keyint_min",
+        str(fps),
+        "-x264-params",
+        "repeat-headers=1",
+        "-video_track_timescale",
+        str(fps * 512),
+        "-r",
+        str(fps),
+    ]
     if threads:
         args += ["-threads", str(threads)]
     return args
@@ -112,7 +126,16 @@ def narration_filter(total_samples: int) -> str:
 
 
 def audio_out_args() -> list[str]:
-    return ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS)]
+    return [
+        "-c:a",
+        "aac",
+        "-b:a",
+        AUDIO_BITRATE,
+        "-ar",
+        str(AUDIO_RATE),
+        "-ac",
+        str(AUDIO_CHANNELS),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,12 +499,25 @@ def conform_clip(
     with atomic_path(out_mp4) as tmp:
         run_ffmpeg(
             [
-                *src_args, "-i", str(src_video), "-i", str(narration_wav),
-                "-filter_complex", vf, "-map", "[v]", "-map", "[a]",
-                "-frames:v", str(frames),
+                *src_args,
+                "-i",
+                str(src_video),
+                "-i",
+                str(narration_wav),
+                "-filter_complex",
+                vf,
+                "-map",
+                "[v]",
+                "-map",
+                "[a]",
+                "-frames:v",
+                str(frames),
                 *x264_args(fps=fps, preset=preset, crf=crf, threads=threads),
-                *audio_out_args(), "-movflags", "+faststart", str(tmp),
-            ],  # fmt: skip
+                *audio_out_args(),
+                "-movflags",
+                "+faststart",
+                str(tmp),
+            ],
             what=f"conform {src_video.name}",
         )
     return ClipInfo(
@@ -598,11 +634,31 @@ def build_rough_cut(
         with atomic_path(out_mp4) as tmp:
             run_ffmpeg(
                 [
-                    "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-f", "f32le", "-ar", str(AUDIO_RATE), "-ac", "1", "-i", str(raw),
-                    "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                    *audio_out_args(), "-movflags", "+faststart", str(tmp),
-                ],  # fmt: skip
+                    "-f",
+                    "concat",
+                    "-safe",
+                    "0",
+                    "-i",
+                    str(listing),
+                    "-f",
+                    "f32le",
+                    "-ar",
+                    str(AUDIO_RATE),
+                    "-ac",
+                    "1",
+                    "-i",
+                    str(raw),
+                    "-map",
+                    "0:v:0",
+                    "-map",
+                    "1:a:0",
+                    "-c:v",
+                    "copy",
+                    *audio_out_args(),
+                    "-movflags",
+                    "+faststart",
+                    str(tmp),
+                ],
                 what=f"rough cut of {len(clip_paths)} clips",
             )
 
@@ -636,7 +692,6 @@ def _decoded_audio_samples(path: Path) -> int:
     total = 0
     with av.open(str(path)) as container:
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             total += frame.samples
     return total

@@ -109,7 +109,7 @@ class StylePreset(BaseModel):
     typography: Typography = Typography()
     layout: Layout = "centered"
     decoration: Literal["none", "letterbox", "rule", "dots", "paper"] = "none"
-    default_camera: list[CameraMovement] = Field(default_factory=lambda: ["static"], min_length=1)
+    default_camera: list[CameraMovement] = Field(default=["static"], min_length=1)
     motion_strength: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("name")

@@ -365,13 +365,18 @@ def draw_block(
             x = float(x0)
         baseline = top + i * block.line_step + stack.ascent()
         covered[0] = min(covered[0], int(x))
-        covered[2] = max(covered[2], int(math.ceil(x + width)))
+        covered[2] = max(covered[2], math.ceil(x + width))
         for run, idx in stack.runs(line):
             font = stack.fonts[idx]
             draw.text(
-                (x, baseline), run, font=font, fill=fill, anchor="ls",
-                stroke_width=stroke, stroke_fill=fill,
-            )  # fmt: skip
+                (x, baseline),
+                run,
+                font=font,
+                fill=fill,
+                anchor="ls",
+                stroke_width=stroke,
+                stroke_fill=fill,
+            )
             x += font.getlength(run)
     covered[1] = top
     covered[3] = top + block.height
@@ -421,9 +426,13 @@ def _background(style: StylePreset, size: tuple[int, int], seed: int) -> Image.I
     img = img * (1 - glow) + accent * glow
     if style.decoration == "paper":
         grain = np.random.default_rng(7).normal(0.0, 5.0, (h, w, 1)).astype(np.float32)
-        vignette = 1.0 - 0.12 * np.clip(
-            ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2, 0, 1
-        )[..., None]
+        vignette = (
+            1.0
+            - 0.12
+            * np.clip(((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2, 0, 1)[
+                ..., None
+            ]
+        )
         img = img * vignette + grain
     return Image.fromarray(np.clip(np.round(img), 0, 255).astype(np.uint8), "RGB")
 
@@ -500,7 +509,10 @@ class CardKeyframes(KeyframeMakerResource):
     styles_dir: str | None = None  # a folder of extra/overriding style presets
 
     def version(self, workflow: str | None = None) -> str:
-        """Changes with the drawing code, the canvas size or any built-in style preset."""
+        """Changes with the drawing code, the canvas size or any built-in style preset.
+
+        ``workflow`` is ignored: cards use no workflow file.
+        """
         key = f"{_RENDER_VERSION}|{self.width}x{self.height}|{self.system_fonts}|{_style_hash()}"
         return f"{ENGINE}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -544,10 +556,14 @@ class CardKeyframes(KeyframeMakerResource):
 
         def body(box: tuple[int, int, int, int], fill: RGB, align: str, valign: str) -> None:
             block = fit_text(
-                phrase, fonts.body, fonts.fallbacks, (box[2] - box[0], box[3] - box[1]),
-                max_size=round(typo.max_size * sx), min_size=round(typo.min_size * sx),
+                phrase,
+                fonts.body,
+                fonts.fallbacks,
+                (box[2] - box[0], box[3] - box[1]),
+                max_size=round(typo.max_size * sx),
+                min_size=round(typo.min_size * sx),
                 line_spacing=typo.line_spacing,
-            )  # fmt: skip
+            )
             bold = typo.weight == "bold"
             draw_block(draw, block, box, fill, align=align, valign=valign, bold=bold)
 
@@ -555,9 +571,14 @@ class CardKeyframes(KeyframeMakerResource):
             if not title:
                 return box[1]
             block = fit_text(
-                title, fonts.title, fonts.fallbacks, (box[2] - box[0], box[3] - box[1]),
-                max_size=round(40 * sx), min_size=round(20 * sx), max_lines=1,
-            )  # fmt: skip
+                title,
+                fonts.title,
+                fonts.fallbacks,
+                (box[2] - box[0], box[3] - box[1]),
+                max_size=round(40 * sx),
+                min_size=round(20 * sx),
+                max_lines=1,
+            )
             return draw_block(draw, block, box, fill, align=align, valign="top")[3]
 
         layout = preset.layout
@@ -566,48 +587,115 @@ class CardKeyframes(KeyframeMakerResource):
             band = (0, band_top, w, h - max(bar, round(40 * sx)))
             draw.rectangle(band, fill=pal.rgb("background_alt"))
             draw.rectangle((0, band_top, round(18 * sx), band[3]), fill=accent)
-            bottom = heading((margin, band_top + round(36 * sx), w - margin, band[3]), accent, "left")
-            body((margin, bottom + round(20 * sx), w - margin, band[3] - round(36 * sx)),
-                 text_rgb, typo.align, "center")  # fmt: skip
-            self._draw_people(img, people, preset, (margin, bar + margin // 2, w - margin,
-                              band_top - round(30 * sx)), fonts)  # fmt: skip
+            bottom = heading(
+                (margin, band_top + round(36 * sx), w - margin, band[3]), accent, "left"
+            )
+            body(
+                (margin, bottom + round(20 * sx), w - margin, band[3] - round(36 * sx)),
+                text_rgb,
+                typo.align,
+                "center",
+            )
+            self._draw_people(
+                img,
+                people,
+                preset,
+                (margin, bar + margin // 2, w - margin, band_top - round(30 * sx)),
+                fonts,
+            )
         elif layout == "split":
             panel_w = round(w * 0.36)
             draw.rectangle((0, 0, panel_w, h), fill=pal.rgb("background_alt"))
             draw.rectangle((panel_w - round(10 * sx), 0, panel_w, h), fill=accent)
-            bottom = heading((margin // 2 + 20, bar + margin, panel_w - margin // 2,
-                              bar + margin + round(200 * sx)), accent, "left")  # fmt: skip
-            self._draw_people(img, people, preset, (margin // 2, bottom + round(40 * sx),
-                              panel_w - margin // 2, h - bar - margin), fonts)  # fmt: skip
-            body((panel_w + margin, bar + margin, w - margin, h - bar - margin),
-                 text_rgb, typo.align, "center")  # fmt: skip
+            bottom = heading(
+                (
+                    margin // 2 + 20,
+                    bar + margin,
+                    panel_w - margin // 2,
+                    bar + margin + round(200 * sx),
+                ),
+                accent,
+                "left",
+            )
+            self._draw_people(
+                img,
+                people,
+                preset,
+                (margin // 2, bottom + round(40 * sx), panel_w - margin // 2, h - bar - margin),
+                fonts,
+            )
+            body(
+                (panel_w + margin, bar + margin, w - margin, h - bar - margin),
+                text_rgb,
+                typo.align,
+                "center",
+            )
         elif layout == "bold-block":
             top = bar + round(h * 0.2)
             block_box = (margin, top, w - margin, h - bar - round(h * 0.16))
             draw.rounded_rectangle(block_box, radius=round(36 * sx), fill=accent)
             ink = max((text_rgb, pal.rgb("background")), key=lambda c: _contrast(c, accent))
-            heading((margin, bar + round(70 * sx), w - margin, top - round(20 * sx)),
-                    text_rgb, typo.align)  # fmt: skip
+            heading(
+                (margin, bar + round(70 * sx), w - margin, top - round(20 * sx)),
+                text_rgb,
+                typo.align,
+            )
             pad = round(60 * sx)
             right = block_box[2] - pad - (round(300 * sx) if people else 0)
-            body((block_box[0] + pad, block_box[1] + pad, right, block_box[3] - pad),
-                 ink, typo.align, "center")  # fmt: skip
+            body(
+                (block_box[0] + pad, block_box[1] + pad, right, block_box[3] - pad),
+                ink,
+                typo.align,
+                "center",
+            )
             if people:
-                self._draw_people(img, people, preset, (right + round(20 * sx), block_box[1]
-                                  + pad, block_box[2] - pad // 2, block_box[3] - pad), fonts)  # fmt: skip
+                self._draw_people(
+                    img,
+                    people,
+                    preset,
+                    (
+                        right + round(20 * sx),
+                        block_box[1] + pad,
+                        block_box[2] - pad // 2,
+                        block_box[3] - pad,
+                    ),
+                    fonts,
+                )
         else:  # centered
             y_title = bar + round(80 * sx)
-            bottom = heading((margin, y_title, w - margin, y_title + round(60 * sx)), accent,
-                             "center")  # fmt: skip
+            bottom = heading(
+                (margin, y_title, w - margin, y_title + round(60 * sx)), accent, "center"
+            )
             rule_w = round(120 * sx)
-            draw.rectangle((w // 2 - rule_w // 2, bottom + round(18 * sx), w // 2 + rule_w // 2,
-                            bottom + round(24 * sx)), fill=accent)  # fmt: skip
+            draw.rectangle(
+                (
+                    w // 2 - rule_w // 2,
+                    bottom + round(18 * sx),
+                    w // 2 + rule_w // 2,
+                    bottom + round(24 * sx),
+                ),
+                fill=accent,
+            )
             low = h - bar - round(70 * sx) - (round(260 * sx) if people else 0)
-            body((margin + round(60 * sx), bottom + round(60 * sx), w - margin - round(60 * sx),
-                  low), text_rgb, "center", "center")  # fmt: skip
+            body(
+                (
+                    margin + round(60 * sx),
+                    bottom + round(60 * sx),
+                    w - margin - round(60 * sx),
+                    low,
+                ),
+                text_rgb,
+                "center",
+                "center",
+            )
             if people:
-                self._draw_people(img, people, preset, (margin, low + round(20 * sx), w - margin,
-                                  h - bar - round(40 * sx)), fonts)  # fmt: skip
+                self._draw_people(
+                    img,
+                    people,
+                    preset,
+                    (margin, low + round(20 * sx), w - margin, h - bar - round(40 * sx)),
+                    fonts,
+                )
         return img
 
     @staticmethod
@@ -647,11 +735,16 @@ class CardKeyframes(KeyframeMakerResource):
         # One label size for every name: the size at which the longest one fits.
         label_size = min(
             fit_text(
-                p.name, fonts.title, fonts.fallbacks, (d + gap, label_h),
-                max_size=round(label_h * 0.75), min_size=10, max_lines=1,
+                p.name,
+                fonts.title,
+                fonts.fallbacks,
+                (d + gap, label_h),
+                max_size=round(label_h * 0.75),
+                min_size=10,
+                max_lines=1,
             ).stack.size
             for p in shown
-        )  # fmt: skip
+        )
         for i, person in enumerate(shown):
             if vertical:
                 cx = x0 + bw // 2
@@ -661,25 +754,43 @@ class CardKeyframes(KeyframeMakerResource):
                 cx = x0 + (bw - total) // 2 + i * (d + gap) + d // 2
                 top = y0 + (bh - d - label_h) // 2
             left = cx - d // 2
-            draw.ellipse((left - ring, top - ring, left + d + ring, top + d + ring),
-                         fill=pal.rgb("accent"))  # fmt: skip
+            draw.ellipse(
+                (left - ring, top - ring, left + d + ring, top + d + ring), fill=pal.rgb("accent")
+            )
             portrait = self._portrait(person, d, style, fonts)
             img.paste(portrait, (left, top), _circle_mask(d))
             name_block = fit_text(
-                person.name, fonts.title, fonts.fallbacks, (d + gap, label_h),
-                max_size=label_size, min_size=min(10, label_size), max_lines=1,
-            )  # fmt: skip
+                person.name,
+                fonts.title,
+                fonts.fallbacks,
+                (d + gap, label_h),
+                max_size=label_size,
+                min_size=min(10, label_size),
+                max_lines=1,
+            )
             draw_block(
-                draw, name_block,
-                (cx - (d + gap) // 2, top + d + ring + 4, cx + (d + gap) // 2,
-                 top + d + ring + 4 + label_h),
-                pal.rgb("text"), align="center", valign="top",
-            )  # fmt: skip
+                draw,
+                name_block,
+                (
+                    cx - (d + gap) // 2,
+                    top + d + ring + 4,
+                    cx + (d + gap) // 2,
+                    top + d + ring + 4 + label_h,
+                ),
+                pal.rgb("text"),
+                align="center",
+                valign="top",
+            )
         if len(people) > len(shown):
             more = fit_text(
-                f"+{len(people) - len(shown)}", fonts.title, fonts.fallbacks, (80, label_h),
-                max_size=label_h, min_size=10, max_lines=1,
-            )  # fmt: skip
+                f"+{len(people) - len(shown)}",
+                fonts.title,
+                fonts.fallbacks,
+                (80, label_h),
+                max_size=label_h,
+                min_size=10,
+                max_lines=1,
+            )
             draw_block(draw, more, (x1 - 80, y1 - label_h, x1, y1), pal.rgb("muted"))
 
     @staticmethod
@@ -696,9 +807,14 @@ class CardKeyframes(KeyframeMakerResource):
         card = Image.new("RGB", (d, d), pal.rgb("background_alt"))
         draw = ImageDraw.Draw(card)
         block = fit_text(
-            _initials(person.name), fonts.title, fonts.fallbacks, (round(d * 0.7), round(d * 0.5)),
-            max_size=round(d * 0.42), min_size=8, max_lines=1,
-        )  # fmt: skip
+            _initials(person.name),
+            fonts.title,
+            fonts.fallbacks,
+            (round(d * 0.7), round(d * 0.5)),
+            max_size=round(d * 0.42),
+            min_size=8,
+            max_lines=1,
+        )
         draw_block(draw, block, (0, 0, d, d), pal.rgb("accent"), align="center")
         return card
 

@@ -40,7 +40,7 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 
 
 class _EspeakVoice(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes layout
+    _fields_ = [
         ("name", ctypes.c_char_p),
         ("languages", ctypes.c_void_p),
         ("identifier", ctypes.c_char_p),
@@ -83,9 +83,15 @@ class _Engine:
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
-        ]  # fmt: skip
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
+        ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
         lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
@@ -201,9 +207,7 @@ class EspeakNarrator(NarratorResource):
         if raw.size == 0:
             raise ServiceError("espeak", f"no speech could be made from the text {text[:60]!r}")
         rate = eng.sample_rate
-        samples = media.normalize_loudness(
-            raw, rate, self.loudness_target_lufs, self.true_peak_db
-        )
+        samples = media.normalize_loudness(raw, rate, self.loudness_target_lufs, self.true_peak_db)
         lufs, peak = media.loudness(samples, rate)
         out_path = media.write_wav(out_path, samples, rate)
         elapsed = time.perf_counter() - started

@@ -92,9 +92,7 @@ def kenburns_filter(
     if not move.zooms:
         # Pans and tilts: one pre-scaled picture, a crop window moving along an eased path.
         if move.max_zoom != 1.0:
-            crop = (
-                f"crop={width}:{height}:x='(iw-ow)*{move.fx}':y='(ih-oh)*{move.fy}':exact=1"
-            )
+            crop = f"crop={width}:{height}:x='(iw-ow)*{move.fx}':y='(ih-oh)*{move.fy}':exact=1"
         else:
             crop = f"scale={width}:{height}:flags=lanczos"
         return f"{head},{crop},format=yuv420p[v]"
@@ -126,7 +124,10 @@ class KenBurnsClips(ClipMakerResource):
     timeout_s: float = 600.0
 
     def version(self, workflow: str | None = None) -> str:
-        """Changes when the motion code or the encoding settings change."""
+        """Changes when the motion code or the encoding settings change.
+
+        ``workflow`` is ignored: Ken Burns clips use no workflow file.
+        """
         key = f"{_RENDER_VERSION}|{self.fps}|{self.width}x{self.height}|{self.preset}|{self.crf}"
         return f"{ENGINE}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
@@ -162,14 +163,26 @@ class KenBurnsClips(ClipMakerResource):
         with atomic_path(out_path) as tmp:
             media.run_ffmpeg(
                 [
-                    "-i", str(keyframe), "-i", str(narration),
-                    "-filter_complex", graph, "-map", "[v]", "-map", "[a]",
-                    "-frames:v", str(frames),
+                    "-i",
+                    str(keyframe),
+                    "-i",
+                    str(narration),
+                    "-filter_complex",
+                    graph,
+                    "-map",
+                    "[v]",
+                    "-map",
+                    "[a]",
+                    "-frames:v",
+                    str(frames),
                     *media.x264_args(
                         fps=self.fps, preset=self.preset, crf=self.crf, threads=self.threads
                     ),
-                    *media.audio_out_args(), "-movflags", "+faststart", str(tmp),
-                ],  # fmt: skip
+                    *media.audio_out_args(),
+                    "-movflags",
+                    "+faststart",
+                    str(tmp),
+                ],
                 what=f"Ken Burns clip {out_path.name}",
                 timeout=self.timeout_s,
             )

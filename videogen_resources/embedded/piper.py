@@ -147,9 +147,7 @@ class PiperNarrator(NarratorResource):
                     parts.append(gap)
                 parts.append(np.asarray(chunk.audio_float_array, dtype=np.float32).reshape(-1))
         except Exception as exc:
-            raise ServiceError(
-                "piper", "speech synthesis failed", server_message=str(exc)
-            ) from exc
+            raise ServiceError("piper", "speech synthesis failed", server_message=str(exc)) from exc
         if not parts:
             raise ServiceError("piper", f"no speech could be made from the text {text[:60]!r}")
         return np.concatenate(parts), rate
@@ -177,9 +175,7 @@ class PiperNarrator(NarratorResource):
             raise ServiceError("piper", "cannot speak an empty text")
         started = time.perf_counter()
         raw, rate = self.synthesize(text)
-        samples = media.normalize_loudness(
-            raw, rate, self.loudness_target_lufs, self.true_peak_db
-        )
+        samples = media.normalize_loudness(raw, rate, self.loudness_target_lufs, self.true_peak_db)
         lufs, peak = media.loudness(samples, rate)
         out_path = media.write_wav(out_path, samples, rate)
         elapsed = time.perf_counter() - started
