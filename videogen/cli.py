@@ -312,5 +312,14 @@ def ui(ctx: click.Context, port: int) -> None:
     raise SystemExit(subprocess.call(cmd, env=env, cwd=str(REPO_ROOT)))
 
 
+def _register_groups() -> None:
+    from videogen.cli_characters import cast_group, character_group
+
+    main.add_command(character_group)
+    main.add_command(cast_group)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()
