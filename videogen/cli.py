@@ -261,6 +261,50 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
     click.echo(f"rough cut: {cut}")
 
 
+@main.command(name="export")
+@click.argument("project")
+@click.option("--zip", "make_zip", is_flag=True, help="Also write exports/<project>.zip.")
+@click.option("--partial", is_flag=True, help="Export what exists, list what is missing.")
+@click.pass_context
+def export_cmd(ctx: click.Context, project: str, make_zip: bool, partial: bool) -> None:
+    """Write the NLE package (numbered media, metadata.json, subtitles, timelines)."""
+    from videogen.export import ExportError, write_export
+    from videogen.operations import Studio, sync
+    from videogen_assets.views import project_view
+
+    root = _root(ctx)
+    try:
+        sync(root, project, instance=_instance(root))
+        studio = Studio(root)
+        files = studio.files
+        folder = studio.project_dir(project)
+        view = project_view(files, studio.db, project)
+        subs = {
+            k: folder / f"subtitles.{k}"
+            for k in ("srt", "vtt")
+            if (folder / f"subtitles.{k}").exists()
+        }
+        cut = folder / "rough_cut.mp4"
+        dest = files.export_dir(project)
+        report = write_export(
+            view,
+            dest,
+            subtitles=subs,
+            rough_cut=cut if cut.exists() else None,
+            zip_path=dest.with_suffix(".zip") if make_zip else None,
+            allow_partial=partial,
+        )
+    except (InputError, ExportError) as exc:
+        _fail(exc)
+        return
+    click.echo(f"exported {len(view.items)} sentences to {dest}")
+    click.echo(f"{len(report.written)} files written, {len(report.reused)} reused")
+    for left in report.left_out:
+        click.echo(f"left out: {left.sentence_id} {left.kind} ({left.reason})")
+    if report.zip_path:
+        click.echo(f"zip: {report.zip_path}")
+
+
 @main.command()
 @click.option("--style", default="documentary", show_default=True)
 @click.pass_context

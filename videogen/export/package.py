@@ -477,6 +477,10 @@ def _build(
         files.append(done.record)
         rough_rel = done.rel
 
+    if not entries:
+        raise ExportError(
+            "nothing to export yet: no sentence has its clip and narration (render the project)"
+        )
     timeline = build_timeline(view.title or view.name, entries, fps=view.fps)
     written = write_timelines(
         timeline, tmp, fps=view.fps, width=view.width, height=view.height, media=media
