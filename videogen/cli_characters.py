@@ -169,6 +169,21 @@ def character_edit(
     except InputError as exc:
         _fail(exc)
     click.echo(_describe(info))
+    _resync(ctx, info.projects)
+
+
+def _resync(ctx: click.Context, projects: tuple[str, ...] | list[str]) -> None:
+    """Re-derive the data versions of the projects that cast an edited character, so exactly
+    the shots (and narrations) that use it become stale."""
+    from videogen.cli import _instance
+    from videogen.operations import sync
+
+    root = _root(ctx)
+    for project in projects:
+        result = sync(root, project, instance=_instance(root), force=True)
+        changed = sorted(set(result.text_changed) | set(result.direction_changed))
+        if changed:
+            click.echo(f"{project}: {len(changed)} sentence(s) will regenerate")
 
 
 @character_group.command("remove")
@@ -199,6 +214,7 @@ def cast_add(ctx: click.Context, project: str, character: str) -> None:
     except InputError as exc:
         _fail(exc)
     click.echo(f"cast of {project}: {', '.join(cast)}")
+    _resync(ctx, [project])
 
 
 @cast_group.command("remove")
@@ -212,6 +228,7 @@ def cast_remove(ctx: click.Context, project: str, character: str) -> None:
     except InputError as exc:
         _fail(exc)
     click.echo(f"cast of {project}: {', '.join(cast) or '-'}")
+    _resync(ctx, [project])
 
 
 @cast_group.command("list")

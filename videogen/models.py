@@ -47,6 +47,9 @@ class Shot(BaseModel):
     key_phrase: str = ""  # the words the embedded renderer puts on the card
     seed: int = 0
     source: Literal["rules", "llm", "directive"] = "rules"
+    # What the image maker also gets for the characters in frame (LoRAs, reference images):
+    # part of the shot so that editing a character regenerates exactly the shots it is in.
+    cast_fingerprint: str = ""
 
 
 AssetStatus = Literal["missing", "stale", "running", "done", "failed"]

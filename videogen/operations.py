@@ -121,13 +121,18 @@ def create_project(
 
 
 def sync(
-    root: Path, name: str, *, instance: dg.DagsterInstance | None = None, observe: bool = True
+    root: Path,
+    name: str,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    observe: bool = True,
+    force: bool = False,
 ) -> SyncResult:
     """Sync script.md into the database and, given an instance, into Dagster's partitions and
     (``observe``) the observed data versions of `sentence` and `direction`."""
     studio = Studio(root)
     folder = studio.project_dir(name)
-    result = sync_project(studio.db, folder)
+    result = sync_project(studio.db, folder, force=force)
     if instance is not None:
         from videogen_assets.publish import publish
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from videogen import paths
 from videogen.align import align
 from videogen.project import ProjectBrief, load_brief
 from videogen.script import ParsedScript, read_script
-from videogen_resources.database import Project, Section, Sentence, StudioDatabase
+from videogen_resources.database import Character, Project, Section, Sentence, StudioDatabase
 
 
 @dataclass
@@ -57,6 +58,30 @@ def sentence_key(project: str, number: int) -> str:
 def section_id(project: str, index: int, title: str) -> str:
     """A section's id: stable for the same title at the same position."""
     return f"{project}:{index:03d}:{paths.slugify(title, max_len=60) or 'section'}"
+
+
+def _character_fingerprints(session) -> tuple[dict[str, str], dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Per character (lower-case name): a hash of what a shot uses (description, LoRA,
+    reference images) and of what narration uses (voice)."""
+    looks: dict[str, str] = {}
+    voices: dict[str, str] = {}
+    for c in session.scalars(select(Character)):
+        looks[c.name.lower()] = hashlib.sha256(
+            json.dumps(
+                [c.description, c.style_lora, c.lora_strength, list(c.reference_images or [])],
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:12]
+        voices[c.name.lower()] = c.voice or ""
+    return looks, voices
+
+
+def _with_cast(version: str, names: list[str], prints: dict[str, str]) -> str:
+    """Fold the fingerprints of the named characters into a data version (unchanged if none)."""
+    parts = [prints.get(n.lower(), "") for n in names]
+    if not any(parts):
+        return version
+    return hashlib.sha256("|".join([version, *parts]).encode()).hexdigest()[:16]
 
 
 def ensure_project_row(db: StudioDatabase, brief: ProjectBrief) -> None:
@@ -115,6 +140,7 @@ def sync_project(
         old_rows = list(
             s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
         )
+        looks, voices = _character_fingerprints(s)
         matched = align([(r.id, r.text) for r in old_rows], [p.text for p in script.sentences])
         by_id = {r.id: r for r in old_rows}
 
@@ -149,8 +175,14 @@ def sync_project(
                 "motion_strength": d.motion,
                 "characters": list(d.characters),
                 "speaker": d.speaker,
-                "sentence_version": parsed_sentence.sentence_version,
-                "direction_version": parsed_sentence.direction_version,
+                "sentence_version": _with_cast(
+                    parsed_sentence.sentence_version,
+                    [d.speaker] if d.speaker else [],
+                    voices,
+                ),
+                "direction_version": _with_cast(
+                    parsed_sentence.direction_version, list(d.characters), looks
+                ),
             }
             if old_id is None:
                 sid = sentence_key(name, next_number)
@@ -170,7 +202,7 @@ def sync_project(
             keep.add(sid)
             result.order.append(sid)
             result.versions[sid] = SentenceVersions(
-                parsed_sentence.sentence_version, parsed_sentence.direction_version
+                str(fields["sentence_version"]), str(fields["direction_version"])
             )
         result.removed = [r.id for r in old_rows if r.id not in keep]
         if result.removed:

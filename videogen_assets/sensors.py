@@ -23,6 +23,19 @@ def _stamp(folder: Path) -> str:
     return "|".join(parts)
 
 
+def _characters_stamp(db: StudioDatabase) -> str:
+    """Changes whenever a library character is added, edited or removed."""
+    from sqlalchemy import func, select
+
+    from videogen_resources.database import Character
+
+    with db.session() as s:
+        count, latest = s.execute(
+            select(func.count(Character.id), func.max(Character.updated_at))
+        ).one()
+    return f"{count}:{latest}"
+
+
 def build_script_watcher(
     projects: list[str], automated: set[str], *, interval_s: int = 2
 ) -> dg.SensorDefinition:
@@ -38,15 +51,19 @@ def build_script_watcher(
         context: dg.SensorEvaluationContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.SensorResult | dg.SkipReason:
         cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        cast_stamp = _characters_stamp(db)
+        cast_changed = cursor.get("__characters__") != cast_stamp
+        cursor["__characters__"] = cast_stamp
         runs: list[dg.RunRequest] = []
         notes: list[str] = []
         for project in projects:
             folder = studio.project_dir(project)
             stamp = _stamp(folder)
-            if cursor.get(project) == stamp:
+            if cursor.get(project) == stamp and not cast_changed:
                 continue
             try:
-                result = sync_project(db, folder)
+                # A character edit changes no file: re-derive the versions of every project.
+                result = sync_project(db, folder, force=cast_changed)
             except InputError as exc:
                 # Keep what exists; say exactly what is wrong. Retry when the file changes again.
                 context.log.error(str(exc))

@@ -1,9 +1,12 @@
 """The per-sentence chain: narration, shot, keyframe, clip (one partition per sentence)."""
 
+import contextlib
+import inspect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -25,8 +28,14 @@ from videogen_assets.context import (
     read_shot,
 )
 from videogen_assets.partitions import sentence_partitions
-from videogen_resources.base import ClipMakerResource, KeyframeMakerResource, NarratorResource
+from videogen_resources.base import (
+    CharacterRef,
+    ClipMakerResource,
+    KeyframeMakerResource,
+    NarratorResource,
+)
 from videogen_resources.database import StudioDatabase
+from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource
 from videogen_resources.studio import StudioResource
 
@@ -53,6 +62,62 @@ def _link(studio: StudioResource, path: Path) -> dg.MetadataValue:
 
         return dg.MetadataValue.url(media_url(studio.media_base_url, studio.root_path, path))
     return dg.MetadataValue.path(str(path))
+
+
+_CANCEL_POLL_S = 1.0
+_CANCELLED = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+def run_cancel_check(context: dg.AssetExecutionContext) -> Callable[[], bool]:
+    """True once this Dagster run is being cancelled (its status read at most once a second), so
+    a long generation on a service can be interrupted there instead of running to its end."""
+    state = {"at": -_CANCEL_POLL_S, "cancelled": False}
+
+    def cancelled() -> bool:
+        now = time.monotonic()
+        if not state["cancelled"] and now - state["at"] >= _CANCEL_POLL_S:
+            state["at"] = now
+            with contextlib.suppress(Exception):
+                run = context.instance.get_run_by_id(context.run_id)
+                state["cancelled"] = run is not None and run.status in _CANCELLED
+        return bool(state["cancelled"])
+
+    return cancelled
+
+
+def _cancel_kwargs(method: Callable[..., Any], cancelled: Callable[[], bool]) -> dict[str, Any]:
+    """``cancel_check=`` for makers that accept one (the remote ones); the abstract interface
+    does not require it, so embedded makers are called without it."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"cancel_check": cancelled} if "cancel_check" in params else {}
+
+
+@contextlib.contextmanager
+def _service_call(cancelled: Callable[[], bool] | None = None) -> Iterator[None]:
+    """Turn a service failure that a retry cannot fix (a refused workflow, a timeout, a cancelled
+    run) into a Dagster failure that is not retried; retryable ones propagate to the retry
+    policy."""
+    try:
+        yield
+    except ServiceError as exc:
+        if cancelled is not None and cancelled():
+            raise dg.Failure(description=f"run cancelled: {exc}", allow_retries=False) from exc
+        if not exc.retryable:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise
+
+
+def service_metadata(engine: str, extra: Mapping[str, Any]) -> dict[str, str]:
+    """A maker's ``extra`` facts as metadata named after its engine (``comfyui_prompt_id``,
+    ``comfyui_server``, ``comfyui_seed``, ``comfyui_workflow_version``...)."""
+    out: dict[str, str] = {}
+    for k, v in extra.items():
+        name = k if k.startswith(f"{engine}_") else f"{engine}_{k}"
+        out[name] = str(v)
+    return out
 
 
 def build_sentence_assets(
@@ -101,7 +166,10 @@ def build_sentence_assets(
             voice = speaker.voice if speaker and speaker.voice else brief.voice
             out = studio.sentence_dir(project, pk) / "narration.wav"
             t0 = time.perf_counter()
-            res = narrator.speak(text=s.text, out_path=out, voice=voice, progress=context.log.info)
+            with _service_call():
+                res = narrator.speak(
+                    text=s.text, out_path=out, voice=voice, progress=context.log.info
+                )
             elapsed = time.perf_counter() - t0
             facts = audio_levels(*read_wav(out))
             db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
@@ -157,7 +225,8 @@ def build_sentence_assets(
         results = PartitionResults(context, parents=[(k_sentence, True), (k_direction, True)])
         brief = studio.brief(project)
         style = load_style(brief.style)
-        cast = {name: c.description for name, c in cast_of(db, studio, project).items()}
+        refs = cast_of(db, studio, project)
+        cast = {name: c.description for name, c in refs.items()}
         sentences = [load_sentence(db, pk) for pk in context.partition_keys]
         drafts = {}
         if llm.is_configured:
@@ -179,6 +248,9 @@ def build_sentence_assets(
             draft = drafts.get(s.id)
             if draft is not None:
                 shot_ = _merge_llm(shot_, draft, s.directives)
+            in_frame = [refs[n] for n in shot_.characters if n in refs]
+            if in_frame:
+                shot_ = shot_.model_copy(update={"cast_fingerprint": _cast_fingerprint(in_frame)})
             out = studio.sentence_dir(project, s.id) / "shot.json"
             body = shot_.model_dump_json(indent=2)
             atomic_write_text(out, body)
@@ -224,20 +296,24 @@ def build_sentence_assets(
         results = PartitionResults(context, parents=[(k_shot, False)])
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
+        cancelled = run_cancel_check(context)
         for pk in context.partition_keys:
             s = load_sentence(db, pk)
             folder = studio.sentence_dir(project, pk)
             shot_ = read_shot(folder / "shot.json")
             out = folder / "keyframe.png"
-            res = keyframes.make_keyframe(
-                shot=shot_,
-                sentence_text=s.text,
-                section_title=s.section,
-                style=brief.style,
-                characters=[cast[n] for n in shot_.characters if n in cast],
-                out_path=out,
-                progress=context.log.info,
-            )
+            with _service_call(cancelled):
+                res = keyframes.make_keyframe(
+                    shot=shot_,
+                    sentence_text=s.text,
+                    section_title=s.section,
+                    style=brief.style,
+                    characters=[cast[n] for n in shot_.characters if n in cast],
+                    out_path=out,
+                    progress=context.log.info,
+                    workflow=brief.image_workflow,
+                    **_cancel_kwargs(keyframes.make_keyframe, cancelled),
+                )
             db.record_output(pk, image_file=str(out))
             with Image.open(out) as im:
                 size = im.size
@@ -252,7 +328,7 @@ def build_sentence_assets(
                     "workflow_version": res.workflow_version or "-",
                     "size": f"{size[0]}x{size[1]}",
                     "path": dg.MetadataValue.path(str(out)),
-                    **{f"comfyui_{k}": str(v) for k, v in res.extra.items()},
+                    **service_metadata(res.engine, res.extra),
                 },
                 check_results=[
                     dg.AssetCheckResult(
@@ -291,18 +367,22 @@ def build_sentence_assets(
             context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
         )
         brief = studio.brief(project)
+        cancelled = run_cancel_check(context)
         for pk in context.partition_keys:
             folder = studio.sentence_dir(project, pk)
             shot_ = read_shot(folder / "shot.json")
             out = folder / "clip.mp4"
             t0 = time.perf_counter()
-            res = clips.make_clip(
-                shot=shot_,
-                keyframe=folder / "keyframe.png",
-                narration=folder / "narration.wav",
-                out_path=out,
-                progress=context.log.info,
-            )
+            with _service_call(cancelled):
+                res = clips.make_clip(
+                    shot=shot_,
+                    keyframe=folder / "keyframe.png",
+                    narration=folder / "narration.wav",
+                    out_path=out,
+                    progress=context.log.info,
+                    workflow=brief.video_workflow,
+                    **_cancel_kwargs(clips.make_clip, cancelled),
+                )
             elapsed = time.perf_counter() - t0
             db.record_output(pk, video_file=str(out), status="done")
             info = probe(out)
@@ -326,6 +406,7 @@ def build_sentence_assets(
                     "encode_s": round(elapsed, 3),
                     "path": dg.MetadataValue.path(str(out)),
                     "watch": _link(studio, out),
+                    **service_metadata(res.engine, res.extra),
                 },
                 check_results=[
                     dg.AssetCheckResult(
@@ -341,9 +422,25 @@ def build_sentence_assets(
     return [narration, shot, keyframe, clip]
 
 
+def _cast_fingerprint(refs: Sequence[CharacterRef]) -> str:
+    """A hash of the LoRAs and reference images of the characters in a shot."""
+    import hashlib
+
+    parts = []
+    for r in refs:
+        image = (
+            file_digest(r.reference_image)
+            if r.reference_image and r.reference_image.exists()
+            else ""
+        )
+        parts.append(f"{r.name}|{r.lora}|{r.lora_strength}|{image}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def _llm_shots(llm, sentences: Sequence, prefix: str, cast: dict[str, str], context) -> dict:  # type: ignore[no-untyped-def]
     payload = [{"id": s.id, "text": s.text, "section": s.section} for s in sentences]
-    drafts = llm.write_shots(sentences=payload, style_prompt_prefix=prefix, cast=cast)
+    members = [{"name": name, "description": text} for name, text in cast.items()]
+    drafts = llm.write_shots(sentences=payload, style_prompt_prefix=prefix, cast=members)
     context.log.info(f"LLM wrote {len(drafts)} shots")
     return drafts
 
