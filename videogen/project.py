@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from videogen import paths
 from videogen.atomic import atomic_write_text
@@ -24,6 +25,16 @@ def known_styles() -> list[str]:
     return list_styles()
 
 
+def _character_name(name: str) -> str:
+    if "/" in name or "\\" in name or ".." in name or not name.strip():
+        raise ValueError(f"invalid character name {name!r}")
+    return name
+
+
+CharacterName = Annotated[str, AfterValidator(_character_name)]
+"""A cast member's name, checked one by one so an error names its item and line."""
+
+
 class ProjectBrief(BaseModel):
     """The brief of one project, as stored in ``project.yaml``."""
 
@@ -37,7 +48,9 @@ class ProjectBrief(BaseModel):
     voice: str | None = Field(
         default=None, description="Narration voice (engine default if unset)."
     )
-    cast: list[str] = Field(default_factory=list, description="Characters from the library.")
+    cast: list[CharacterName] = Field(
+        default_factory=list, description="Characters from the library."
+    )
     image_workflow: str = DEFAULT_IMAGE_WORKFLOW
     video_workflow: str = DEFAULT_VIDEO_WORKFLOW
     fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
@@ -70,14 +83,6 @@ class ProjectBrief(BaseModel):
     def _fps(cls, v: int) -> int:
         if v not in (24, 25, 30):
             raise ValueError("fps must be 24, 25 or 30")
-        return v
-
-    @field_validator("cast")
-    @classmethod
-    def _cast(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if "/" in name or "\\" in name or ".." in name or not name.strip():
-                raise ValueError(f"invalid character name {name!r}")
         return v
 
 

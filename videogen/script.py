@@ -25,11 +25,17 @@ from videogen.errors import InputError
 from videogen.models import CAMERA_MOVEMENTS, Directives
 
 MAX_SENTENCE_CHARS = 1000
+MAX_LINE_CHARS = 10 * MAX_SENTENCE_CHARS
+"""Longer lines are refused before sentence splitting, whose time grows with the square of the
+length of some lines (100,000 characters of "lava lava ..." take tens of seconds)."""
 MAX_SCRIPT_BYTES = 4 * 1024 * 1024
 DEFAULT_SECTION = "Introduction"
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HEADING = re.compile(r"^(#{1,6})(?:\s+(.*?))?\s*#*\s*$")
+# C0/C1 controls (tab and CR aside) and the Unicode line/paragraph separators, which editors
+# and str.splitlines() disagree about: they would shift every line number after them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 _DIRECTIVE_KEYS = {
     "image": "image_prompt",
     "image prompt": "image_prompt",
@@ -154,13 +160,17 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
     fname = str(file)
     if len(text.encode("utf-8")) > MAX_SCRIPT_BYTES:
         raise InputError(
-            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB", file=fname, line=1
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB",
+            file=fname,
+            line=1,
+            field="script",
         )
     sections: list[str] = []
     sentences: list[ParsedSentence] = []
     in_comment = False
+    comment_line = 0
     can_direct = False  # a directive line may follow a sentence (or another directive) only
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(_NEWLINE.split(text), start=1):
         line = raw.strip().lstrip("\ufeff")
         if in_comment:
             if "-->" in line:
@@ -170,6 +180,7 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
             continue
         if line.startswith("<!--"):
             in_comment = "-->" not in line
+            comment_line = lineno
             continue
         bad = _CONTROL.search(line)
         if bad:
@@ -181,7 +192,7 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
             )
         heading = _HEADING.match(line)
         if heading:
-            title = heading.group(2).strip()
+            title = (heading.group(2) or "").strip()
             if not title:
                 raise InputError("empty heading", file=fname, line=lineno, field="section")
             sections.append(title)
@@ -204,6 +215,14 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
         if not sections:
             sections.append(DEFAULT_SECTION)
         can_direct = True
+        if len(line) > MAX_LINE_CHARS:
+            raise InputError(
+                f"line is {len(line)} characters long; the limit is {MAX_LINE_CHARS} "
+                f"(and {MAX_SENTENCE_CHARS} for one sentence): split it into shorter lines",
+                file=fname,
+                line=lineno,
+                field="sentence",
+            )
         for sentence in split_sentences(line):
             if len(sentence) > MAX_SENTENCE_CHARS:
                 raise InputError(
@@ -221,6 +240,13 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
                     line=lineno,
                 )
             )
+    if in_comment:
+        raise InputError(
+            "comment '<!--' is never closed with '-->'",
+            file=fname,
+            line=comment_line,
+            field="comment",
+        )
     if not sentences:
         raise InputError("the script has no sentences", file=fname, line=1, field="script")
     used = sorted({s.section_index for s in sentences})
@@ -239,7 +265,10 @@ def read_script(path: Path, raw: bytes | None = None) -> ParsedScript:
             raise InputError("file not found", file=path) from None
     if len(raw) > MAX_SCRIPT_BYTES:
         raise InputError(
-            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB", file=path, line=1
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB",
+            file=path,
+            line=1,
+            field="script",
         )
     try:
         text = raw.decode("utf-8")

@@ -68,6 +68,8 @@ def load_yaml_model(path: Path, model: type[M], *, text: str | None = None) -> M
         raise InputError(
             f"malformed YAML: {problem}", file=path, line=mark.line + 1 if mark else None
         ) from None
+    except RecursionError:
+        raise InputError("malformed YAML: nested too deeply", file=path, line=1) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

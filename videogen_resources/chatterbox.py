@@ -140,6 +140,8 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
         (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
         body_start = pos + 8
         if chunk_id == b"fmt ":
+            if size < 16 or body_start + 16 > len(data):
+                raise ValueError("WAV fmt chunk is truncated")
             audio_format, channels, rate = struct.unpack("<HHI", data[body_start : body_start + 8])
             (bits,) = struct.unpack("<H", data[body_start + 14 : body_start + 16])
             if audio_format == 0xFFFE and size >= 26:

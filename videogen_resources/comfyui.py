@@ -320,10 +320,13 @@ def sanitize_filename(name: str) -> str:
         raise ValueError(f"unsafe file name from server: {name!r}")
     if re.match(r"^[A-Za-z]:", name):
         raise ValueError(f"unsafe file name from server: {name!r}")
-    cleaned = re.sub(r"[^\w.\- ()+=,@]", "_", name).strip().lstrip(".")
+    cleaned = re.sub(r"[^\w.\- ()+=,@]", "_", name).strip(" .")
     if not cleaned:
         raise ValueError(f"unsafe file name from server: {name!r}")
-    return cleaned[:200]
+    if len(cleaned) > 200:  # keep the extension when shortening
+        stem, dot, ext = cleaned.rpartition(".")
+        cleaned = (stem[: 199 - len(ext)] + dot + ext) if dot and len(ext) < 12 else cleaned[:200]
+    return cleaned
 
 
 def _safe_subfolder(sub: str) -> str:
@@ -860,6 +863,13 @@ class _Follower:
     def follow(self) -> HistoryEntry | None:
         try:
             return self._follow()
+        except ServiceError:
+            raise
+        except BaseException:
+            # Stopped from outside (KeyboardInterrupt, Dagster's run termination) or by a bug:
+            # the prompt would otherwise go on using the GPU with nobody waiting for it.
+            self._interrupt()
+            raise
         finally:
             self._close()
 

@@ -361,7 +361,7 @@ def load_workflow_files(
     prompt = parse_api_workflow(wf_bytes, path)
     try:
         raw_binding = yaml.safe_load(bind_bytes.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise WorkflowError(f"not valid YAML: {exc}", file=binding_path) from exc
     try:
         binding = Binding.model_validate(raw_binding)
@@ -380,7 +380,7 @@ def parse_api_workflow(data: bytes | str, path: str | Path = "<workflow>") -> di
     """Parse API-format workflow JSON, with errors naming the file and the node/field."""
     try:
         raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise WorkflowError(f"not valid JSON: {exc}", file=path) from exc
     if isinstance(raw, dict) and "nodes" in raw and "links" in raw:
         raise WorkflowError(
