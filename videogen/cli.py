@@ -38,10 +38,16 @@ def dagster_home(root: Path) -> Path:
 
 
 def _instance(root: Path):  # type: ignore[no-untyped-def]
+    """The studio's Dagster instance, with its pool limits set (GPU: one per ComfyUI server)."""
     import dagster as dg
 
+    from videogen_assets.concurrency import configure_pools
+    from videogen_resources.settings import BackendSettings
+
     dagster_home(root)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    configure_pools(instance, gpu_servers=len(BackendSettings.from_env().comfyui_urls))
+    return instance
 
 
 @click.group()
