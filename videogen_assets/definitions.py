@@ -25,13 +25,42 @@ def _style_version(style: str) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:10] if path.exists() else "none"
 
 
+def regenerate_condition() -> dg.AutomationCondition:
+    """Regenerate a missing asset, or one whose code or an input's data version changed.
+
+    Unlike ``eager()``, an input counts as updated only when its data version changed, so an
+    unchanged output (a directive edit that leaves shot.json identical) stops the cascade; and an
+    asset waits while an input is missing or requested instead of joining its run, so a run never
+    holds two levels of the chain (a batched run logs its materializations itself and yields no
+    output, so a downstream step in the same run would be skipped).
+    """
+    a = dg.AutomationCondition
+    return (
+        a.in_latest_time_window()
+        & (
+            a.newly_missing()
+            | a.any_deps_match(a.data_version_changed()).with_label("any_dep_data_version_changed")
+            | a.code_version_changed()
+        ).since_last_handled()
+        & ~a.any_deps_match(a.missing() | a.will_be_requested()).with_label(
+            "any_deps_missing_or_requested"
+        )
+        & ~a.any_deps_in_progress()
+        & ~a.in_progress()
+    ).with_label("regenerate")
+
+
 def automation_for(brief: ProjectBrief, *, partitioned: bool) -> dg.AutomationCondition | None:
-    """Eager regeneration of missing/stale assets (and of all partitions after a code change)."""
+    """How a project's assets regenerate by themselves, or None with `automation: false`.
+
+    Per-sentence assets use `regenerate_condition` (one level of the chain per run, an
+    unchanged data version stops the cascade). Project-level outputs use `eager()`: they run
+    once no input is missing or in progress, after any input was updated. (A data-version rule
+    over all of a partitioned input's sentences did not fire for them under Dagster 1.13.)
+    """
     if not brief.automation:
         return None
-    if partitioned:
-        return dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
-    return dg.AutomationCondition.eager()
+    return regenerate_condition() if partitioned else dg.AutomationCondition.eager()
 
 
 def discover_projects(root: Path) -> tuple[list[ProjectBrief], list[str]]:
