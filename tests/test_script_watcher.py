@@ -1,0 +1,89 @@
+"""The script_watcher sensor: a saved script.md becomes partitions and observed data versions
+without a code reload; a bad save is reported and changes nothing; deleting a sentence removes
+its partition and files and asks for the project outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from samples import SMALL_SCRIPT
+
+from videogen.operations import create_project
+from videogen_assets.definitions import build_definitions
+from videogen_assets.partitions import partitions_name
+from videogen_resources.settings import BackendSettings
+
+
+def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # type: ignore[no-untyped-def]
+    sensor = defs.resolve_sensor_def("script_watcher")
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=dict(defs.resources or {})
+    ) as ctx:
+        result = sensor(ctx)
+    return result, cursor if isinstance(result, dg.SkipReason) else result.cursor
+
+
+def _observed(instance: dg.DagsterInstance, name: str) -> dict[str, str]:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    out = {}
+    for pk in instance.get_dynamic_partitions(partitions_name("volcanoes")):
+        rec = instance.get_latest_data_version_record(
+            dg.AssetKey(["volcanoes", name]), is_source=True, partition_key=pk
+        )
+        if rec is not None:
+            out[pk] = extract_data_version_from_entry(rec.event_log_entry).value  # type: ignore[union-attr]
+    return out
+
+
+def test_sensor_syncs_edits_without_reload(
+    studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    folder, _ = create_project(
+        studio_root, title="V", name="volcanoes", script_file=script, instance=instance
+    )
+    defs = build_definitions(studio_root, BackendSettings())
+    result, cursor = _tick(defs, instance, None)
+    assert isinstance(result, dg.SensorResult)
+    first = _observed(instance, "sentence")
+    assert sorted(first) == ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0003"]
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SkipReason)  # nothing changed
+
+    # Edit one sentence and add one: same Definitions object, no reload.
+    text = SMALL_SCRIPT.replace("Ash falls like grey snow.", "Ash falls like wet snow.")
+    (folder / "script.md").write_text(text + "Birds come back.\n", encoding="utf-8")
+    result, cursor = _tick(defs, instance, cursor)
+    after = _observed(instance, "sentence")
+    assert [k for k in first if first[k] != after[k]] == ["volcanoes.s0002"]
+    assert "volcanoes.s0004" in after
+
+    # A bad save: nothing changes, the cursor moves on (it is retried on the next save).
+    (folder / "script.md").write_text(text + "> motion: 9\n", encoding="utf-8")
+    result, cursor = _tick(defs, instance, cursor)
+    assert _observed(instance, "sentence") == after
+    assert instance.get_dynamic_partitions(partitions_name("volcanoes"))[-1] == "volcanoes.s0004"
+
+    # Deleting a sentence removes its partition and files and asks for the project outputs.
+    media = folder / "sentences" / "volcanoes.s0003"
+    media.mkdir(parents=True)
+    (media / "clip.mp4").write_bytes(b"x")
+    (folder / "script.md").write_text(
+        text.replace("Life returns to the slopes.\n", ""), encoding="utf-8"
+    )
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    parts = instance.get_dynamic_partitions(partitions_name("volcanoes"))
+    assert parts == ["volcanoes.s0001", "volcanoes.s0002"]
+    assert not media.exists()
+    assert len(result.run_requests or []) == 1
+    requested = {k.to_user_string() for k in result.run_requests[0].asset_selection or []}
+    assert requested == {
+        "volcanoes/rough_cut",
+        "volcanoes/subtitles",
+        "volcanoes/storyboard",
+        "volcanoes/export",
+    }
