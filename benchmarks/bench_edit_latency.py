@@ -1,0 +1,123 @@
+"""Edit-to-regenerated latency with the real Dagster daemon running.
+
+Creates and renders a small project, starts `dagster-daemon run` on the studio's workspace, then
+edits one sentence of script.md and measures the time until that sentence's clip (and then the
+rough cut) carry a new materialization. The generation time itself (the steps' own durations) is
+reported beside it, so the orchestration share can be read off.
+
+Target: <= 20 s beyond the generation time itself.
+
+Usage: python benchmarks/bench_edit_latency.py [--timeout 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from videogen.operations import create_project, render
+from videogen_assets.concurrency import configure_pools
+from videogen_resources.settings import BackendSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = """# Opening
+The sky over the volcano glows red.
+Ash falls like grey snow.
+
+## Ending
+Life returns to the slopes.
+"""
+
+
+def _latest_ts(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> float:
+    rec = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    return rec[0].timestamp if rec else 0.0
+
+
+def _step_seconds(instance: dg.DagsterInstance, since: float) -> float:
+    total = 0.0
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    for run in instance.get_runs(RunsFilter()):
+        starts: dict[str, float] = {}
+        for rec in instance.get_records_for_run(run.run_id, limit=10000).records:
+            e = rec.event_log_entry
+            ev = e.dagster_event
+            if ev is None or ev.step_key is None or e.timestamp < since:
+                continue
+            if ev.event_type == DagsterEventType.STEP_START:
+                starts[ev.step_key] = e.timestamp
+            elif ev.event_type == DagsterEventType.STEP_SUCCESS and ev.step_key in starts:
+                total += e.timestamp - starts[ev.step_key]
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="vg-latency-"))
+    root, home = base / "studio", base / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["VIDEOGEN_HOME"] = str(root)
+    os.environ["VIDEOGEN_CLIP_PRESET"] = "ultrafast"
+    script = base / "s.md"
+    script.write_text(SCRIPT, encoding="utf-8")
+    instance = dg.DagsterInstance.get()
+    configure_pools(instance, gpu_servers=0)
+    create_project(root, title="Latency", name="latency", script_file=script, instance=instance)
+    render(root, "latency", instance=instance, settings=BackendSettings(clip_preset="ultrafast"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=str(REPO),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(20)  # daemon start, first sensor ticks over the unchanged studio
+        clip = dg.AssetKey(["latency", "clip"])
+        cut = dg.AssetKey(["latency", "rough_cut"])
+        pk = "latency.s0002"
+        before_clip, before_cut = _latest_ts(instance, clip, pk), _latest_ts(instance, cut, None)
+        path = root / "projects" / "latency" / "script.md"
+        path.write_text(SCRIPT.replace("grey snow", "soft grey snow"), encoding="utf-8")
+        saved = time.time()
+        t_clip = t_cut = None
+        while time.time() - saved < args.timeout:
+            if t_clip is None and _latest_ts(instance, clip, pk) > before_clip:
+                t_clip = time.time() - saved
+            if t_clip is not None and _latest_ts(instance, cut, None) > before_cut:
+                t_cut = time.time() - saved
+                break
+            time.sleep(0.5)
+        work = _step_seconds(instance, saved)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=30)
+    print("edit of one sentence, daemon running (sensor every 2 s, automation every 5 s)")
+    print(f"saved -> clip regenerated: {t_clip if t_clip is None else round(t_clip, 1)} s")
+    print(f"saved -> rough cut regenerated: {t_cut if t_cut is None else round(t_cut, 1)} s")
+    print(f"generation time itself (sum of step durations): {work:.1f} s")
+    if t_cut is not None:
+        print(f"orchestration beyond generation: {t_cut - work:.1f} s  (target <= 20 s)")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
