@@ -1,12 +1,20 @@
-"""Atomic file writes: write a temporary file beside the target, fsync, then rename."""
+"""Atomic file writes: write a temporary file beside the target, fsync, then rename.
+
+The temporary file is named ``.<target name>.<writer pid>-<random><suffix>``, so a file left by a
+writer that was killed (SIGKILL, power loss: no ``finally`` ran) can be told from one still being
+written, and `remove_stale_temp_files` can clear it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>[0-9]+)-[a-z0-9_]+")
 
 
 @contextlib.contextmanager
@@ -19,7 +27,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.",
+        prefix=f".{target.name}.{os.getpid()}-",
         suffix=suffix if suffix is not None else target.suffix,
         dir=target.parent,
     )
@@ -47,3 +55,33 @@ def atomic_write_bytes(target: str | Path, data: bytes) -> Path:
 def atomic_write_text(target: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``target`` atomically and return the target path."""
     return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files under ``folder`` whose writer process no longer exists.
+
+    Returns what was deleted. Files being written by live processes are left alone.
+    """
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.rglob(".*"):
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file() or process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

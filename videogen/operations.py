@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from videogen import paths
-from videogen.atomic import atomic_write_bytes
+from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen.errors import InputError
 from videogen.project import ProjectBrief, load_brief, save_brief
 from videogen.script import read_script
@@ -175,12 +177,19 @@ def render(
     Sentences are handed to each per-sentence asset in contiguous key ranges (one step per asset
     for many sentences); every sentence still gets its own materialization, data version and
     provenance. Returns None when nothing needed doing.
+
+    A render that was killed leaves its run STARTED (only a run launcher's health check could
+    tell, and in-process runs have none) and maybe temporary files of the writes it was doing;
+    both are cleared first: runs of this host's renders whose process is gone are marked failed,
+    temporary files whose writer is gone are deleted.
     """
     from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key
     from videogen_assets.definitions import build_definitions
     from videogen_assets.status import sentence_statuses
 
     sync(root, name, instance=instance)
+    fail_orphaned_runs(instance)
+    remove_stale_temp_files(Studio(root).project_dir(name))
     defs = build_definitions(root, settings)
     project_keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == name]
     if not project_keys:
@@ -196,6 +205,7 @@ def render(
     assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
     resources = dict(defs.resources or {})
     tag = uuid.uuid4().hex
+    owner = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname()}
     totals = {kind: len(todo) for kind in PER_SENTENCE}
     totals.update({kind: 1 for kind in PER_PROJECT})
     stop = threading.Event()
@@ -221,6 +231,7 @@ def render(
                         "dagster/asset_partition_range_start": start,
                         "dagster/asset_partition_range_end": end,
                         "videogen/render": tag,
+                        **owner,
                     },
                 )
         result = dg.materialize(
@@ -229,7 +240,7 @@ def render(
             resources=resources,
             run_config=QUIET,
             selection=[key(name, k) for k in PER_PROJECT],
-            tags={"videogen/render": tag},
+            tags={"videogen/render": tag, **owner},
         )
     finally:
         stop.set()
@@ -239,6 +250,34 @@ def render(
         done = _count_done(instance, tag)
         progress(done, totals, 0.0)
     return result
+
+
+_PID_TAG = "videogen/pid"
+_HOST_TAG = "videogen/host"
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the STARTED runs of renders on this host whose process no longer exists.
+
+    Returns their run ids. Runs of other hosts, and runs without the render's owner tags (runs
+    launched by the daemon or the UI, which run monitoring looks after), are left alone.
+    """
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+    host = socket.gethostname()
+    failed: list[str] = []
+    runs = instance.get_runs(
+        RunsFilter(statuses=[DagsterRunStatus.STARTED], tags={_HOST_TAG: host})
+    )
+    for run in runs:
+        pid = run.tags.get(_PID_TAG, "")
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, message=f"the render process (pid {pid} on {host}) ended without finishing"
+        )
+        failed.append(run.run_id)
+    return failed
 
 
 def _contiguous_ranges(all_keys: Sequence[str], todo: Sequence[str]) -> list[tuple[str, str]]:

@@ -230,7 +230,8 @@ def build_sentence_assets(
         sentences = [load_sentence(db, pk) for pk in context.partition_keys]
         drafts = {}
         if llm.is_configured:
-            drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
+            with _service_call():
+                drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
         for s in sentences:
             shot_ = rule_based_shot(
                 sentence_id=s.id,
@@ -385,7 +386,7 @@ def build_sentence_assets(
                 )
             elapsed = time.perf_counter() - t0
             db.record_output(pk, video_file=str(out), status="done")
-            info = probe(out)
+            info = probe(out, count="packets")  # H.264 in MP4: one packet per frame
             n_samples, rate = wav_num_samples(folder / "narration.wav")
             fps = round(info.video.fps) if info.video else brief.fps
             frames = info.video.frames if info.video else 0
