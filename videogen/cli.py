@@ -64,6 +64,22 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
+def _fail_run(exc: Exception) -> None:
+    """A failed render: the service's or the step's own message, not a traceback."""
+    import dagster as dg
+
+    from videogen_resources.errors import ServiceError
+
+    inner: BaseException = exc
+    while isinstance(inner, dg.DagsterError) and getattr(inner, "user_exception", None):
+        inner = inner.user_exception  # type: ignore[attr-defined]
+    if isinstance(inner, (ServiceError, InputError, OSError, dg.Failure)):
+        click.echo(f"error: {inner}", err=True)
+        click.echo("(the Dagster run log has the details: `videogen ui`)", err=True)
+        sys.exit(1)
+    raise exc
+
+
 @main.command()
 @click.argument("title")
 @click.option("--minutes", type=float, default=3.0, show_default=True, help="Target length.")
@@ -333,7 +349,11 @@ def demo(ctx: click.Context, style: str) -> None:
             instance=instance,
         )
         click.echo(f"created the demo project in {paths.project_dir(root, DEMO_NAME)}")
-    do_render(root, DEMO_NAME, instance=instance, progress=_progress_printer())
+    try:
+        do_render(root, DEMO_NAME, instance=instance, progress=_progress_printer())
+    except Exception as exc:
+        _fail_run(exc)
+        return
     click.echo(f"rough cut: {paths.project_dir(root, DEMO_NAME) / 'rough_cut.mp4'}")
 
 

@@ -159,7 +159,10 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         out_path: Path,
         progress: ProgressFn | None = None,
         workflow: str | None = None,
+        cancel_check: Callable[[], bool] | None = None,
     ) -> ImageResult:
+        """Generate the keyframe; ``cancel_check`` returning True (the run is being cancelled)
+        interrupts the prompt on the server (POST /interrupt) and raises ``ServiceError``."""
         from PIL import Image, ImageOps
 
         wf = self._wf(workflow)
@@ -184,7 +187,8 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
             run = self.comfyui.run_workflow(
                 _make_prompt_builder(self.comfyui, wf, values, uploads),
-                outputs_dir=tmp, progress=progress, output_nodes=[wf.output_node],
+                outputs_dir=tmp, progress=progress, cancel_check=cancel_check,
+                output_nodes=[wf.output_node],
             )
             src = _pick_output(run, wf)
             with Image.open(src) as im:
@@ -238,7 +242,9 @@ class ComfyUIClips(ClipMakerResource):
         out_path: Path,
         progress: ProgressFn | None = None,
         workflow: str | None = None,
+        cancel_check: Callable[[], bool] | None = None,
     ) -> ClipResult:
+        """Generate the clip; ``cancel_check`` works as in `ComfyUIKeyframes.make_keyframe`."""
         from videogen_resources import media
 
         wf = self._wf(workflow)
@@ -262,7 +268,8 @@ class ComfyUIClips(ClipMakerResource):
         with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
             run = self.comfyui.run_workflow(
                 _make_prompt_builder(self.comfyui, wf, values, uploads),
-                outputs_dir=tmp, progress=progress, output_nodes=[wf.output_node],
+                outputs_dir=tmp, progress=progress, cancel_check=cancel_check,
+                output_nodes=[wf.output_node],
             )
             src = _pick_output(run, wf)
             if progress:
