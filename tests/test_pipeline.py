@@ -121,6 +121,18 @@ def test_everything_fresh_then_an_edit_makes_one_chain_stale(rendered) -> None: 
     )
     assert statuses[IDS[1]]["narration"] == "stale" and statuses[IDS[1]]["shot"] == "stale"
 
+    # The storyboard shows Dagster's view: the edited sentence is marked stale, the others done.
+    assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
+    dg.materialize(
+        assets,
+        instance=instance,
+        resources=dict(defs.resources or {}),
+        selection=[key("volcanoes", "storyboard")],
+    )
+    html = (folder / "storyboard.html").read_text(encoding="utf-8")
+    assert f'data-sentence="{IDS[1]}" data-worst="stale"' in html
+    assert f'data-sentence="{IDS[0]}" data-worst="done"' in html
+
     render(root, "volcanoes", instance=instance, settings=SETTINGS)
     assert _mats(instance, "narration") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}
     assert _mats(instance, "clip") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}

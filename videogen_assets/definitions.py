@@ -114,17 +114,22 @@ def build_definitions(
         }
         if brief.automation:
             automated.add(brief.name)
-        assets += build_observed_assets(brief.name)
-        assets += build_sentence_assets(
+        project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
+        project_assets += build_observed_assets(brief.name)
+        project_assets += build_sentence_assets(
             brief.name,
             versions=versions,
             automation=automation_for(brief, partitioned=True),
             pools=pools,
             kinds=kinds,
         )
-        assets += build_project_assets(
-            brief.name, versions=versions, automation=automation_for(brief, partitioned=False)
+        project_assets += build_project_assets(
+            brief.name,
+            versions=versions,
+            automation=automation_for(brief, partitioned=False),
+            graph_assets=project_assets,
         )
+        assets += project_assets
     sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
     if automated:
         sensors.append(

@@ -39,8 +39,19 @@ def build_project_assets(
     *,
     versions: dict[str, str],
     automation: dg.AutomationCondition | None,
+    graph_assets: list[dg.AssetsDefinition | dg.SourceAsset] | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """The project-level assets of one project (each depends on all of ITS sentences only)."""
+    """The project-level assets of one project (each depends on all of ITS sentences only).
+
+    ``graph_assets``: the project's whole asset list (filled in by the caller), from which the
+    storyboard asks Dagster's staleness resolver for each sentence's status.
+    """
+
+    def _project_graph():  # type: ignore[no-untyped-def]
+        from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+        return AssetGraph.from_assets(graph_assets or [])
+
     k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
     k_rough, k_subs, k_board, k_export = (
         key(project, n) for n in (ROUGH_CUT, SUBTITLES, STORYBOARD, EXPORT)
@@ -136,11 +147,18 @@ def build_project_assets(
         kinds={"html"},
         automation_condition=automation,
     )
-    def storyboard(studio: StudioResource, db: StudioDatabase) -> dg.MaterializeResult:
+    def storyboard(
+        context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
+    ) -> dg.MaterializeResult:
         """The storyboard: every shot by section with its keyframe, narration, clip and prompts."""
         from videogen.storyboard import contact_sheet, contact_sheet_markdown, write_storyboard
+        from videogen_assets.context import sentence_order
+        from videogen_assets.status import sentence_statuses
 
-        view = project_view(studio, db, project)
+        ids = [s.id for s in sentence_order(db, project)]
+        # Dagster's own view of each sentence (missing / stale / done), not only the files
+        statuses = sentence_statuses(context.instance, _project_graph(), project, ids)
+        view = project_view(studio, db, project, statuses=statuses)
         folder = studio.project_dir(project)
         report = write_storyboard(view, folder)
         sheet = contact_sheet(view, folder / "storyboard_contact.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -10,13 +11,14 @@ from videogen.models import AssetStatus
 from videogen_assets.context import PER_SENTENCE, key
 
 
-def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions):  # type: ignore[no-untyped-def]
-    """Dagster's own resolver of data-version staleness over the studio's asset graph."""
+def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions | Any):  # type: ignore[no-untyped-def]
+    """Dagster's own resolver of data-version staleness over the studio's asset graph
+    (``defs``: the Definitions, or an asset graph already resolved)."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._time import get_current_datetime
 
-    asset_graph = defs.resolve_asset_graph()
+    asset_graph = defs.resolve_asset_graph() if isinstance(defs, dg.Definitions) else defs
     view = AssetGraphView(
         temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
         instance=instance,
@@ -29,7 +31,7 @@ def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions):  
 
 def sentence_statuses(
     instance: dg.DagsterInstance,
-    defs: dg.Definitions,
+    defs: dg.Definitions | Any,
     project: str,
     partition_keys: Sequence[str],
     kinds: Sequence[str] = PER_SENTENCE,
