@@ -99,10 +99,13 @@ def main() -> None:
         path.write_text(SCRIPT.replace("grey snow", "soft grey snow"), encoding="utf-8")
         saved = time.time()
         t_clip = t_cut = None
+        clip_ts = 0.0
         while time.time() - saved < args.timeout:
             if t_clip is None and _latest_ts(instance, clip, pk) > before_clip:
                 t_clip = time.time() - saved
-            if t_clip is not None and _latest_ts(instance, cut, None) > before_cut:
+                clip_ts = _latest_ts(instance, clip, pk)
+            # the rough cut that includes the new clip (an earlier one may follow the narration)
+            if t_clip is not None and _latest_ts(instance, cut, None) > max(before_cut, clip_ts):
                 t_cut = time.time() - saved
                 break
             time.sleep(0.5)
@@ -110,7 +113,7 @@ def main() -> None:
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)
-    print("edit of one sentence, daemon running (sensor every 2 s, automation every 5 s)")
+    print("edit of one sentence, daemon running (sensor every 2 s, automation every 3 s)")
     print(f"saved -> clip regenerated: {t_clip if t_clip is None else round(t_clip, 1)} s")
     print(f"saved -> rough cut regenerated: {t_cut if t_cut is None else round(t_cut, 1)} s")
     print(f"generation time itself (sum of step durations): {work:.1f} s")

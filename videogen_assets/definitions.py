@@ -137,7 +137,7 @@ def build_definitions(
                 "automation",
                 target=dg.AssetSelection.groups(*sorted(automated)),
                 default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=5,
+                minimum_interval_seconds=3,
                 description="Regenerates missing and stale sentences and project outputs.",
             )
         )
