@@ -106,7 +106,13 @@ def _new_project(root: Path, script: str, *, cast: bool) -> Path:
             lora_strength=0.8,
             voice="ada",
         )
-        add_character(root, name="Bob", description="a tall guide with a grey beard")
+        add_character(
+            root,
+            name="Bob",
+            description="a tall guide with a grey beard",
+            lora="bob.safetensors",
+            lora_strength=0.6,
+        )
         cast_add(root, PROJECT, "Ada")
         cast_add(root, PROJECT, "Bob")
     (folder / "script.md").write_text(script, encoding="utf-8")
@@ -198,17 +204,19 @@ def test_keyframe_workflow_is_bound_to_the_shot(rendered: Rendered) -> None:
         assert _bound(prompt, IMAGE_WF, "seed") == [shot.seed]
         assert _bound(prompt, IMAGE_WF, "width") == [1920, 1920]
         assert _bound(prompt, IMAGE_WF, "height") == [1088, 1088]  # 1080 up to a multiple of 16
-        if sid == IDS[1]:  # Ada and Bob: Ada's LoRA and reference image are bound
+        if sid == IDS[1]:  # Ada and Bob: both LoRAs, and Ada's reference image, are bound
             assert shot.characters == ("Ada", "Bob")
             assert _bound(prompt, IMAGE_WF, "lora_1_name") == ["ada.safetensors"]
             assert _bound(prompt, IMAGE_WF, "lora_1_strength") == [0.8]
+            assert _bound(prompt, IMAGE_WF, "lora_2_name") == ["bob.safetensors"]
+            assert _bound(prompt, IMAGE_WF, "lora_2_strength") == [0.6]
             [ref] = _bound(prompt, IMAGE_WF, "reference_image")
             stored = rendered.root / "characters"
             assert (rendered.comfy.root / "input" / ref).read_bytes() in {
                 p.read_bytes() for p in stored.glob("*.png")
             }
         else:  # no cast member: the optional LoRA and reference nodes are bypassed
-            assert {"4", "10", "13"}.isdisjoint(prompt)
+            assert {"4", "5", "10", "13"}.isdisjoint(prompt)
 
 
 def test_clip_workflow_uploads_the_keyframe_and_fits_the_narration(rendered: Rendered) -> None:
