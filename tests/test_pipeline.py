@@ -4,6 +4,7 @@ edited sentence's chain."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import dagster as dg
@@ -47,7 +48,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 
 
 def test_every_file_is_real(rendered) -> None:  # type: ignore[no-untyped-def]
-    _root, folder, _ = rendered
+    root, folder, _ = rendered
     for sid in IDS:
         media = folder / "sentences" / sid
         samples, rate = wav_num_samples(media / "narration.wav")
@@ -65,6 +66,10 @@ def test_every_file_is_real(rendered) -> None:  # type: ignore[no-untyped-def]
     assert "Ash falls like grey snow." in (folder / "subtitles.srt").read_text(encoding="utf-8")
     assert (folder / "subtitles.vtt").read_text(encoding="utf-8").startswith("WEBVTT")
     assert (folder / "storyboard.html").exists()
+    meta = json.loads((root / "exports" / "volcanoes" / "metadata.json").read_text("utf-8"))
+    assert [s["sentence_id"] for s in meta["sentences"]] == IDS
+    for s in meta["sentences"]:  # narration normalized to the spoken-word target (-16 LUFS)
+        assert s["loudness_lufs"] is not None and abs(s["loudness_lufs"] + 16.0) < 1.0
 
 
 def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> None:  # type: ignore[no-untyped-def]
