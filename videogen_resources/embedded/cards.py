@@ -798,9 +798,11 @@ class CardKeyframes(KeyframeMakerResource):
         ref = person.reference_image
         if ref is not None and Path(ref).is_file():
             try:
-                with Image.open(ref) as src:
-                    src = ImageOps.exif_transpose(src).convert("RGB")
-                    return ImageOps.fit(src, (d, d), Image.Resampling.LANCZOS, centering=(0.5, 0.4))
+                with Image.open(ref) as opened:
+                    upright: Image.Image = ImageOps.exif_transpose(opened).convert("RGB")
+                    return ImageOps.fit(
+                        upright, (d, d), Image.Resampling.LANCZOS, centering=(0.5, 0.4)
+                    )
             except (OSError, ValueError):
                 pass  # unreadable reference: fall back to a name card
         pal = style.palette
