@@ -11,17 +11,20 @@ progress summary; ``version()`` is the workflow's content version.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
+import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from videogen.models import Shot
-from videogen_resources.base import CharacterRef
+from videogen_resources.base import CharacterRef, ClipJob, ImageResult, KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
 from videogen_resources.errors import ServiceError
@@ -180,3 +183,135 @@ def test_ltx2_clip_on_newer_server(newer_server: FakeComfyUI, tmp_path: Path) ->
     sent = newer_server.prompts_received()[-1]["prompt"]
     assert sent["9"]["inputs"]["length"] == sent["11"]["inputs"]["frames_number"] == 25
     assert res.num_frames == 27 and maker.version("ltx-2-v1") == res.workflow_version
+
+
+
+def _keyframe_jobs(tmp_path: Path, n: int, folder: str,
+                   cancel_check: Callable[[], bool] | None = None) -> list[KeyframeJob]:
+    return [KeyframeJob(shot=SHOT.model_copy(update={"seed": 100 + i}),
+                        sentence_text=f"sentence {i}", section_title="x", style="",
+                        characters=[], out_path=tmp_path / folder / f"k{i}.png",
+                        cancel_check=cancel_check)
+            for i in range(n)]
+
+
+def _one_by_one(maker: ComfyUIKeyframes, jobs: list[KeyframeJob]) -> list[ImageResult]:
+    return [maker.make_keyframe(shot=j.shot, sentence_text=j.sentence_text,
+                                section_title=j.section_title, style=j.style,
+                                characters=j.characters, out_path=j.out_path,
+                                cancel_check=j.cancel_check) for j in jobs]
+
+
+def _matches_server_output(server: FakeComfyUI, res: ImageResult) -> bool:
+    """The keyframe is the server's output for its prompt (a flat colour), normalized."""
+    [saved] = server.history[res.extra["prompt_id"]]["outputs"].values()
+    [image] = saved["images"]
+    with Image.open(server.root / image["type"] / image["subfolder"] / image["filename"]) as im:
+        colour = im.convert("RGB").getpixel((0, 0))
+    with Image.open(res.path) as im:
+        return im.size == (1920, 1080) and im.format == "PNG" and im.getpixel((9, 9)) == colour
+
+
+def _comparable(res: ImageResult) -> dict[str, Any]:
+    """A result without what differs from run to run (prompt id, file names, timings)."""
+    extra = {k: v for k, v in res.extra.items()
+             if k not in ("prompt_id", "progress", "comfyui_files")}
+    return {**res.model_dump(exclude={"path", "extra"}), **extra}
+
+
+def test_batched_keyframes_keep_the_server_queue_fed(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.3) as server:
+        maker = ComfyUIKeyframes(comfyui=comfy(server.url))
+        jobs = _keyframe_jobs(tmp_path, 5, "batch")
+        batched = []
+        for res in maker.make_keyframes(jobs):
+            batched.append(res)
+            time.sleep(0.1)  # the caller's own work on a result (recording it) takes a while
+        times = sorted(server.job_times.values(), key=lambda t: t.number)
+        assert [t.status for t in times] == ["success"] * 5
+        for prev, nxt in itertools.pairwise(times):
+            assert prev.ended is not None and nxt.started is not None
+            assert nxt.received < prev.ended  # queued before the previous job ended
+            assert nxt.started - prev.ended < 0.1
+        assert [r.path for r in batched] == [j.out_path for j in jobs]
+        assert all(_matches_server_output(server, r) for r in batched)
+        assert not list((tmp_path / "batch").glob(".comfyui-*"))
+
+        server.job_seconds = 0.05
+        single = _one_by_one(maker, _keyframe_jobs(tmp_path, 5, "single"))
+        assert all(_matches_server_output(server, r) for r in single)
+        prompts = [p["prompt"] for p in server.prompts_received()]
+    assert prompts[:5] == prompts[5:]  # the same workflows were queued
+    assert [_comparable(r) for r in batched] == [_comparable(r) for r in single]
+
+
+def test_batched_keyframe_failure_takes_the_next_job_off_the_server(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.3) as server:
+        maker = ComfyUIKeyframes(comfyui=comfy(server.url))
+        sampler = "16"  # the KSampler of flux-1-dev-v1
+        server.error_node, server.error_jobs = sampler, {0}
+        with pytest.raises(ServiceError) as alone:
+            _one_by_one(maker, _keyframe_jobs(tmp_path, 1, "single"))
+
+        server.error_jobs = {2}  # the batch's second job (numbers count from the one above)
+        made: list[ImageResult] = []
+        with pytest.raises(ServiceError) as batched:
+            for res in maker.make_keyframes(_keyframe_jobs(tmp_path, 5, "batch")):
+                made.append(res)
+        assert str(batched.value) == str(alone.value) and not batched.value.retryable
+        assert [r.path.name for r in made] == ["k0.png"]
+        deadline = time.monotonic() + 5
+        while not server.queue_empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.queue_empty()  # the third job neither runs nor waits
+        times = sorted(server.job_times.values(), key=lambda t: t.number)[1:]
+        assert len(times) == 3  # nothing was queued past the third job
+        assert times[1].status == "error"
+        third = times[2]
+        assert third.status == "deleted" or (
+            third.status == "error"
+            and server.history[third.prompt_id]["status"]["messages"][-1][0]
+            == "execution_interrupted"
+        )
+    assert not (tmp_path / "batch" / "k2.png").exists()
+    assert not list((tmp_path / "batch").glob(".comfyui-*"))
+
+
+def test_batched_keyframes_stop_on_cancel(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.3) as server:
+        maker = ComfyUIKeyframes(comfyui=comfy(server.url))
+        made: list[ImageResult] = []
+        with pytest.raises(ServiceError, match="cancelled"):
+            for res in maker.make_keyframes(
+                _keyframe_jobs(tmp_path, 4, "batch", cancel_check=lambda: len(made) >= 1)
+            ):
+                made.append(res)
+        deadline = time.monotonic() + 5
+        while not server.queue_empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.queue_empty() and len(made) == 1
+        # jobs 0-2 were queued before the cancellation was seen, job 3 never
+        times = sorted(server.job_times.values(), key=lambda t: t.number)
+        assert len(times) == 3 and times[0].status == "success"
+        assert times[1].prompt_id in {i.get("prompt_id") for i in server.interrupts}
+        assert all(t.status in ("deleted", "error") for t in times[1:])
+
+
+def test_batched_clips_match_one_by_one(server: FakeComfyUI, tmp_path: Path) -> None:
+    maker = ComfyUIClips(comfyui=comfy(server.url), gen_width=320, gen_height=192)
+    jobs = []
+    for i in range(2):
+        keyframe = tmp_path / f"kf{i}.png"
+        Image.new("RGB", (640, 360), (0, 90, 20 * i)).save(keyframe)
+        jobs.append(ClipJob(shot=SHOT, keyframe=keyframe,
+                            narration=write_wav(tmp_path / f"n{i}.wav", 0.5 + 0.4 * i),
+                            out_path=tmp_path / "batch" / f"c{i}.mp4"))
+    batched = list(maker.make_clips(jobs))
+    single = [maker.make_clip(shot=j.shot, keyframe=j.keyframe, narration=j.narration,
+                              out_path=tmp_path / "single" / j.out_path.name) for j in jobs]
+    prompts = [p["prompt"] for p in server.prompts_received()]
+    assert prompts[:2] == prompts[2:]
+    assert [r.num_frames for r in batched] == [r.num_frames for r in single] == [15, 27]
+    assert all(r.path.is_file() for r in batched)
+    uploads = [r.form["image"]["filename"] for r in server.requests_to("POST", "/upload/image")]
+    assert uploads == ["kf0.png", "kf1.png"] * 2

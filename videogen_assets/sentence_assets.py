@@ -2,11 +2,12 @@
 
 import contextlib
 import inspect
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -30,7 +31,11 @@ from videogen_assets.context import (
 from videogen_assets.partitions import sentence_partitions
 from videogen_resources.base import (
     CharacterRef,
+    ClipJob,
     ClipMakerResource,
+    ClipResult,
+    ImageResult,
+    KeyframeJob,
     KeyframeMakerResource,
     NarratorResource,
 )
@@ -108,6 +113,55 @@ def _service_call(cancelled: Callable[[], bool] | None = None) -> Iterator[None]
         if not exc.retryable:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         raise
+
+
+_Job = TypeVar("_Job", KeyframeJob, ClipJob)
+_Made = TypeVar("_Made", ImageResult, ClipResult)
+
+
+def _made_one_by_one(
+    jobs: Iterable[_Job],
+    batch: Callable[[Iterable[_Job]], Iterator[_Made]] | None,
+    one: Callable[[_Job], _Made],
+    cancelled: Callable[[], bool],
+) -> Generator[tuple[_Job, _Made, float], None, None]:
+    """Each job with the maker's result and the seconds waited for it, in order, as each
+    result arrives.
+
+    ``batch`` (a maker's ``make_keyframes`` / ``make_clips``, when it has one) gets all jobs at
+    once and keeps its service busy between them; otherwise ``one`` is called per job. Either
+    way a service failure goes through `_service_call`, and jobs are built lazily, so a job that
+    cannot be built fails after the ones before it were recorded.
+    """
+    if batch is None:
+        for job in jobs:
+            t0 = time.perf_counter()
+            with _service_call(cancelled):
+                res = one(job)
+            yield job, res, time.perf_counter() - t0
+        return
+    built: list[_Job] = []
+
+    def building() -> Iterator[_Job]:
+        for job in jobs:
+            built.append(job)
+            yield job
+
+    made = batch(building())
+    try:
+        for i in itertools.count():
+            t0 = time.perf_counter()
+            with _service_call(cancelled):
+                got = next(made, None)
+            if got is None:
+                if i != len(built):
+                    raise RuntimeError(f"the maker returned {i} results for {len(built)} jobs")
+                return
+            yield built[i], got, time.perf_counter() - t0
+    finally:
+        close = getattr(made, "close", None)
+        if callable(close):
+            close()  # a failure or an early stop takes any job still queued off the service
 
 
 def service_metadata(engine: str, extra: Mapping[str, Any]) -> dict[str, str]:
@@ -298,13 +352,16 @@ def build_sentence_assets(
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
         cancelled = run_cancel_check(context)
-        for pk in context.partition_keys:
-            s = load_sentence(db, pk)
-            folder = studio.sentence_dir(project, pk)
-            shot_ = read_shot(folder / "shot.json")
-            out = folder / "keyframe.png"
-            with _service_call(cancelled):
-                res = keyframes.make_keyframe(
+        partition_of: dict[Path, str] = {}
+
+        def jobs() -> Iterator[KeyframeJob]:
+            for pk in context.partition_keys:
+                s = load_sentence(db, pk)
+                folder = studio.sentence_dir(project, pk)
+                shot_ = read_shot(folder / "shot.json")
+                out = folder / "keyframe.png"
+                partition_of[out] = pk
+                yield KeyframeJob(
                     shot=shot_,
                     sentence_text=s.text,
                     section_title=s.section,
@@ -313,32 +370,50 @@ def build_sentence_assets(
                     out_path=out,
                     progress=context.log.info,
                     workflow=brief.image_workflow,
-                    **_cancel_kwargs(keyframes.make_keyframe, cancelled),
+                    cancel_check=cancelled,
                 )
-            db.record_output(pk, image_file=str(out))
-            with Image.open(out) as im:
-                size = im.size
-            results.add(
-                pk,
-                data_version=file_digest(out),
-                metadata={
-                    "preview": dg.MetadataValue.md(_preview(studio, out, "keyframe")),
-                    "image_prompt": shot_.image_prompt,
-                    "seed": res.seed,
-                    "engine": res.engine,
-                    "workflow_version": res.workflow_version or "-",
-                    "size": f"{size[0]}x{size[1]}",
-                    "path": dg.MetadataValue.path(str(out)),
-                    **service_metadata(res.engine, res.extra),
-                },
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name="is_1920x1080",
-                        passed=size == (1920, 1080),
-                        metadata={"width": size[0], "height": size[1]},
-                    )
-                ],
+
+        def one(job: KeyframeJob) -> ImageResult:
+            return keyframes.make_keyframe(
+                shot=job.shot,
+                sentence_text=job.sentence_text,
+                section_title=job.section_title,
+                style=job.style,
+                characters=job.characters,
+                out_path=job.out_path,
+                progress=job.progress,
+                workflow=job.workflow,
+                **_cancel_kwargs(keyframes.make_keyframe, cancelled),
             )
+
+        batch = getattr(keyframes, "make_keyframes", None)
+        with contextlib.closing(_made_one_by_one(jobs(), batch, one, cancelled)) as made:
+            for job, res, _ in made:
+                pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
+                db.record_output(pk, image_file=str(out))
+                with Image.open(out) as im:
+                    size = im.size
+                results.add(
+                    pk,
+                    data_version=file_digest(out),
+                    metadata={
+                        "preview": dg.MetadataValue.md(_preview(studio, out, "keyframe")),
+                        "image_prompt": shot_.image_prompt,
+                        "seed": res.seed,
+                        "engine": res.engine,
+                        "workflow_version": res.workflow_version or "-",
+                        "size": f"{size[0]}x{size[1]}",
+                        "path": dg.MetadataValue.path(str(out)),
+                        **service_metadata(res.engine, res.extra),
+                    },
+                    check_results=[
+                        dg.AssetCheckResult(
+                            check_name="is_1920x1080",
+                            passed=size == (1920, 1080),
+                            metadata={"width": size[0], "height": size[1]},
+                        )
+                    ],
+                )
         yield from results.outputs()
 
     @dg.asset(
@@ -369,55 +444,72 @@ def build_sentence_assets(
         )
         brief = studio.brief(project)
         cancelled = run_cancel_check(context)
-        for pk in context.partition_keys:
-            folder = studio.sentence_dir(project, pk)
-            shot_ = read_shot(folder / "shot.json")
-            out = folder / "clip.mp4"
-            t0 = time.perf_counter()
-            with _service_call(cancelled):
-                res = clips.make_clip(
-                    shot=shot_,
+        partition_of: dict[Path, str] = {}
+
+        def jobs() -> Iterator[ClipJob]:
+            for pk in context.partition_keys:
+                folder = studio.sentence_dir(project, pk)
+                out = folder / "clip.mp4"
+                partition_of[out] = pk
+                yield ClipJob(
+                    shot=read_shot(folder / "shot.json"),
                     keyframe=folder / "keyframe.png",
                     narration=folder / "narration.wav",
                     out_path=out,
                     progress=context.log.info,
                     workflow=brief.video_workflow,
-                    **_cancel_kwargs(clips.make_clip, cancelled),
+                    cancel_check=cancelled,
                 )
-            elapsed = time.perf_counter() - t0
-            db.record_output(pk, video_file=str(out), status="done")
-            info = probe(out, count="packets")  # H.264 in MP4: one packet per frame
-            n_samples, rate = wav_num_samples(folder / "narration.wav")
-            fps = round(info.video.fps) if info.video else brief.fps
-            frames = info.video.frames if info.video else 0
-            narr_s = n_samples / rate
-            expected = math.ceil(narr_s * fps - 1e-6)
-            results.add(
-                pk,
-                data_version=file_digest(out),
-                metadata={
-                    "duration_s": round(frames / fps, 3) if fps else 0.0,
-                    "frames": frames,
-                    "fps": fps,
-                    "narration_s": round(narr_s, 3),
-                    "camera_movement": shot_.camera_movement,
-                    "motion_strength": shot_.motion_strength,
-                    "engine": res.engine,
-                    "workflow_version": res.workflow_version or "-",
-                    "encode_s": round(elapsed, 3),
-                    "path": dg.MetadataValue.path(str(out)),
-                    "watch": _link(studio, out),
-                    **service_metadata(res.engine, res.extra),
-                },
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name="matches_narration",
-                        passed=abs(frames - expected) <= 1,
-                        metadata={"frames": frames, "expected_frames": expected},
-                        description="clip length equals narration length within one frame",
-                    )
-                ],
+
+        def one(job: ClipJob) -> ClipResult:
+            return clips.make_clip(
+                shot=job.shot,
+                keyframe=job.keyframe,
+                narration=job.narration,
+                out_path=job.out_path,
+                progress=job.progress,
+                workflow=job.workflow,
+                **_cancel_kwargs(clips.make_clip, cancelled),
             )
+
+        batch = getattr(clips, "make_clips", None)
+        with contextlib.closing(_made_one_by_one(jobs(), batch, one, cancelled)) as made:
+            for job, res, elapsed in made:
+                pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
+                folder = out.parent
+                db.record_output(pk, video_file=str(out), status="done")
+                info = probe(out, count="packets")  # H.264 in MP4: one packet per frame
+                n_samples, rate = wav_num_samples(folder / "narration.wav")
+                fps = round(info.video.fps) if info.video else brief.fps
+                frames = info.video.frames if info.video else 0
+                narr_s = n_samples / rate
+                expected = math.ceil(narr_s * fps - 1e-6)
+                results.add(
+                    pk,
+                    data_version=file_digest(out),
+                    metadata={
+                        "duration_s": round(frames / fps, 3) if fps else 0.0,
+                        "frames": frames,
+                        "fps": fps,
+                        "narration_s": round(narr_s, 3),
+                        "camera_movement": shot_.camera_movement,
+                        "motion_strength": shot_.motion_strength,
+                        "engine": res.engine,
+                        "workflow_version": res.workflow_version or "-",
+                        "encode_s": round(elapsed, 3),
+                        "path": dg.MetadataValue.path(str(out)),
+                        "watch": _link(studio, out),
+                        **service_metadata(res.engine, res.extra),
+                    },
+                    check_results=[
+                        dg.AssetCheckResult(
+                            check_name="matches_narration",
+                            passed=abs(frames - expected) <= 1,
+                            metadata={"frames": frames, "expected_frames": expected},
+                            description="clip length equals narration length within one frame",
+                        )
+                    ],
+                )
         yield from results.outputs()
 
     return [narration, shot, keyframe, clip]

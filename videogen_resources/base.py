@@ -3,12 +3,16 @@
 Assets annotate these base types; `videogen_assets.definitions` binds an implementation chosen by
 configuration (embedded defaults unless a service URL/key is configured). Every implementation
 writes its output atomically to the ``out_path`` it is given and returns a pydantic result.
+A maker may also offer ``make_keyframes(jobs)`` / ``make_clips(jobs)`` (jobs: `KeyframeJob` /
+`ClipJob`, results yielded in order); the assets use them when present, so a GPU server's queue
+never runs dry between the sentences of one step.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +71,34 @@ class ClipResult(BaseModel):
     engine: str
     workflow_version: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyframeJob:
+    """The keyword arguments of one ``make_keyframe`` call, for makers that take a batch."""
+
+    shot: Shot
+    sentence_text: str
+    section_title: str
+    style: str
+    characters: Sequence[CharacterRef]
+    out_path: Path
+    progress: ProgressFn | None = None
+    workflow: str | None = None
+    cancel_check: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipJob:
+    """The keyword arguments of one ``make_clip`` call, for makers that take a batch."""
+
+    shot: Shot
+    keyframe: Path
+    narration: Path
+    out_path: Path
+    progress: ProgressFn | None = None
+    workflow: str | None = None
+    cancel_check: Callable[[], bool] | None = None
 
 
 class NarratorResource(dg.ConfigurableResource, ABC):

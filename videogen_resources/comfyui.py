@@ -10,6 +10,8 @@ Protocol facts this client relies on (ComfyUI 0.3.6x and later):
   the very last message of a prompt is ``executing`` whose ``node`` is null (older servers end
   only that way). Binary frames are previews and are ignored.
 - ``GET /history/{id}`` answers ``{}`` for an unknown id; outputs are fetched with ``GET /view``.
+- ``POST /queue`` with ``{"delete": [prompt_id, ...]}`` drops prompts still waiting; a running
+  one is stopped with ``POST /interrupt`` (``{"prompt_id": ...}`` leaves other prompts alone).
 - ``/object_info`` writes choice lists as ``[[...], {...}]`` or ``["COMBO", {"options": [...]}]``.
 """
 
@@ -724,6 +726,27 @@ class ComfyUIResource(dg.ConfigurableResource):
         to completion, then history is read and the outputs (of ``output_nodes`` when given)
         are downloaded into ``outputs_dir``. ``workflow`` may be a function of the chosen
         server's URL that builds the prompt there (e.g. after uploading images to it).
+        This is `submit` followed by `finish`.
+        """
+        job = self.submit(workflow, outputs_dir=outputs_dir, progress=progress,
+                          cancel_check=cancel_check, output_nodes=output_nodes)
+        return self.finish(job)
+
+    def submit(
+        self,
+        workflow: dict[str, Any] | Callable[[str], dict[str, Any]],
+        *,
+        outputs_dir: str | Path,
+        progress: Callable[[str], None] | None = None,
+        cancel_check: Callable[[], bool] | None = None,
+        output_nodes: list[str] | None = None,
+    ) -> QueuedJob:
+        """Queue one workflow on the least busy server without waiting for it.
+
+        Opens the job's own WebSocket, then POSTs the prompt; a server that cannot be reached
+        is taken out of rotation and the next one is tried. The job counts as in flight on its
+        server until `finish` or `cancel` is called with the handle returned (exactly one of
+        them must be, or the WebSocket stays open and the server looks busier than it is).
         """
         tried: set[str] = set()
         last: ServiceError | None = None
@@ -740,30 +763,78 @@ class ComfyUIResource(dg.ConfigurableResource):
                     if exc.retryable and exc.status is None:
                         raise _ServerUnreachable(exc) from exc
                     raise
-                return self._run_on(server, prompt, outputs_dir=Path(outputs_dir),
-                                    progress=progress, cancel_check=cancel_check,
-                                    output_nodes=output_nodes)
+                return self._submit_on(server, prompt, outputs_dir=Path(outputs_dir),
+                                       progress=progress, cancel_check=cancel_check,
+                                       output_nodes=output_nodes)
             except _ServerUnreachable as exc:
                 log.warning("ComfyUI %s unreachable, trying another server: %s", server, exc)
                 self.mark_down(server)
                 last = exc.error
-            finally:
                 with _REGISTRY.lock:
                     state.in_flight -= 1
+            except BaseException:
+                with _REGISTRY.lock:
+                    state.in_flight -= 1
+                raise
         assert last is not None
         raise last
 
+    def finish(
+        self, job: QueuedJob, *, on_finished: Callable[[], None] | None = None,
+    ) -> RunResult:
+        """Follow a queued job to completion, read its history and download its outputs.
+
+        Errors are those of `run_workflow`; a timeout, a ``cancel_check`` that turns True or
+        an interruption from outside (KeyboardInterrupt, run termination) interrupts the prompt
+        on its server. The wall-clock limit counts from the call, so a job queued ahead behind
+        another one is not charged for that wait. ``on_finished`` is called once the prompt
+        has finished successfully on its server, before its outputs are downloaded (a batch
+        queues its next job there, while the server starts the one queued behind this one).
+        """
+        if job.released:
+            raise RuntimeError(f"ComfyUI prompt {job.prompt_id} was already finished or cancelled")
+        try:
+            return self._finish(job, on_finished)
+        finally:
+            job.release()
+
+    def cancel(self, job: QueuedJob) -> None:
+        """Take a job that will not be finished off its server: delete it from the queue when it
+        still waits there, interrupt it when it already runs. Never raises ServiceError."""
+        if job.released:
+            return
+        try:
+            with contextlib.suppress(ServiceError):
+                self.delete_queued([job.prompt_id], job.server)
+            with contextlib.suppress(ServiceError):
+                self.interrupt(job.prompt_id, job.server)
+            job.say(f"ComfyUI {job.server}: prompt {job.prompt_id} cancelled")
+        finally:
+            job.release()
+
+    def delete_queued(self, prompt_ids: list[str], server: str | None = None) -> None:
+        """POST /queue ``{"delete": [...]}``: drop prompts that are still waiting (a prompt that
+        already runs is left alone; interrupt it)."""
+        base = _norm_url(server) if server else self._servers()[0]
+        resp = self._request("POST", f"{base}/queue", retry=True, json={"delete": prompt_ids})
+        self._check(resp, "POST /queue")
+
     def _open_ws(self, server: str, client_id: str) -> ClientConnection:
+        # max_queue=None: a job queued ahead is not read until its turn; a bounded queue would
+        # stop the socket's reader thread, which then answers neither pings nor the close
+        # handshake (the socket would drop after the ping timeout or take close_timeout to
+        # close). A waiting job only gets the server's few broadcasts (queue status).
         return ws_connect(
             _ws_url(server, client_id),
             open_timeout=self.connect_timeout_s,
             close_timeout=2.0,
             max_size=64 * 1024 * 1024,
+            max_queue=None,
             proxy=None,
             compression=None,
         )
 
-    def _run_on(
+    def _submit_on(
         self,
         server: str,
         workflow: dict[str, Any],
@@ -772,50 +843,104 @@ class ComfyUIResource(dg.ConfigurableResource):
         progress: Callable[[str], None] | None,
         cancel_check: Callable[[], bool] | None,
         output_nodes: list[str] | None,
-    ) -> RunResult:
+    ) -> QueuedJob:
         client_id = uuid.uuid4().hex
         say = progress or (lambda _line: None)
         try:
-            ws: ClientConnection | None = self._open_ws(server, client_id)
+            ws = self._open_ws(server, client_id)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise _ServerUnreachable(ServiceError(
                 SERVICE, f"cannot open WebSocket to {server}: {exc}", retryable=True)) from exc
         start = time.monotonic()
         try:
-            try:
-                prompt_id = self.queue_prompt(workflow, client_id, server)
-            except ServiceError as exc:
-                if exc.retryable and exc.status is None:
-                    raise _ServerUnreachable(exc) from exc
-                raise
-            say(f"ComfyUI {server}: queued prompt {prompt_id}")
-            assert ws is not None
-            follower = _Follower(self, server, client_id, prompt_id, ws, start, say, cancel_check,
-                                 workflow)
-            ws = None  # the follower owns (and closes) the socket now
-            entry = follower.follow()
-        finally:
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    ws.close()
+            prompt_id = self.queue_prompt(workflow, client_id, server)
+        except ServiceError as exc:
+            with contextlib.suppress(Exception):
+                ws.close()
+            if exc.retryable and exc.status is None:
+                raise _ServerUnreachable(exc) from exc
+            raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ws.close()
+            raise
+        say(f"ComfyUI {server}: queued prompt {prompt_id}")
+        return QueuedJob(
+            server=server, prompt_id=prompt_id, client_id=client_id, workflow=workflow,
+            outputs_dir=outputs_dir, output_nodes=output_nodes, start=start, say=say,
+            cancel_check=cancel_check, _ws=ws, _state=_REGISTRY.state(server),
+        )
+
+    def _finish(self, job: QueuedJob, on_finished: Callable[[], None] | None) -> RunResult:
+        server, prompt_id, say = job.server, job.prompt_id, job.say
+        follower = _Follower(self, server, job.client_id, prompt_id, job.take_ws(), job.start,
+                             say, job.cancel_check, job.workflow)
+        follower.deadline = max(follower.deadline, time.monotonic() + self.timeout_s)
+        entry = follower.follow()
+        if on_finished is not None:
+            on_finished()
         files: list[Path] = []
         outputs = entry.outputs if entry is not None else []
         if not outputs:
             outputs = follower.executed_outputs
-        if output_nodes is not None:
-            outputs = [o for o in outputs if o.node_id in set(output_nodes)]
-        outputs_dir.mkdir(parents=True, exist_ok=True)
+        if job.output_nodes is not None:
+            outputs = [o for o in outputs if o.node_id in set(job.output_nodes)]
+        job.outputs_dir.mkdir(parents=True, exist_ok=True)
         for out in outputs:
-            files.append(self.download(out.filename, out.subfolder, out.type, outputs_dir,
+            files.append(self.download(out.filename, out.subfolder, out.type, job.outputs_dir,
                                        server))
-        elapsed = time.monotonic() - start
+        elapsed = time.monotonic() - job.start
         say(f"ComfyUI {server}: prompt {prompt_id} done in {elapsed:.1f}s, "
             f"{len(files)} file(s)")
         return RunResult(
-            prompt_id=prompt_id, server=server, client_id=client_id, files=files,
+            prompt_id=prompt_id, server=server, client_id=job.client_id, files=files,
             outputs=outputs, progress=follower.events, cached_nodes=follower.cached,
             elapsed_s=elapsed, reconnects=follower.reconnects,
         )
+
+
+@dataclass(eq=False)
+class QueuedJob:
+    """A prompt queued on one server by `ComfyUIResource.submit`, bound to that server.
+
+    It holds the WebSocket opened for it (its own client id) and counts as in flight on its
+    server until `ComfyUIResource.finish` or `ComfyUIResource.cancel` releases it.
+    """
+
+    server: str
+    prompt_id: str
+    client_id: str
+    workflow: dict[str, Any]
+    outputs_dir: Path
+    output_nodes: list[str] | None
+    start: float  # time.monotonic() just before the prompt was posted
+    say: Callable[[str], None]
+    cancel_check: Callable[[], bool] | None
+    _ws: ClientConnection | None
+    _state: _ServerState
+    _released: bool = False
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def take_ws(self) -> ClientConnection:
+        """Hand the WebSocket over (to the follower, which closes it)."""
+        ws, self._ws = self._ws, None
+        if ws is None:
+            raise RuntimeError(f"ComfyUI prompt {self.prompt_id} is already being followed")
+        return ws
+
+    def release(self) -> None:
+        """Close the WebSocket if still held and stop counting the job as in flight (once)."""
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                self._ws.close()
+            self._ws = None
+        if not self._released:
+            self._released = True
+            with _REGISTRY.lock:
+                self._state.in_flight -= 1
 
 
 class _ServerUnreachable(Exception):
@@ -1069,6 +1194,7 @@ __all__ = [
     "OutputFile",
     "ProgressEvent",
     "QueueState",
+    "QueuedJob",
     "RunResult",
     "SystemStats",
     "frames_for",

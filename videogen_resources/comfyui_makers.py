@@ -5,6 +5,10 @@ It binds the shot's prompt, negative prompt, seed, size, characters' LoRAs and r
 (uploaded to the chosen server) into the workflow, checks that the server has every node the
 workflow uses, runs it, and turns the output into the studio's file: a 1920x1080 PNG keyframe,
 or a frame-exact clip conformed to the narration.
+
+``make_keyframes`` / ``make_clips`` take a batch and keep the server's queue fed: job k+1 is
+queued before job k is waited for, downloaded and converted, so the GPU never waits on this
+process between two jobs (ComfyUI runs its queue one prompt at a time).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import contextlib
 import math
 import tempfile
 import wave
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
@@ -23,13 +29,15 @@ from videogen.atomic import atomic_path
 from videogen.models import Shot
 from videogen_resources.base import (
     CharacterRef,
+    ClipJob,
     ClipMakerResource,
     ClipResult,
     ImageResult,
+    KeyframeJob,
     KeyframeMakerResource,
     ProgressFn,
 )
-from videogen_resources.comfyui import ComfyUIResource, RunResult, parse_version
+from videogen_resources.comfyui import ComfyUIResource, QueuedJob, RunResult, parse_version
 from videogen_resources.errors import ServiceError
 from videogen_resources.workflows import Workflow, load_workflow, missing_nodes
 
@@ -121,6 +129,111 @@ def _make_prompt_builder(
     return build
 
 
+R = TypeVar("R")
+J = TypeVar("J", KeyframeJob, ClipJob)
+
+
+@dataclass(eq=False)
+class _Pending(Generic[R]):
+    """A job queued on a server, the temporary folder its outputs go to, and what turns the
+    downloaded run into the studio's file."""
+
+    queued: QueuedJob
+    tmp: tempfile.TemporaryDirectory[str]
+    complete: Callable[[RunResult], R]
+
+
+def _submit(
+    comfyui: ComfyUIResource,
+    wf: Workflow,
+    builder: Callable[[str], dict[str, Any]],
+    out_path: Path,
+    *,
+    progress: ProgressFn | None,
+    cancel_check: Callable[[], bool] | None,
+    complete: Callable[[RunResult], R],
+) -> _Pending[R]:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent)
+    try:
+        queued = comfyui.submit(builder, outputs_dir=tmp.name, progress=progress,
+                                cancel_check=cancel_check, output_nodes=[wf.output_node])
+    except BaseException:
+        tmp.cleanup()
+        raise
+    return _Pending(queued, tmp, complete)
+
+
+def _finish(comfyui: ComfyUIResource, pending: _Pending[R],
+            on_finished: Callable[[], None] | None = None) -> R:
+    try:
+        return pending.complete(comfyui.finish(pending.queued, on_finished=on_finished))
+    finally:
+        pending.tmp.cleanup()
+
+
+def _drop(comfyui: ComfyUIResource, pending: _Pending[R] | None) -> None:
+    if pending is not None:
+        try:
+            comfyui.cancel(pending.queued)
+        finally:
+            pending.tmp.cleanup()
+
+
+def _pipelined(
+    comfyui: ComfyUIResource,
+    jobs: Iterable[J],
+    submit: Callable[[J], _Pending[R]],
+) -> Iterator[R]:
+    """Results of ``jobs`` in order, keeping a job queued on the server behind the running one.
+
+    Jobs k and k+1 are queued before job k is waited on; when job k finishes on the server (and
+    k+1 starts there), job k+2 is queued before job k is downloaded, converted and yielded. So
+    the server always has the next job waiting, however long the caller spends on a result.
+
+    When job k fails or is cancelled (its prompt is interrupted), the jobs queued behind it are
+    deleted from the server's queue (or interrupted, had one started) and job k's error raised.
+    When preparing or queueing a job fails, the jobs queued before it are still finished and
+    yielded, then that error is raised, as a one-at-a-time loop would. Once a job's
+    ``cancel_check`` turns True nothing more is queued. A generator closed early cancels
+    whatever it still has queued.
+    """
+    source = iter(jobs)
+    queued: deque[_Pending[R]] = deque()
+    held: list[J] = []  # a job not queued because the run is being cancelled
+    deferred: list[Exception] = []  # preparing or queueing a job failed: raised in its turn
+    exhausted = False
+
+    def queue_next() -> None:
+        nonlocal exhausted
+        if exhausted or held or deferred:
+            return
+        try:
+            spec = next(source, None)
+            if spec is None:
+                exhausted = True
+            elif spec.cancel_check is not None and spec.cancel_check():
+                held.append(spec)
+            else:
+                queued.append(submit(spec))
+        except Exception as exc:
+            deferred.append(exc)
+
+    try:
+        queue_next()
+        queue_next()
+        while queued or held:
+            if not queued:  # its own follow notices the cancellation and interrupts it
+                queued.append(submit(held.pop()))
+            current = queued.popleft()
+            yield _finish(comfyui, current, on_finished=queue_next)
+        if deferred:
+            raise deferred[0]
+    finally:
+        while queued:
+            _drop(comfyui, queued.popleft())
+
+
 class ComfyUIKeyframes(KeyframeMakerResource):
     """Generates keyframes with a ComfyUI image workflow and normalizes them to 1920x1080 PNG."""
 
@@ -163,12 +276,24 @@ class ComfyUIKeyframes(KeyframeMakerResource):
     ) -> ImageResult:
         """Generate the keyframe; ``cancel_check`` returning True (the run is being cancelled)
         interrupts the prompt on the server (POST /interrupt) and raises ``ServiceError``."""
-        from PIL import Image, ImageOps
+        job = KeyframeJob(shot=shot, sentence_text=sentence_text, section_title=section_title,
+                          style=style, characters=characters, out_path=out_path,
+                          progress=progress, workflow=workflow, cancel_check=cancel_check)
+        return _finish(self.comfyui, self._submit_keyframe(job))
 
-        wf = self._wf(workflow)
-        prompt = shot.image_prompt.strip() or sentence_text
-        if style and style.lower() not in prompt.lower():
-            prompt = f"{prompt}, {style}"
+    def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Iterator[ImageResult]:
+        """`make_keyframe` for each job, results in order, the next job always queued on the
+        server before the current one is waited for, downloaded and normalized. A failed or
+        cancelled job raises the error `make_keyframe` would, after taking the job queued
+        behind it off the server."""
+        return _pipelined(self.comfyui, jobs, self._submit_keyframe)
+
+    def _submit_keyframe(self, job: KeyframeJob) -> _Pending[ImageResult]:
+        wf = self._wf(job.workflow)
+        shot = job.shot
+        prompt = shot.image_prompt.strip() or job.sentence_text
+        if job.style and job.style.lower() not in prompt.lower():
+            prompt = f"{prompt}, {job.style}"
         values = _only_slots(wf, {
             "prompt": prompt,
             "negative_prompt": shot.negative_prompt or None,
@@ -176,20 +301,17 @@ class ComfyUIKeyframes(KeyframeMakerResource):
             "width": self.gen_width or self.width,
             "height": self.gen_height or self.height,
             "filename_prefix": "videogen/keyframe",
-            **_lora_values(wf, characters),
+            **_lora_values(wf, job.characters),
         })
         uploads: dict[str, Path] = {}
-        ref = next((c.reference_image for c in characters if c.reference_image), None)
+        ref = next((c.reference_image for c in job.characters if c.reference_image), None)
         if ref is not None and wf.has_slot("reference_image"):
             uploads["reference_image"] = Path(ref)
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
-            run = self.comfyui.run_workflow(
-                _make_prompt_builder(self.comfyui, wf, values, uploads),
-                outputs_dir=tmp, progress=progress, cancel_check=cancel_check,
-                output_nodes=[wf.output_node],
-            )
+        out_path = Path(job.out_path)
+
+        def complete(run: RunResult) -> ImageResult:
+            from PIL import Image, ImageOps
+
             src = _pick_output(run, wf)
             with Image.open(src) as im:
                 im.load()
@@ -198,10 +320,14 @@ class ComfyUIKeyframes(KeyframeMakerResource):
                 rgb = ImageOps.fit(rgb, (self.width, self.height), Image.Resampling.LANCZOS)
             with atomic_path(out_path) as tmp_png:
                 rgb.save(tmp_png, format="PNG")
-        return ImageResult(
-            path=out_path, width=self.width, height=self.height, seed=shot.seed,
-            engine=ENGINE, workflow_version=wf.version, extra=_extra(run, wf, shot.seed),
-        )
+            return ImageResult(
+                path=out_path, width=self.width, height=self.height, seed=shot.seed,
+                engine=ENGINE, workflow_version=wf.version, extra=_extra(run, wf, shot.seed),
+            )
+
+        return _submit(self.comfyui, wf, _make_prompt_builder(self.comfyui, wf, values, uploads),
+                       out_path, progress=job.progress, cancel_check=job.cancel_check,
+                       complete=complete)
 
 
 class ComfyUIClips(ClipMakerResource):
@@ -245,10 +371,19 @@ class ComfyUIClips(ClipMakerResource):
         cancel_check: Callable[[], bool] | None = None,
     ) -> ClipResult:
         """Generate the clip; ``cancel_check`` works as in `ComfyUIKeyframes.make_keyframe`."""
-        from videogen_resources import media
+        job = ClipJob(shot=shot, keyframe=keyframe, narration=narration, out_path=out_path,
+                      progress=progress, workflow=workflow, cancel_check=cancel_check)
+        return _finish(self.comfyui, self._submit_clip(job))
 
-        wf = self._wf(workflow)
-        narration = Path(narration)
+    def make_clips(self, jobs: Iterable[ClipJob]) -> Iterator[ClipResult]:
+        """`make_clip` for each job, results in order, pipelined as in
+        `ComfyUIKeyframes.make_keyframes` (each job's keyframe must already be on disk)."""
+        return _pipelined(self.comfyui, jobs, self._submit_clip)
+
+    def _submit_clip(self, job: ClipJob) -> _Pending[ClipResult]:
+        wf = self._wf(job.workflow)
+        shot, progress = job.shot, job.progress
+        narration = Path(job.narration)
         seconds = _wav_seconds(narration)
         gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
         frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
@@ -262,26 +397,27 @@ class ComfyUIClips(ClipMakerResource):
             "fps": gen_fps,
             "filename_prefix": "videogen/clip",
         })
-        uploads = {"image": Path(keyframe)}
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent) as tmp:
-            run = self.comfyui.run_workflow(
-                _make_prompt_builder(self.comfyui, wf, values, uploads),
-                outputs_dir=tmp, progress=progress, cancel_check=cancel_check,
-                output_nodes=[wf.output_node],
-            )
+        uploads = {"image": Path(job.keyframe)}
+        out_path = Path(job.out_path)
+
+        def complete(run: RunResult) -> ClipResult:
+            from videogen_resources import media
+
             src = _pick_output(run, wf)
             if progress:
                 progress(f"conforming {src.name} to {seconds:.2f}s at {self.fps} fps")
             info = media.conform_clip(src, narration, out_path, fps=self.fps,
                                       width=self.width, height=self.height)
-        extra = _extra(run, wf, shot.seed)
-        extra.update({"generated_frames": frames, "generated_fps": gen_fps})
-        return ClipResult(
-            path=out_path, duration_s=info.duration_s, num_frames=info.num_frames, fps=info.fps,
-            engine=ENGINE, workflow_version=wf.version, extra=extra,
-        )
+            extra = _extra(run, wf, shot.seed)
+            extra.update({"generated_frames": frames, "generated_fps": gen_fps})
+            return ClipResult(
+                path=out_path, duration_s=info.duration_s, num_frames=info.num_frames,
+                fps=info.fps, engine=ENGINE, workflow_version=wf.version, extra=extra,
+            )
+
+        return _submit(self.comfyui, wf, _make_prompt_builder(self.comfyui, wf, values, uploads),
+                       out_path, progress=progress, cancel_check=job.cancel_check,
+                       complete=complete)
 
 
 __all__ = ["ComfyUIClips", "ComfyUIKeyframes", "check_server_nodes"]

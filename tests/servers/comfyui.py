@@ -8,8 +8,10 @@ MP4 (SaveVideo) or animated WEBP (SaveAnimatedWEBP) of the requested frames for 
 
 Fault knobs: ``fail_next`` / ``fail_rate`` (HTTP 5xx), ``drop_ws_next_job`` (close WebSockets
 mid-job), ``job_seconds`` (slow), ``error_node`` (execution_error at a node),
-``truncate_downloads``, ``output_filename`` (a hostile output name), ``stop()`` / ``start()``
-(refuse connections on the same port). Every request is recorded in ``requests``.
+``error_jobs`` (only these job numbers hit ``error_node``), ``truncate_downloads``,
+``output_filename`` (a hostile output name), ``stop()`` / ``start()`` (refuse connections on the
+same port). Every request is recorded in ``requests``; every job's times (received, started,
+ended, on ``time.monotonic()``) in ``job_times``; ``POST /queue`` deletes waiting prompts.
 """
 
 from __future__ import annotations
@@ -74,6 +76,18 @@ class Job:
     current_node: str | None = None
 
 
+@dataclass
+class JobTimes:
+    """When a job was received, started and ended (``time.monotonic()``; None: not yet)."""
+
+    prompt_id: str
+    number: int
+    received: float
+    started: float | None = None
+    ended: float | None = None
+    status: str | None = None  # "success", "error" or "deleted"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,10 +150,13 @@ class FakeComfyUI:
         self.fail_rate = 0.0
         self.drop_ws_next_job = False
         self.error_node: str | None = None
+        self.error_jobs: set[int] | None = None  # job numbers that fail at error_node (None: all)
         self.error_message = "Allocation on device 0 would exceed allowed memory. (out of memory)"
         self.truncate_downloads = 0  # how many next /view answers are cut in half
         self.output_filename: str | None = None  # e.g. "../../x.png" to test the client
         self.interrupts: list[dict[str, Any]] = []
+        self.deleted: list[str] = []  # prompt ids POST /queue removed from the queue
+        self.job_times: dict[str, JobTimes] = {}
         self._rng = random.Random(1234)
         self._counter = 0
         self._number = 0
@@ -191,6 +208,10 @@ class FakeComfyUI:
         """Answer the next ``n`` requests (to ``paths`` when given) with ``status``."""
         self.fail_next_count, self.fail_status, self.fail_paths = n, status, paths
 
+    def queue_empty(self) -> bool:
+        """Nothing runs and nothing waits."""
+        return self._running is None and not self._queue
+
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path == path]
 
@@ -226,6 +247,7 @@ class FakeComfyUI:
                 web.post("/prompt", self._post_prompt),
                 web.post("/upload/image", self._upload),
                 web.post("/interrupt", self._interrupt),
+                web.post("/queue", self._post_queue),
                 web.get("/ws", self._ws),
             ])
             self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -368,6 +390,28 @@ class FakeComfyUI:
             self._running.interrupted = True
         return web.Response(status=200)
 
+    async def _post_queue(self, request: web.Request) -> web.Response:
+        """ComfyUI's queue edits: ``{"delete": [prompt_id, ...]}`` and ``{"clear": true}``."""
+        body = request.get(BODY_KEY) or b""
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return web.Response(status=400)
+        if not isinstance(data, dict):
+            return web.Response(status=400)
+        if data.get("clear"):
+            drop = list(self._queue)
+        else:
+            ids = set(data.get("delete") or [])
+            drop = [j for j in self._queue if j.prompt_id in ids]
+        for job in drop:
+            self._queue.remove(job)
+            self.deleted.append(job.prompt_id)
+            self.job_times[job.prompt_id].status = "deleted"
+        if drop:
+            await self._broadcast_status()
+        return web.Response(status=200)
+
     async def _post_prompt(self, request: web.Request) -> web.Response:
         body = request.get(BODY_KEY) or b""
         try:
@@ -398,6 +442,7 @@ class FakeComfyUI:
         pid = str(data.get("prompt_id") or uuid.uuid4())
         job = Job(self._number, pid, prompt, data.get("client_id"), outputs)
         self._number += 1
+        self.job_times[pid] = JobTimes(pid, job.number, time.monotonic())
         self._queue.append(job)
         await self._broadcast_status()
         assert self._wake is not None
@@ -577,6 +622,8 @@ class FakeComfyUI:
                 continue
             job = self._queue.pop(0)
             self._running = job
+            times = self.job_times[job.prompt_id]
+            times.started = time.monotonic()
             try:
                 await self._execute(job)
             except Exception as exc:  # pragma: no cover - a bug in the fake itself
@@ -584,6 +631,9 @@ class FakeComfyUI:
                     ("execution_error", {"prompt_id": job.prompt_id,
                                          "exception_message": repr(exc)})])
             finally:
+                times.ended = time.monotonic()
+                times.status = str(self.history.get(job.prompt_id, {}).get("status", {})
+                                   .get("status_str") or "error")
                 self._running = None
             await self._broadcast_status()
             await self._send(job.client_id, {"type": "executing", "data": {
@@ -641,7 +691,8 @@ class FakeComfyUI:
                       "real_node_id": nid}}}})
             await self._send(cid, {"type": "executing", "data": {
                 "node": nid, "display_node": nid, "prompt_id": pid}})
-            if nid == self.error_node:
+            if nid == self.error_node and (self.error_jobs is None
+                                           or job.number in self.error_jobs):
                 err = {"prompt_id": pid, "node_id": nid, "node_type": cls, "executed": [],
                        "exception_message": self.error_message + "\n",
                        "exception_type": "torch.OutOfMemoryError",
