@@ -117,3 +117,21 @@ def test_export_zip_after_render(cli, tmp_path: Path, studio_root: Path) -> None
         "001_one_clip.mp4",
         "001_one_narration.wav",
     } <= names
+
+
+def test_failed_render_is_one_line_with_the_server_message(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from servers.tts import ChatterboxServer, Fault
+
+    script = tmp_path / "s.md"
+    script.write_text("# One\nA single short line.\n", encoding="utf-8")
+    assert cli("new", "Tides", "--script", str(script))[0] == 0
+    with ChatterboxServer(flavour="openai") as server:
+        for _ in range(4):
+            server.queue(Fault(kind="400", path="/v1/audio/speech"))
+        monkeypatch.setenv("CHATTERBOX_URL", server.url)
+        code, out = cli("render", "tides")
+    assert code == 1
+    assert "error: " in out and "Maximum 3000 characters" in out
+    assert "Traceback" not in out

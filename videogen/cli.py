@@ -279,6 +279,9 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
     except InputError as exc:
         _fail(exc)
         return
+    except Exception as exc:
+        _fail_run(exc)
+        return
     cut = paths.project_dir(root, project) / "rough_cut.mp4"
     click.echo(f"rough cut: {cut}")
 
@@ -358,28 +361,27 @@ def demo(ctx: click.Context, style: str) -> None:
 
 
 @main.command()
-@click.option("--port", default=3000, show_default=True)
+@click.option("--port", default=3000, show_default=True, help="Dagster webserver port.")
+@click.option("--media-port", default=3031, show_default=True, help="Studio media server port.")
 @click.pass_context
-def ui(ctx: click.Context, port: int) -> None:
-    """Start `dagster dev` (webserver + daemon) on 127.0.0.1 for this studio."""
+def ui(ctx: click.Context, port: int, media_port: int) -> None:
+    """Start `dagster dev` (webserver + daemon) and the studio's media server on 127.0.0.1."""
+    from videogen.media_server import start_in_thread
+
     root = _root(ctx)
     root.mkdir(parents=True, exist_ok=True)
-    dagster_home(root)
-    env = dict(os.environ, VIDEOGEN_HOME=str(root))
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(REPO_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    click.echo(f"Dagster UI on http://127.0.0.1:{port} (studio {root})")
-    raise SystemExit(subprocess.call(cmd, env=env, cwd=str(REPO_ROOT)))
+    _instance(root)  # DAGSTER_HOME, dagster.yaml and the pool limits the daemon will honour
+    origins = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
+    media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
+    env = dict(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    click.echo(f"Dagster UI on http://127.0.0.1:{port}; studio media on {media} (studio {root})")
+    try:
+        code = subprocess.call(cmd, env=env, cwd=str(REPO_ROOT))
+    finally:
+        stop()
+    raise SystemExit(code)
 
 
 def _register_groups() -> None:
