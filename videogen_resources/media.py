@@ -20,10 +20,7 @@ from typing import Literal
 
 import av
 import numpy as np
-import pyloudnorm
 from pydantic import BaseModel
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
 
 from videogen.atomic import atomic_path, atomic_write_text
 from videogen_resources.errors import ServiceError
@@ -315,6 +312,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return np.asarray(samples, dtype=np.float32)
     g = math.gcd(int(from_rate), int(to_rate))
+    from scipy.signal import resample_poly  # imported when used: scipy.signal costs ~1 s
+
     out = resample_poly(np.asarray(samples, dtype=np.float32), to_rate // g, from_rate // g)
     return np.asarray(out, dtype=np.float32)
 
@@ -324,6 +323,8 @@ def true_peak(samples: np.ndarray, sample_rate: int, *, chunk: int = 1 << 18) ->
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if x.size == 0:
         return float("-inf")
+    from scipy.signal import resample_poly  # imported when used: scipy.signal costs ~1 s
+
     peak = float(np.max(np.abs(x)))
     overlap = 64
     for start in range(0, x.size, chunk):
@@ -345,6 +346,8 @@ def loudness_lufs(samples: np.ndarray, sample_rate: int) -> float:
     block = int(0.4 * sample_rate) + 1
     if x.size < block:
         x = np.concatenate([x, np.zeros(block - x.size)])
+    import pyloudnorm  # imported when used: it pulls in scipy.signal (~1 s per process)
+
     meter = pyloudnorm.Meter(sample_rate)
     with np.errstate(divide="ignore"):
         return float(meter.integrated_loudness(x))
@@ -367,6 +370,8 @@ def limit_peaks(
     with np.errstate(divide="ignore"):
         need = np.minimum(1.0, ceiling / np.maximum(np.abs(x), 1e-12)).astype(np.float32)
     # Every sample's smoothed gain averages only values already <= that sample's need.
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
     gain = minimum_filter1d(need, size=2 * width + 1, mode="nearest")
     gain = uniform_filter1d(gain, size=width | 1, mode="nearest")
     return (x * np.minimum(gain, need)).astype(np.float32)
