@@ -119,7 +119,10 @@ def main() -> None:
     print(f"generation time itself (sum of step durations): {work:.1f} s")
     if t_cut is not None:
         print(f"orchestration beyond generation: {t_cut - work:.1f} s  (target <= 20 s)")
-    shutil.rmtree(base, ignore_errors=True)
+    if os.environ.get("VIDEOGEN_BENCH_KEEP"):
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
