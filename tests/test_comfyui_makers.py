@@ -232,7 +232,8 @@ def test_batched_keyframes_keep_the_server_queue_fed(tmp_path: Path) -> None:
         for prev, nxt in itertools.pairwise(times):
             assert prev.ended is not None and nxt.started is not None
             assert nxt.received < prev.ended  # queued before the previous job ended
-            assert nxt.started - prev.ended < 0.1
+            # ...so the server starts it at once (its own thread hand-over, not our download)
+            assert nxt.started - prev.ended < 0.25
         assert [r.path for r in batched] == [j.out_path for j in jobs]
         assert all(_matches_server_output(server, r) for r in batched)
         assert not list((tmp_path / "batch").glob(".comfyui-*"))
