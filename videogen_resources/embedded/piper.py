@@ -9,7 +9,6 @@ path); every sentence reuses it. Output is loudness-normalized and written atomi
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from importlib import metadata
@@ -18,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from videogen_resources import media
 from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
 ENGINE = "piper"
@@ -175,27 +174,15 @@ class PiperNarrator(NarratorResource):
             raise ServiceError("piper", "cannot speak an empty text")
         started = time.perf_counter()
         raw, rate = self.synthesize(text)
-        samples = media.normalize_loudness(raw, rate, self.loudness_target_lufs, self.true_peak_db)
-        lufs, peak = media.loudness(samples, rate)
-        out_path = media.write_wav(out_path, samples, rate)
-        elapsed = time.perf_counter() - started
-        duration_ms = round(samples.size * 1000 / rate)
-        if progress:
-            progress(
-                f"piper: {duration_ms / 1000:.2f} s of speech in {elapsed:.2f} s "
-                f"(real-time factor {elapsed / max(duration_ms / 1000, 1e-6):.3f})"
-            )
-        return SpeechResult(
-            path=out_path,
-            duration_ms=duration_ms,
-            sample_rate=rate,
-            num_samples=int(samples.size),
+        return finish_speech(
+            raw,
+            rate,
+            out_path,
+            target_lufs=self.loudness_target_lufs,
+            true_peak_db=self.true_peak_db,
             voice=name,
             engine=ENGINE,
-            loudness_lufs=lufs if math.isfinite(lufs) else None,
-            extra={
-                "true_peak_dbtp": round(peak, 2) if math.isfinite(peak) else None,
-                "synthesis_seconds": round(elapsed, 3),
-                "version": self.version(),
-            },
+            version=self.version(),
+            started=started,
+            progress=progress,
         )
