@@ -677,7 +677,7 @@ class ComfyUIResource(dg.ConfigurableResource):
     # ---------------------------------------------------------------------------- scheduling
 
     def server_loads(self) -> dict[str, int | None]:
-        """Each server's load: in-flight jobs from this process plus its /queue (None = down)."""
+        """Each server's load: its /queue (running + pending prompts); None = down."""
         loads: dict[str, int | None] = {}
         now = time.monotonic()
         for url in self._servers():
@@ -691,8 +691,9 @@ class ComfyUIResource(dg.ConfigurableResource):
                 state.down_until = now + self.down_cooldown_s
                 loads[url] = None
                 continue
-            # Our own in-flight jobs are usually in the server's queue too; count the larger.
-            loads[url] = max(q.size, state.in_flight)
+            # The server's own queue (running + pending) is the truth: a job of ours that the
+            # server has finished but that we have not downloaded yet no longer keeps it busy.
+            loads[url] = q.size
         return loads
 
     def pick_server(self, exclude: set[str] | None = None) -> str:
@@ -703,7 +704,8 @@ class ComfyUIResource(dg.ConfigurableResource):
         if not up:
             raise ServiceError(SERVICE, "no ComfyUI server is reachable: "
                                + ", ".join(self._servers()), retryable=True)
-        return min(up, key=lambda u: up[u] or 0)
+        # ties: fewer of our own jobs not yet collected, then the first configured
+        return min(up, key=lambda u: (up[u] or 0, _REGISTRY.state(u).in_flight))
 
     def mark_down(self, server: str) -> None:
         """Take a server out of rotation for ``down_cooldown_s``."""

@@ -60,7 +60,8 @@ def check_server_nodes(comfyui: ComfyUIResource, server: str, wf: Workflow) -> N
         "comfyui",
         f"server {server} lacks node(s) {', '.join(missing)} used by workflow {wf.name!r}; "
         f"the workflow needs ComfyUI >= {wf.min_comfyui_version} ({have}"
-        + ("; update ComfyUI" if older else "; install the nodes or update ComfyUI") + ")",
+        + ("; update ComfyUI" if older else "; install the nodes or update ComfyUI")
+        + ")",
         retryable=False,
     )
 
@@ -102,8 +103,10 @@ def _pick_output(run: RunResult, wf: Workflow) -> Path:
             return path
     if run.files:
         return run.files[0]
-    raise ServiceError("comfyui", f"workflow {wf.name!r} produced no output file "
-                       f"(prompt {run.prompt_id} on {run.server})")
+    raise ServiceError(
+        "comfyui",
+        f"workflow {wf.name!r} produced no output file (prompt {run.prompt_id} on {run.server})",
+    )
 
 
 def _wav_seconds(path: Path) -> float:
@@ -156,16 +159,22 @@ def _submit(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.TemporaryDirectory(prefix=".comfyui-", dir=out_path.parent)
     try:
-        queued = comfyui.submit(builder, outputs_dir=tmp.name, progress=progress,
-                                cancel_check=cancel_check, output_nodes=[wf.output_node])
+        queued = comfyui.submit(
+            builder,
+            outputs_dir=tmp.name,
+            progress=progress,
+            cancel_check=cancel_check,
+            output_nodes=[wf.output_node],
+        )
     except BaseException:
         tmp.cleanup()
         raise
     return _Pending(queued, tmp, complete)
 
 
-def _finish(comfyui: ComfyUIResource, pending: _Pending[R],
-            on_finished: Callable[[], None] | None = None) -> R:
+def _finish(
+    comfyui: ComfyUIResource, pending: _Pending[R], on_finished: Callable[[], None] | None = None
+) -> R:
     try:
         return pending.complete(comfyui.finish(pending.queued, on_finished=on_finished))
     finally:
@@ -187,9 +196,12 @@ def _pipelined(
 ) -> Iterator[R]:
     """Results of ``jobs`` in order, keeping a job queued on the server behind the running one.
 
-    Jobs k and k+1 are queued before job k is waited on; when job k finishes on the server (and
-    k+1 starts there), job k+2 is queued before job k is downloaded, converted and yielded. So
-    the server always has the next job waiting, however long the caller spends on a result.
+    With several servers, three jobs per server are kept in flight (the least busy server gets
+    each one), so one step keeps every GPU busy although results are taken in order. With one
+    server: jobs k and k+1 are queued before job k is waited on; when job k finishes on the
+    server (and k+1 starts there), job k+2 is queued before job k is downloaded, converted and
+    yielded. So the server always has the next job waiting, however long the caller spends on a
+    result.
 
     When job k fails or is cancelled (its prompt is interrupted), the jobs queued behind it are
     deleted from the server's queue (or interrupted, had one started) and job k's error raised.
@@ -220,8 +232,11 @@ def _pipelined(
             deferred.append(exc)
 
     try:
-        queue_next()
-        queue_next()
+        # with one server: one job running, one waiting; with several, three in flight per
+        # server, since results come back in order and a slow head job must not starve the others
+        servers = max(1, len(comfyui.urls))
+        for _ in range(2 if servers == 1 else 3 * servers):
+            queue_next()
         while queued or held:
             if not queued:  # its own follow notices the cancellation and interrupts it
                 queued.append(submit(held.pop()))
@@ -238,14 +253,20 @@ class ComfyUIKeyframes(KeyframeMakerResource):
     """Generates keyframes with a ComfyUI image workflow and normalizes them to 1920x1080 PNG."""
 
     comfyui: ComfyUIResource
-    workflow: str = Field(default="flux-1-dev-v1",
-                          description="Workflow name in workflows/workflows.yaml (kind image).")
-    workflows_dir: str | None = Field(default=None,
-                                      description="Folder of workflows.yaml (default: the repo's).")
+    workflow: str = Field(
+        default="flux-1-dev-v1",
+        description="Workflow name in workflows/workflows.yaml (kind image).",
+    )
+    workflows_dir: str | None = Field(
+        default=None, description="Folder of workflows.yaml (default: the repo's)."
+    )
     width: int = Field(default=1920, description="Width of the keyframe PNG written.")
     height: int = Field(default=1080, description="Height of the keyframe PNG written.")
-    gen_width: int | None = Field(default=None, description="Width asked of the model "
-                                  "(default: the keyframe width, rounded per the workflow).")
+    gen_width: int | None = Field(
+        default=None,
+        description="Width asked of the model "
+        "(default: the keyframe width, rounded per the workflow).",
+    )
     gen_height: int | None = Field(default=None, description="Height asked of the model.")
 
     kind: ClassVar[str] = "image"
@@ -253,8 +274,9 @@ class ComfyUIKeyframes(KeyframeMakerResource):
     def _wf(self, workflow: str | None = None) -> Workflow:
         wf = load_workflow(workflow or self.workflow, self.workflows_dir)
         if wf.kind != self.kind:
-            raise ServiceError("comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not "
-                               f"{self.kind}s")
+            raise ServiceError(
+                "comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not {self.kind}s"
+            )
         return wf
 
     def version(self, workflow: str | None = None) -> str:
@@ -276,9 +298,17 @@ class ComfyUIKeyframes(KeyframeMakerResource):
     ) -> ImageResult:
         """Generate the keyframe; ``cancel_check`` returning True (the run is being cancelled)
         interrupts the prompt on the server (POST /interrupt) and raises ``ServiceError``."""
-        job = KeyframeJob(shot=shot, sentence_text=sentence_text, section_title=section_title,
-                          style=style, characters=characters, out_path=out_path,
-                          progress=progress, workflow=workflow, cancel_check=cancel_check)
+        job = KeyframeJob(
+            shot=shot,
+            sentence_text=sentence_text,
+            section_title=section_title,
+            style=style,
+            characters=characters,
+            out_path=out_path,
+            progress=progress,
+            workflow=workflow,
+            cancel_check=cancel_check,
+        )
         return _finish(self.comfyui, self._submit_keyframe(job))
 
     def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Iterator[ImageResult]:
@@ -294,15 +324,18 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         prompt = shot.image_prompt.strip() or job.sentence_text
         if job.style and job.style.lower() not in prompt.lower():
             prompt = f"{prompt}, {job.style}"
-        values = _only_slots(wf, {
-            "prompt": prompt,
-            "negative_prompt": shot.negative_prompt or None,
-            "seed": shot.seed,
-            "width": self.gen_width or self.width,
-            "height": self.gen_height or self.height,
-            "filename_prefix": "videogen/keyframe",
-            **_lora_values(wf, job.characters),
-        })
+        values = _only_slots(
+            wf,
+            {
+                "prompt": prompt,
+                "negative_prompt": shot.negative_prompt or None,
+                "seed": shot.seed,
+                "width": self.gen_width or self.width,
+                "height": self.gen_height or self.height,
+                "filename_prefix": "videogen/keyframe",
+                **_lora_values(wf, job.characters),
+            },
+        )
         uploads: dict[str, Path] = {}
         ref = next((c.reference_image for c in job.characters if c.reference_image), None)
         if ref is not None and wf.has_slot("reference_image"):
@@ -321,27 +354,41 @@ class ComfyUIKeyframes(KeyframeMakerResource):
             with atomic_path(out_path) as tmp_png:
                 rgb.save(tmp_png, format="PNG")
             return ImageResult(
-                path=out_path, width=self.width, height=self.height, seed=shot.seed,
-                engine=ENGINE, workflow_version=wf.version, extra=_extra(run, wf, shot.seed),
+                path=out_path,
+                width=self.width,
+                height=self.height,
+                seed=shot.seed,
+                engine=ENGINE,
+                workflow_version=wf.version,
+                extra=_extra(run, wf, shot.seed),
             )
 
-        return _submit(self.comfyui, wf, _make_prompt_builder(self.comfyui, wf, values, uploads),
-                       out_path, progress=job.progress, cancel_check=job.cancel_check,
-                       complete=complete)
+        return _submit(
+            self.comfyui,
+            wf,
+            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            out_path,
+            progress=job.progress,
+            cancel_check=job.cancel_check,
+            complete=complete,
+        )
 
 
 class ComfyUIClips(ClipMakerResource):
     """Generates clips with a ComfyUI image-to-video workflow from the shot's keyframe."""
 
     comfyui: ComfyUIResource
-    workflow: str = Field(default="wan-2.2-v1",
-                          description="Workflow name in workflows/workflows.yaml (kind video).")
-    workflows_dir: str | None = Field(default=None,
-                                      description="Folder of workflows.yaml (default: the repo's).")
+    workflow: str = Field(
+        default="wan-2.2-v1", description="Workflow name in workflows/workflows.yaml (kind video)."
+    )
+    workflows_dir: str | None = Field(
+        default=None, description="Folder of workflows.yaml (default: the repo's)."
+    )
     gen_width: int = Field(default=1280, description="Width asked of the video model.")
     gen_height: int = Field(default=720, description="Height asked of the video model.")
-    gen_fps: int | None = Field(default=None, description="Frame rate asked of the model "
-                                "(default: the workflow's own).")
+    gen_fps: int | None = Field(
+        default=None, description="Frame rate asked of the model (default: the workflow's own)."
+    )
     fps: int = Field(default=30, description="Frame rate of the final clip.")
     width: int = Field(default=1920, description="Width of the final clip.")
     height: int = Field(default=1080, description="Height of the final clip.")
@@ -351,8 +398,9 @@ class ComfyUIClips(ClipMakerResource):
     def _wf(self, workflow: str | None = None) -> Workflow:
         wf = load_workflow(workflow or self.workflow, self.workflows_dir)
         if wf.kind != self.kind:
-            raise ServiceError("comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not "
-                               f"{self.kind}s")
+            raise ServiceError(
+                "comfyui", f"workflow {wf.name!r} makes {wf.kind}s, not {self.kind}s"
+            )
         return wf
 
     def version(self, workflow: str | None = None) -> str:
@@ -371,8 +419,15 @@ class ComfyUIClips(ClipMakerResource):
         cancel_check: Callable[[], bool] | None = None,
     ) -> ClipResult:
         """Generate the clip; ``cancel_check`` works as in `ComfyUIKeyframes.make_keyframe`."""
-        job = ClipJob(shot=shot, keyframe=keyframe, narration=narration, out_path=out_path,
-                      progress=progress, workflow=workflow, cancel_check=cancel_check)
+        job = ClipJob(
+            shot=shot,
+            keyframe=keyframe,
+            narration=narration,
+            out_path=out_path,
+            progress=progress,
+            workflow=workflow,
+            cancel_check=cancel_check,
+        )
         return _finish(self.comfyui, self._submit_clip(job))
 
     def make_clips(self, jobs: Iterable[ClipJob]) -> Iterator[ClipResult]:
@@ -387,16 +442,19 @@ class ComfyUIClips(ClipMakerResource):
         seconds = _wav_seconds(narration)
         gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
         frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
-        values = _only_slots(wf, {
-            "prompt": shot.video_prompt.strip() or shot.image_prompt,
-            "negative_prompt": shot.negative_prompt or None,
-            "seed": shot.seed,
-            "width": self.gen_width,
-            "height": self.gen_height,
-            "frames": frames,
-            "fps": gen_fps,
-            "filename_prefix": "videogen/clip",
-        })
+        values = _only_slots(
+            wf,
+            {
+                "prompt": shot.video_prompt.strip() or shot.image_prompt,
+                "negative_prompt": shot.negative_prompt or None,
+                "seed": shot.seed,
+                "width": self.gen_width,
+                "height": self.gen_height,
+                "frames": frames,
+                "fps": gen_fps,
+                "filename_prefix": "videogen/clip",
+            },
+        )
         uploads = {"image": Path(job.keyframe)}
         out_path = Path(job.out_path)
 
@@ -406,18 +464,30 @@ class ComfyUIClips(ClipMakerResource):
             src = _pick_output(run, wf)
             if progress:
                 progress(f"conforming {src.name} to {seconds:.2f}s at {self.fps} fps")
-            info = media.conform_clip(src, narration, out_path, fps=self.fps,
-                                      width=self.width, height=self.height)
+            info = media.conform_clip(
+                src, narration, out_path, fps=self.fps, width=self.width, height=self.height
+            )
             extra = _extra(run, wf, shot.seed)
             extra.update({"generated_frames": frames, "generated_fps": gen_fps})
             return ClipResult(
-                path=out_path, duration_s=info.duration_s, num_frames=info.num_frames,
-                fps=info.fps, engine=ENGINE, workflow_version=wf.version, extra=extra,
+                path=out_path,
+                duration_s=info.duration_s,
+                num_frames=info.num_frames,
+                fps=info.fps,
+                engine=ENGINE,
+                workflow_version=wf.version,
+                extra=extra,
             )
 
-        return _submit(self.comfyui, wf, _make_prompt_builder(self.comfyui, wf, values, uploads),
-                       out_path, progress=progress, cancel_check=job.cancel_check,
-                       complete=complete)
+        return _submit(
+            self.comfyui,
+            wf,
+            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            out_path,
+            progress=progress,
+            cancel_check=job.cancel_check,
+            complete=complete,
+        )
 
 
 __all__ = ["ComfyUIClips", "ComfyUIKeyframes", "check_server_nodes"]
