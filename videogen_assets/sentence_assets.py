@@ -188,18 +188,24 @@ def build_sentence_assets(
     k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
     batch = dg.BackfillPolicy.single_run()
 
+    def per_sentence(kind: str) -> dict[str, Any]:
+        """What every per-sentence asset of this project declares alike."""
+        return {
+            "key": key(project, kind),
+            "partitions_def": parts,
+            "group_name": project,
+            "kinds": kinds[kind],
+            "code_version": versions[kind],
+            "automation_condition": automation,
+            "backfill_policy": batch,
+            "retry_policy": _RETRY,
+            "output_required": False,  # a batch logs each sentence's materialization itself
+        }
+
     @dg.asset(
-        key=k_narr,
+        **per_sentence(NARRATION),
         deps=[k_sentence],
-        partitions_def=parts,
-        group_name=project,
-        kinds=kinds[NARRATION],
-        code_version=versions[NARRATION],
-        automation_condition=automation,
-        backfill_policy=batch,
-        retry_policy=_RETRY,
         pool=pools[NARRATION],
-        output_required=False,
         check_specs=[dg.AssetCheckSpec("audible", asset=k_narr)],
     )
     def narration(
@@ -258,16 +264,8 @@ def build_sentence_assets(
         yield from results.outputs()
 
     @dg.asset(
-        key=k_shot,
+        **per_sentence(SHOT),
         deps=[k_sentence, k_direction],
-        partitions_def=parts,
-        group_name=project,
-        kinds=kinds[SHOT],
-        code_version=versions[SHOT],
-        automation_condition=automation,
-        backfill_policy=batch,
-        retry_policy=_RETRY,
-        output_required=False,
     )
     def shot(
         context: dg.AssetExecutionContext,
@@ -326,17 +324,9 @@ def build_sentence_assets(
         yield from results.outputs()
 
     @dg.asset(
-        key=k_key,
+        **per_sentence(KEYFRAME),
         deps=[k_shot],
-        partitions_def=parts,
-        group_name=project,
-        kinds=kinds[KEYFRAME],
-        code_version=versions[KEYFRAME],
-        automation_condition=automation,
-        backfill_policy=batch,
-        retry_policy=_RETRY,
         pool=pools[KEYFRAME],
-        output_required=False,
         check_specs=[dg.AssetCheckSpec("is_1920x1080", asset=k_key)],
     )
     def keyframe(
@@ -417,17 +407,9 @@ def build_sentence_assets(
         yield from results.outputs()
 
     @dg.asset(
-        key=k_clip,
+        **per_sentence(CLIP),
         deps=[k_key, k_narr, k_shot],
-        partitions_def=parts,
-        group_name=project,
-        kinds=kinds[CLIP],
-        code_version=versions[CLIP],
-        automation_condition=automation,
-        backfill_policy=batch,
-        retry_policy=_RETRY,
         pool=pools[CLIP],
-        output_required=False,
         check_specs=[dg.AssetCheckSpec("matches_narration", asset=k_clip)],
     )
     def clip(
