@@ -65,6 +65,37 @@ def _step_seconds(instance: dg.DagsterInstance, since: float) -> float:
     return total
 
 
+def _timeline(instance: dg.DagsterInstance, since: float) -> list[str]:
+    """What happened after the save, in seconds from it: each run's creation, start, steps and
+    end (where the orchestration time goes)."""
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    lines: list[tuple[float, str]] = []
+    for rec in instance.get_run_records(RunsFilter()):
+        if rec.create_timestamp.timestamp() < since:
+            continue
+        run = rec.dagster_run
+        what = ",".join(sorted(k.path[-1] for k in run.asset_selection or ()))
+        part = run.tags.get("dagster/partition", "")
+        lines.append((rec.create_timestamp.timestamp() - since, f"run created  {what} {part}"))
+        if rec.start_time:
+            lines.append((rec.start_time - since, f"run started  {what}"))
+        if rec.end_time:
+            lines.append((rec.end_time - since, f"run ended    {what} ({run.status.value})"))
+        for r in instance.get_records_for_run(run.run_id, limit=10000).records:
+            ev = r.event_log_entry.dagster_event
+            if ev is None or ev.step_key is None:
+                continue
+            if ev.event_type in (
+                DagsterEventType.STEP_START,
+                DagsterEventType.STEP_SUCCESS,
+                DagsterEventType.STEP_SKIPPED,
+            ):
+                name = ev.event_type.value.lower().replace("_", " ")
+                lines.append((r.event_log_entry.timestamp - since, f"  {name:12} {ev.step_key}"))
+    return [f"{t:7.2f} s  {text}" for t, text in sorted(lines)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=300)
@@ -110,9 +141,13 @@ def main() -> None:
                 break
             time.sleep(0.5)
         work = _step_seconds(instance, saved)
+        timeline = _timeline(instance, saved)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)
+    print("timeline after the save:")
+    for line in timeline:
+        print(line)
     print("edit of one sentence, daemon running (sensor every 2 s, automation every 3 s)")
     print(f"saved -> clip regenerated: {t_clip if t_clip is None else round(t_clip, 1)} s")
     print(f"saved -> rough cut regenerated: {t_cut if t_cut is None else round(t_cut, 1)} s")

@@ -1,7 +1,8 @@
 """Declarative automation as the daemon evaluates it: after a script edit exactly the affected
-sentence assets are requested, one level of the chain per tick; an unchanged data version stops
-the cascade; a code version change requests every partition; a project with `automation: false`
-is never requested."""
+sentence's chain is requested, in one evaluation (so the daemon runs it as one run), then the
+project outputs; an unchanged data version stops the cascade (the steps below it regenerate
+nothing and record nothing); a code version change requests every partition; a project with
+`automation: false` is never requested."""
 
 from __future__ import annotations
 
@@ -61,26 +62,35 @@ class World:
         return out
 
     def run(self, requests: Requests) -> None:
-        """Materialize what was requested, one run per asset and partition."""
+        """Materialize what was requested as the automation sensor groups it: one run per
+        partition holding every asset requested for it (and one for the project outputs)."""
         assets = [
             a
             for a in self.defs.assets or []
             if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))
         ]
         resources = dict(self.defs.resources or {})
-        for name, parts in sorted(requests.items()):
-            for part in sorted(parts, key=str):
-                result = dg.materialize(
-                    [
-                        *assets,
-                        *(a for a in self.defs.assets or [] if isinstance(a, dg.SourceAsset)),
-                    ],
-                    instance=self.instance,
-                    resources=resources,
-                    selection=[dg.AssetKey.from_user_string(name)],
-                    partition_key=part,
-                )
-                assert result.success, name
+        by_partition: dict[str | None, list[str]] = {}
+        for name, parts in requests.items():
+            for part in parts:
+                by_partition.setdefault(part, []).append(name)
+        for part, names in sorted(by_partition.items(), key=lambda kv: str(kv[0])):
+            result = dg.materialize(
+                assets,
+                instance=self.instance,
+                resources=resources,
+                selection=[dg.AssetKey.from_user_string(n) for n in sorted(names)],
+                partition_key=part,
+            )
+            assert result.success, names
+
+    def latest(self, kind: str, partition: str) -> int | None:
+        """The storage id of the latest materialization of one sentence asset."""
+        records = self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key("alpha", kind), asset_partitions=[partition]),
+            limit=1,
+        ).records
+        return records[0].storage_id if records else None
 
     def settle(self, limit: int = 8) -> list[Requests]:
         """Tick and run until nothing is requested; the requests of each tick."""
@@ -131,40 +141,42 @@ def _chain(*kinds: str, parts: set[str | None]) -> Requests:
     return {f"alpha/{k}": set(parts) for k in kinds}
 
 
-def test_quiet_after_render_then_a_sentence_edit_requests_its_narration_and_shot(
-    world: World,
-) -> None:
+def test_quiet_after_render_then_a_sentence_edit_requests_its_chain(world: World) -> None:
     assert world.tick() == {}
     world.edit("alpha", "Ash falls like grey snow.", "Ash falls like soft grey snow.")
-    assert world.tick() == _chain("narration", "shot", parts={IDS[1]})
+    assert world.tick() == _chain("narration", "shot", "keyframe", "clip", parts={IDS[1]})
     assert world.tick() == {}, "a request is handled once"
 
 
-def test_a_directive_edit_requests_the_shot_only(world: World) -> None:
+def test_a_directive_edit_requests_the_shot_and_what_follows_it_but_not_the_narration(
+    world: World,
+) -> None:
     world.edit(
         "alpha",
         "The sky over the volcano glows red.\n",
         "The sky over the volcano glows red.\n> image: lava rivers at night\n",
     )
-    assert world.tick() == _chain("shot", parts={IDS[0]})
+    assert world.tick() == _chain("shot", "keyframe", "clip", parts={IDS[0]})
 
 
-def test_a_new_sentence_requests_its_narration_and_shot(world: World) -> None:
+def test_a_new_sentence_requests_its_chain(world: World) -> None:
     before = set(world.instance.get_dynamic_partitions(partitions_name("alpha")))
     world.edit(
         "alpha", "Life returns to the slopes.", "Life returns to the slopes. Ferns grow first."
     )
     new = set(world.instance.get_dynamic_partitions(partitions_name("alpha"))) - before
     assert len(new) == 1
-    assert world.tick() == _chain("narration", "shot", parts=set(new))
+    assert world.tick() == _chain("narration", "shot", "keyframe", "clip", parts=set(new))
 
 
-def test_a_code_version_change_requests_every_narration(world: World) -> None:
+def test_a_code_version_change_requests_every_narration_and_the_clips_made_from_them(
+    world: World,
+) -> None:
     espeak = build_definitions(world.root, BackendSettings(clip_preset="ultrafast", tts="espeak"))
     narr = key("alpha", "narration")
     graph = espeak.resolve_asset_graph()
     assert graph.get(narr).code_version != world.defs.resolve_asset_graph().get(narr).code_version
-    assert world.tick(espeak) == _chain("narration", parts=set(IDS))
+    assert world.tick(espeak) == _chain("narration", "clip", parts=set(IDS))
 
 
 def test_a_project_without_automation_is_never_requested(world: World) -> None:
@@ -173,7 +185,8 @@ def test_a_project_without_automation_is_never_requested(world: World) -> None:
     assert world.tick() == {}
 
 
-def test_the_cascade_runs_one_level_per_tick_to_the_project_outputs(world: World) -> None:
+def test_the_chain_runs_in_one_evaluation_then_the_project_outputs(world: World) -> None:
+    before = {k: world.latest(k, IDS[0]) for k in SENTENCE_KINDS}
     world.edit(
         "alpha",
         "The sky over the volcano glows red.\n",
@@ -183,11 +196,10 @@ def test_the_cascade_runs_one_level_per_tick_to_the_project_outputs(world: World
     sentence_level = [
         {k: v for k, v in t.items() if k.split("/")[1] in SENTENCE_KINDS} for t in ticks
     ]
-    assert [t for t in sentence_level if t] == [
-        _chain("shot", parts={IDS[0]}),
-        _chain("keyframe", parts={IDS[0]}),
-        _chain("clip", parts={IDS[0]}),
-    ]
+    assert [t for t in sentence_level if t] == [_chain("shot", "keyframe", "clip", parts={IDS[0]})]
+    after = {k: world.latest(k, IDS[0]) for k in SENTENCE_KINDS}
+    assert after["narration"] == before["narration"]
+    assert all(after[k] != before[k] for k in ("shot", "keyframe", "clip")), "all regenerated"
     later = set().union(*ticks)
     assert all(name.startswith("alpha/") for name in later)
     assert {"alpha/rough_cut", "alpha/storyboard", "alpha/export"} <= later
@@ -195,8 +207,10 @@ def test_the_cascade_runs_one_level_per_tick_to_the_project_outputs(world: World
 
 
 def test_an_unchanged_shot_stops_the_cascade(world: World) -> None:
-    path = world.root / "projects" / "alpha" / "sentences" / IDS[2] / "shot.json"
-    shot = path.read_text(encoding="utf-8")
+    folder = world.root / "projects" / "alpha" / "sentences" / IDS[2]
+    shot = (folder / "shot.json").read_text(encoding="utf-8")
+    files = {name: (folder / name).stat().st_mtime_ns for name in ("keyframe.png", "clip.mp4")}
+    before = {k: world.latest(k, IDS[2]) for k in SENTENCE_KINDS}
     camera = json.loads(shot)["camera_movement"]
     world.edit(
         "alpha",
@@ -204,11 +218,35 @@ def test_an_unchanged_shot_stops_the_cascade(world: World) -> None:
         f"Life returns to the slopes.\n> camera: {camera}\n",
     )
     ticks = world.settle()
-    sentence_level = [
-        {k: v for k, v in t.items() if k.split("/")[1] in SENTENCE_KINDS} for t in ticks
-    ]
-    # keyframe and clip are not requested; the storyboard, which shows the shot's prompts,
-    # may refresh (eager() counts the shot's new materialization)
-    assert [t for t in sentence_level if t] == [_chain("shot", parts={IDS[2]})]
-    assert set().union(*ticks) <= {"alpha/shot", "alpha/storyboard"}
-    assert path.read_text(encoding="utf-8") == shot
+    # the chain is requested together; the shot comes out identical, so the keyframe step
+    # regenerates nothing and records nothing, and the clip step is skipped after it
+    assert ticks[0] == _chain("shot", "keyframe", "clip", parts={IDS[2]})
+    after = {k: world.latest(k, IDS[2]) for k in SENTENCE_KINDS}
+    assert after["shot"] != before["shot"]
+    assert {k: after[k] for k in ("narration", "keyframe", "clip")} == {
+        k: before[k] for k in ("narration", "keyframe", "clip")
+    }
+    assert (folder / "shot.json").read_text(encoding="utf-8") == shot
+    assert {name: (folder / name).stat().st_mtime_ns for name in files} == files
+    # nothing below the shot is requested again; the storyboard, which shows the shot's
+    # prompts, may refresh (eager() counts the shot's new materialization)
+    assert set().union(*ticks[1:]) <= {"alpha/storyboard"}
+
+
+def test_a_chained_run_regenerates_the_clip_when_only_the_narration_changed(
+    world: World,
+) -> None:
+    """The keyframe comes out unchanged while the narration changed: the clip is made again
+    (in the same run, or in the next evaluation if the run skipped it)."""
+    folder = world.root / "projects" / "alpha" / "sentences" / IDS[1]
+    keyframe = (folder / "keyframe.png").stat().st_mtime_ns
+    before = {k: world.latest(k, IDS[1]) for k in SENTENCE_KINDS}
+    # a voice change is a code version change of the narration only
+    espeak = build_definitions(world.root, BackendSettings(clip_preset="ultrafast", tts="espeak"))
+    world.defs = espeak
+    world.settle()
+    after = {k: world.latest(k, IDS[1]) for k in SENTENCE_KINDS}
+    assert after["narration"] != before["narration"]
+    assert after["clip"] != before["clip"]
+    assert after["keyframe"] == before["keyframe"]
+    assert (folder / "keyframe.png").stat().st_mtime_ns == keyframe

@@ -14,6 +14,7 @@ from videogen.errors import InputError
 from videogen.project import ProjectBrief, load_brief
 from videogen.styles import STYLES_DIR
 from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
+from videogen_assets.executors import build_executor
 from videogen_assets.observed import build_observed_assets
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
@@ -29,23 +30,26 @@ def _style_version(style: str) -> str:
 def regenerate_condition() -> dg.AutomationCondition:
     """Regenerate a missing asset, or one whose code or an input's data version changed.
 
-    Unlike ``eager()``, an input counts as updated only when its data version changed, so an
-    unchanged output (a directive edit that leaves shot.json identical) stops the cascade; and an
-    asset waits while an input is missing or requested instead of joining its run, so a run never
-    holds two levels of the chain (a batched run logs its materializations itself and yields no
-    output, so a downstream step in the same run would be skipped).
+    Unlike ``eager()``, an input counts as updated only when its data version changed. An asset
+    joins the run of an input requested in the same evaluation, so an edited sentence's chain
+    (narration, shot, keyframe, clip) regenerates in one run; inside that run a step whose
+    inputs came out unchanged skips its partition (``PartitionResults.unchanged``), so an
+    unchanged output (a directive edit that leaves shot.json identical) still stops the
+    cascade. A batch over many sentences logs its materializations itself and yields no output,
+    so the levels below it are skipped in that run and follow in the next evaluation, when
+    their inputs' data versions changed.
     """
     a: Any = dg.AutomationCondition  # the builders' generic types defeat mypy's operator checks
     return (
         a.in_latest_time_window()
         & (
             a.newly_missing()
-            | a.any_deps_match(a.data_version_changed()).with_label("any_dep_data_version_changed")
+            | a.any_deps_match(a.data_version_changed() | a.will_be_requested()).with_label(
+                "any_dep_data_version_changed_or_requested"
+            )
             | a.code_version_changed()
         ).since_last_handled()
-        & ~a.any_deps_match(a.missing() | a.will_be_requested()).with_label(
-            "any_deps_missing_or_requested"
-        )
+        & ~a.any_deps_match(a.missing() & ~a.will_be_requested()).with_label("any_deps_missing")
         & ~a.any_deps_in_progress()
         & ~a.in_progress()
     ).with_label("regenerate")
@@ -54,7 +58,7 @@ def regenerate_condition() -> dg.AutomationCondition:
 def automation_for(brief: ProjectBrief, *, partitioned: bool) -> dg.AutomationCondition | None:
     """How a project's assets regenerate by themselves, or None with `automation: false`.
 
-    Per-sentence assets use `regenerate_condition` (one level of the chain per run, an
+    Per-sentence assets use `regenerate_condition` (an edited sentence's chain in one run, an
     unchanged data version stops the cascade). Project-level outputs use `eager()`: they run
     once no input is missing or in progress, after any input was updated. (A data-version rule
     over all of a partitioned input's sentences did not fire for them under Dagster 1.13.)
@@ -141,7 +145,9 @@ def build_definitions(
                 description="Regenerates missing and stale sentences and project outputs.",
             )
         )
-    return dg.Definitions(assets=assets, sensors=sensors, resources=resources)
+    return dg.Definitions(
+        assets=assets, sensors=sensors, resources=resources, executor=build_executor()
+    )
 
 
 @dg.definitions

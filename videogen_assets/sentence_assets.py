@@ -336,8 +336,6 @@ def build_sentence_assets(
         keyframes: KeyframeMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
-        from PIL import Image
-
         results = PartitionResults(context, parents=[(k_shot, False)])
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
@@ -346,10 +344,13 @@ def build_sentence_assets(
 
         def jobs() -> Iterator[KeyframeJob]:
             for pk in context.partition_keys:
-                s = load_sentence(db, pk)
                 folder = studio.sentence_dir(project, pk)
-                shot_ = read_shot(folder / "shot.json")
                 out = folder / "keyframe.png"
+                if results.unchanged(pk, out):
+                    results.keep(pk, [_keyframe_size_check(out)[0]])
+                    continue
+                s = load_sentence(db, pk)
+                shot_ = read_shot(folder / "shot.json")
                 partition_of[out] = pk
                 yield KeyframeJob(
                     shot=shot_,
@@ -381,8 +382,7 @@ def build_sentence_assets(
             for job, res, _ in made:
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
                 db.record_output(pk, image_file=str(out))
-                with Image.open(out) as im:
-                    size = im.size
+                size_check, size = _keyframe_size_check(out)
                 results.add(
                     pk,
                     data_version=file_digest(out),
@@ -396,13 +396,7 @@ def build_sentence_assets(
                         "path": dg.MetadataValue.path(str(out)),
                         **service_metadata(res.engine, res.extra),
                     },
-                    check_results=[
-                        dg.AssetCheckResult(
-                            check_name="is_1920x1080",
-                            passed=size == (1920, 1080),
-                            metadata={"width": size[0], "height": size[1]},
-                        )
-                    ],
+                    check_results=[size_check],
                 )
         yield from results.outputs()
 
@@ -419,8 +413,6 @@ def build_sentence_assets(
         clips: ClipMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
-        from videogen_resources.media import probe, wav_num_samples
-
         results = PartitionResults(
             context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
         )
@@ -432,6 +424,9 @@ def build_sentence_assets(
             for pk in context.partition_keys:
                 folder = studio.sentence_dir(project, pk)
                 out = folder / "clip.mp4"
+                if results.unchanged(pk, out):
+                    results.keep(pk, [_clip_length_check(out, brief.fps)[0]])
+                    continue
                 partition_of[out] = pk
                 yield ClipJob(
                     shot=read_shot(folder / "shot.json"),
@@ -458,14 +453,8 @@ def build_sentence_assets(
         with contextlib.closing(_made_one_by_one(jobs(), batch, one, cancelled)) as made:
             for job, res, elapsed in made:
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
-                folder = out.parent
                 db.record_output(pk, video_file=str(out), status="done")
-                info = probe(out, count="packets")  # H.264 in MP4: one packet per frame
-                n_samples, rate = wav_num_samples(folder / "narration.wav")
-                fps = round(info.video.fps) if info.video else brief.fps
-                frames = info.video.frames if info.video else 0
-                narr_s = n_samples / rate
-                expected = math.ceil(narr_s * fps - 1e-6)
+                length_check, (frames, fps, narr_s) = _clip_length_check(out, brief.fps)
                 results.add(
                     pk,
                     data_version=file_digest(out),
@@ -483,18 +472,47 @@ def build_sentence_assets(
                         "watch": _link(studio, out),
                         **service_metadata(res.engine, res.extra),
                     },
-                    check_results=[
-                        dg.AssetCheckResult(
-                            check_name="matches_narration",
-                            passed=abs(frames - expected) <= 1,
-                            metadata={"frames": frames, "expected_frames": expected},
-                            description="clip length equals narration length within one frame",
-                        )
-                    ],
+                    check_results=[length_check],
                 )
         yield from results.outputs()
 
     return [narration, shot, keyframe, clip]
+
+
+def _keyframe_size_check(image: Path) -> tuple[dg.AssetCheckResult, tuple[int, int]]:
+    """The keyframe's quality gate: 1920x1080 pixels."""
+    from PIL import Image
+
+    with Image.open(image) as im:
+        size = im.size
+    check = dg.AssetCheckResult(
+        check_name="is_1920x1080",
+        passed=size == (1920, 1080),
+        metadata={"width": size[0], "height": size[1]},
+    )
+    return check, size
+
+
+def _clip_length_check(
+    clip: Path, default_fps: int
+) -> tuple[dg.AssetCheckResult, tuple[int, int, float]]:
+    """The clip's quality gate: as many frames as its narration (beside it) lasts, within one;
+    with the clip's frames, frame rate and the narration's seconds."""
+    from videogen_resources.media import probe, wav_num_samples
+
+    info = probe(clip, count="packets")  # H.264 in MP4: one packet per frame
+    n_samples, rate = wav_num_samples(clip.parent / "narration.wav")
+    fps = round(info.video.fps) if info.video else default_fps
+    frames = info.video.frames if info.video else 0
+    narr_s = n_samples / rate
+    expected = math.ceil(narr_s * fps - 1e-6)
+    check = dg.AssetCheckResult(
+        check_name="matches_narration",
+        passed=abs(frames - expected) <= 1,
+        metadata={"frames": frames, "expected_frames": expected},
+        description="clip length equals narration length within one frame",
+    )
+    return check, (frames, fps, narr_s)
 
 
 def _cast_fingerprint(refs: Sequence[CharacterRef]) -> str:
