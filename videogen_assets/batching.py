@@ -19,64 +19,22 @@ from dagster._core.definitions.data_version import (
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
     NULL_EVENT_POINTER,
-    extract_data_provenance_from_entry,
-    extract_data_version_from_entry,
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
-from dagster._core.events import DagsterEventType
 
-_CHUNK = 500  # storage ids per query (well under SQLite's bound-variable limit)
-
-
-class _Latest:
-    """The latest data version record of each partition of some assets, read in one query per
-    asset for the whole batch instead of one per partition (each is a round trip to the event
-    log, a new SQLite connection)."""
-
-    def __init__(self, instance: dg.DagsterInstance, partitions: Sequence[str]) -> None:
-        self._instance = instance
-        self._partitions = set(partitions)
-        self._by_asset: dict[dg.AssetKey, dict[str, tuple[int, str | None]]] = {}
-
-    def get(self, asset: dg.AssetKey, is_source: bool, partition: str) -> tuple[int, str | None]:
-        """(storage id, data version) of the latest record, or (-1, None) if there is none."""
-        if asset not in self._by_asset:
-            self._by_asset[asset] = self._read(asset, is_source)
-        return self._by_asset[asset].get(partition, (-1, None))
-
-    def _read(self, asset: dg.AssetKey, is_source: bool) -> dict[str, tuple[int, str | None]]:
-        instance = self._instance
-        events = DagsterEventType
-        kind = events.ASSET_OBSERVATION if is_source else events.ASSET_MATERIALIZATION
-        ids = instance.event_log_storage.get_latest_storage_id_by_partition(
-            asset, kind, partitions=self._partitions
-        )
-        fetch = instance.fetch_observations if is_source else instance.fetch_materializations
-        wanted = sorted(ids.values())
-        out: dict[str, tuple[int, str | None]] = {}
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i : i + _CHUNK]
-            records = fetch(
-                dg.AssetRecordsFilter(asset_key=asset, storage_ids=chunk), limit=len(chunk)
-            ).records
-            for record in records:
-                if record.partition_key is None:
-                    continue
-                dv = extract_data_version_from_entry(record.event_log_entry)
-                out[record.partition_key] = (record.storage_id, dv.value if dv else None)
-        return out
+from videogen_assets.records import LatestRecords
 
 
 def _provenance_tags(
-    latest: _Latest, partition: str, parents: Sequence[tuple[dg.AssetKey, bool]]
+    latest: LatestRecords, partition: str, parents: Sequence[tuple[dg.AssetKey, bool]]
 ) -> dict[str, str]:
     tags: dict[str, str] = {}
     for parent, is_source in parents:
-        storage_id, version = latest.get(parent, is_source, partition)
-        tags[get_input_data_version_tag(parent)] = version or "INITIAL"
+        record = latest.get(parent, is_source, partition)
+        tags[get_input_data_version_tag(parent)] = (record and record.data_version) or "INITIAL"
         tags[get_input_event_pointer_tag(parent)] = (
-            str(storage_id) if storage_id >= 0 else NULL_EVENT_POINTER
+            str(record.storage_id) if record is not None else NULL_EVENT_POINTER
         )
     return tags
 
@@ -93,7 +51,7 @@ class PartitionResults:
         self._context = context
         self._parents = parents
         self._single = len(context.partition_keys) == 1
-        self._latest = _Latest(context.instance, context.partition_keys)
+        self._latest = LatestRecords(context.instance, context.partition_keys)
         self._result: dg.MaterializeResult | None = None
         self._kept: list[dg.AssetCheckResult] = []
         in_run = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
@@ -112,19 +70,17 @@ class PartitionResults:
         """
         if not self._chained or not output.exists():
             return False
+        from videogen_assets.status import stale_partitions
+
         ctx = self._context
-        record = ctx.instance.get_latest_data_version_record(ctx.asset_key, partition_key=partition)
-        if record is None or record.event_log_entry is None:
+        mine = self._latest.get(ctx.asset_key, False, partition)
+        if mine is None or mine.provenance is None:
             return False
-        made_from = extract_data_provenance_from_entry(record.event_log_entry)
         code_version = ctx.assets_def.code_versions_by_key.get(ctx.asset_key)
-        if made_from is None or made_from.code_version != code_version:
+        if code_version is None or partition in stale_partitions(
+            ctx.instance, self._latest, ctx.asset_key, code_version, self._parents, [partition]
+        ):
             return False
-        for parent, is_source in self._parents:
-            now = self._latest.get(parent, is_source, partition)[1]
-            then = made_from.input_data_versions.get(parent)
-            if now is None or then is None or then.value != now:
-                return False
         ctx.log.info(
             f"{ctx.asset_key.to_user_string()} [{partition}] is up to date: its inputs came out"
             " unchanged in this run, nothing to regenerate"

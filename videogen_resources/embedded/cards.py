@@ -861,8 +861,9 @@ def thumbnail_markdown(png_path: str | Path, width: int = 320) -> str:
     with Image.open(png_path) as src:
         img = src.convert("RGB")
     height = max(1, round(img.height * width / img.width))
-    img = img.resize((width, height), Image.Resampling.LANCZOS)
+    # reduce by whole factors first, then resample: a fraction of LANCZOS over the full frame
+    img = img.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", compress_level=6)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f"![{Path(png_path).name}](data:image/png;base64,{data})"
