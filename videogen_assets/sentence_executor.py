@@ -1,0 +1,75 @@
+"""The studio's default executor: one process for a run over one sentence, a process per step
+for a batch.
+
+A run that regenerates one edited sentence's chain (narration, shot, keyframe, clip) or the
+project outputs spends most of its time starting processes: Dagster's multiprocess executor
+starts each step in a new process that imports Dagster and loads the code location again
+(2-5 s each on a small machine), four times in a row for a chain. Those runs execute in the
+run's own process instead. A batch (a run over a range of sentences, as declarative automation
+and backfills launch them) keeps Dagster's multiprocess executor: its few steps are long and
+independent ones (narration beside shot) overlap.
+
+Either way the instance's pools (``gpu``, ``tts``, ``render``) bound what runs at once across
+runs; within a run over one sentence the steps run one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor
+from dagster._core.executor.multiprocess import MultiprocessExecutor
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+
+if TYPE_CHECKING:
+    from dagster._core.events import DagsterEvent
+    from dagster._core.execution.context.system import PlanOrchestrationContext
+    from dagster._core.execution.plan.plan import ExecutionPlan
+
+
+def runs_in_process(tags: dict[str, str] | object) -> bool:
+    """Whether a run with these tags executes in its own process: it is not over a range of
+    partitions (a batch of sentences)."""
+    return not (isinstance(tags, dict) and ASSET_PARTITION_RANGE_START_TAG in tags)
+
+
+class SentenceOrBatchExecutor(Executor):
+    """In-process for a run over at most one partition, multiprocess for a range of them."""
+
+    def __init__(self, retries: RetryMode) -> None:
+        self._in_process = InProcessExecutor(
+            retries=retries, step_dependency_config=StepDependencyConfig.default()
+        )
+        self._multiprocess = MultiprocessExecutor(
+            retries=retries,
+            max_concurrent=None,  # the core count; the pools bound the rest
+            step_dependency_config=StepDependencyConfig.default(),
+        )
+        self._retries = retries
+
+    @property
+    def retries(self) -> RetryMode:
+        return self._retries
+
+    def execute(
+        self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    ) -> Iterator[DagsterEvent]:
+        tags = dict(plan_context.dagster_run.tags)
+        chosen: Executor = self._in_process if runs_in_process(tags) else self._multiprocess
+        yield from chosen.execute(plan_context, execution_plan)
+
+
+@dg.executor(
+    name="sentence_or_batch",
+    requirements=multiple_process_executor_requirements(),
+)
+def sentence_or_batch_executor(init_context: dg.InitExecutorContext) -> Executor:
+    """One process for a run over one sentence (an edit) or the project outputs; Dagster's
+    multiprocess executor for a batch of sentences."""
+    return SentenceOrBatchExecutor(retries=RetryMode.ENABLED)
