@@ -13,6 +13,7 @@ Usage: python benchmarks/bench_edit_latency.py [--timeout 300]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -144,7 +145,12 @@ def main() -> None:
         timeline = _timeline(instance, saved)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=30)
+        try:
+            daemon.wait(timeout=30)
+        finally:
+            # the daemon's code server may outlive it (it waits for its heartbeat to time out)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
     print("timeline after the save:")
     for line in timeline:
         print(line)

@@ -113,6 +113,9 @@ def test_the_studio_definitions_use_the_chosen_executor(
     create_project(studio_root, title="Alpha", name="alpha", script_file=script)
     monkeypatch.delenv("VIDEOGEN_EXECUTOR", raising=False)
     job = build_definitions(studio_root, BackendSettings()).resolve_implicit_global_asset_job_def()
+    assert job.executor_def.name == "sentence_or_batch"
+    monkeypatch.setenv("VIDEOGEN_EXECUTOR", "multiprocess")
+    job = build_definitions(studio_root, BackendSettings()).resolve_implicit_global_asset_job_def()
     assert job.executor_def is dg.multi_or_in_process_executor
     monkeypatch.setenv("VIDEOGEN_EXECUTOR", "celery")
     job = build_definitions(studio_root, BackendSettings()).resolve_implicit_global_asset_job_def()

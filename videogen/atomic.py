@@ -2,12 +2,14 @@
 
 The temporary file is named ``.<target name>.<writer pid>-<random><suffix>``, so a file left by a
 writer that was killed (SIGKILL, power loss: no ``finally`` ran) can be told from one still being
-written, and `remove_stale_temp_files` can clear it.
+written; `remove_stale_temp_files` clears such files under a folder, and the next write of the
+same file clears that file's own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
@@ -26,6 +28,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps_of(target)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.{os.getpid()}-",
         suffix=suffix if suffix is not None else target.suffix,
@@ -66,6 +69,27 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def remove_stale_temps_of(target: str | Path) -> list[Path]:
+    """Delete the temporary files of earlier writes of ``target`` whose writer no longer exists
+    (a write killed with SIGKILL: its process, or the run or machine around it, died).
+
+    `atomic_path` calls it before each write, so the write that replaces a file also clears
+    what a killed write of that file left behind. Returns what was deleted.
+    """
+    target = Path(target)
+    removed: list[Path] = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        match = _TEMP_NAME.match(path.name)
+        if match is None or match["target"] != target.name or not path.is_file():
+            continue
+        if process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
