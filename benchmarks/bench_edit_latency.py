@@ -94,6 +94,11 @@ def _timeline(instance: dg.DagsterInstance, since: float) -> list[str]:
             ):
                 name = ev.event_type.value.lower().replace("_", " ")
                 lines.append((r.event_log_entry.timestamp - since, f"  {name:12} {ev.step_key}"))
+    for rec in instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["latency", "sentence"])), limit=5
+    ).records:
+        if rec.timestamp >= since:
+            lines.append((rec.timestamp - since, f"observed     sentence {rec.partition_key}"))
     return [f"{t:7.2f} s  {text}" for t, text in sorted(lines)]
 
 
