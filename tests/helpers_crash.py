@@ -63,3 +63,25 @@ def temp_leftovers(folder: Path) -> list[Path]:
         for p in folder.rglob(".*")
         if not (p.name.endswith(".lock") and p.parent.name == "exports")
     )
+
+
+def sentence_rows(root: Path, project: str) -> tuple[list[tuple[str, int]], tuple[int, int], int]:
+    """What the studio database holds for a project: (sentence id, rows with that id) per id,
+    (distinct texts, rows) and the number of generation jobs pointing at no sentence."""
+    import sqlite3
+
+    from videogen.paths import database_path
+
+    with sqlite3.connect(database_path(root)) as con:
+        rows = con.execute(
+            "SELECT id, COUNT(*) FROM sentences WHERE project_id = ? GROUP BY id", (project,)
+        ).fetchall()
+        texts = con.execute(
+            "SELECT COUNT(DISTINCT text), COUNT(*) FROM sentences WHERE project_id = ?",
+            (project,),
+        ).fetchone()
+        orphans = con.execute(
+            "SELECT COUNT(*) FROM generation_jobs WHERE sentence_id NOT IN "
+            "(SELECT id FROM sentences)"
+        ).fetchone()[0]
+    return [(r[0], r[1]) for r in rows], (texts[0], texts[1]), orphans

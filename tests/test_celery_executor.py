@@ -48,6 +48,7 @@ from dagster._core.definitions.data_version import (
 )
 from dagster._core.events import DagsterEventType
 from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
+from helpers_steps import max_overlap, step_spans
 from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project
@@ -398,29 +399,6 @@ def test_batched_steps_over_a_partition_range_run_in_the_celery_worker(cluster: 
     assert "succeeded in" in log
 
 
-def _spans(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    start: dict[str, float] = {}
-    spans: dict[str, tuple[float, float]] = {}
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == DagsterEventType.STEP_START:
-            start[event.step_key] = entry.timestamp
-        elif event.event_type == DagsterEventType.STEP_SUCCESS:
-            spans[event.step_key] = (start[event.step_key], entry.timestamp)
-    return spans
-
-
-def _max_overlap(spans: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    best = now = 0
-    for _, d in points:
-        now += d
-        best = max(best, now)
-    return best
-
-
 @pytest.mark.slow
 def test_pools_bound_the_steps_the_celery_executor_hands_out(cluster: Cluster) -> None:
     from dagster._core.definitions.reconstruct import ReconstructableJob
@@ -440,15 +418,15 @@ def test_pools_bound_the_steps_the_celery_executor_hands_out(cluster: Cluster) -
         run_id = result.run_id
     steps = {f"gpu_{i}" for i in range(3)} | {f"tts_{i}" for i in range(4)}
     _assert_ran_in_the_worker(cluster, run_id, steps, pool)
-    spans = _spans(cluster.instance, run_id)
+    spans = step_spans(cluster.instance, run_id)
     gpu = sorted(v for k, v in spans.items() if k.startswith("gpu_"))
     tts = [v for k, v in spans.items() if k.startswith("tts_")]
     assert len(gpu) == 3 and len(tts) == 4
-    assert _max_overlap(gpu) == 1, gpu  # the pool: one slot
+    assert max_overlap(gpu) == 1, gpu  # the pool: one slot
     for a, b in itertools.pairwise(gpu):
         assert b[0] >= a[1], gpu
     # tts (4 slots) would allow more: the worker's concurrency (-c 2) is the bound
-    assert _max_overlap(list(spans.values())) == WORKER_CONCURRENCY, spans
+    assert max_overlap(list(spans.values())) == WORKER_CONCURRENCY, spans
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ import pytest
 from dagster._core.definitions.data_version import extract_data_version_from_entry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from helpers_crash import SCRIPT_8, studio_env, temp_leftovers, videogen_cmd
+from helpers_crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 
-from videogen.paths import database_path
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_resources.media import probe, wav_num_samples
 
@@ -125,18 +123,7 @@ def test_no_temporary_file_is_left_anywhere(crashed_then_rendered) -> None:  # t
 
 def test_database_has_one_row_per_sentence_and_no_orphan_jobs(crashed_then_rendered) -> None:  # type: ignore[no-untyped-def]
     root, folder, _instance, _ = crashed_then_rendered
-    with sqlite3.connect(database_path(root)) as con:
-        rows = con.execute(
-            "SELECT id, COUNT(*) FROM sentences WHERE project_id = ? GROUP BY id", (PROJECT,)
-        ).fetchall()
-        orphans = con.execute(
-            "SELECT COUNT(*) FROM generation_jobs WHERE sentence_id NOT IN "
-            "(SELECT id FROM sentences)"
-        ).fetchone()[0]
-        texts = con.execute(
-            "SELECT COUNT(DISTINCT text), COUNT(*) FROM sentences WHERE project_id = ?",
-            (PROJECT,),
-        ).fetchone()
+    rows, texts, orphans = sentence_rows(root, PROJECT)
     assert len(rows) == N and all(count == 1 for _id, count in rows)
     assert texts == (N, N)
     assert orphans == 0

@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -53,10 +52,16 @@ import yaml
 from dagster._core.definitions.data_version import extract_data_version_from_entry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
-from helpers_crash import REPO, SCRIPT_8, studio_env, temp_leftovers, videogen_cmd
+from helpers_crash import (
+    REPO,
+    SCRIPT_8,
+    sentence_rows,
+    studio_env,
+    temp_leftovers,
+    videogen_cmd,
+)
 
 from videogen.operations import QUIET, sync
-from videogen.paths import database_path
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_assets.definitions import build_definitions
 from videogen_resources.media import probe, wav_num_samples
@@ -480,18 +485,7 @@ def test_no_temporary_file_is_left_in_the_sentences(scenario: Scenario) -> None:
 
 
 def test_database_has_one_row_per_sentence_and_no_orphan_jobs(scenario: Scenario) -> None:
-    with sqlite3.connect(database_path(scenario.root)) as con:
-        rows = con.execute(
-            "SELECT id, COUNT(*) FROM sentences WHERE project_id = ? GROUP BY id", (PROJECT,)
-        ).fetchall()
-        orphans = con.execute(
-            "SELECT COUNT(*) FROM generation_jobs WHERE sentence_id NOT IN "
-            "(SELECT id FROM sentences)"
-        ).fetchone()[0]
-        texts = con.execute(
-            "SELECT COUNT(DISTINCT text), COUNT(*) FROM sentences WHERE project_id = ?",
-            (PROJECT,),
-        ).fetchone()
+    rows, texts, orphans = sentence_rows(scenario.root, PROJECT)
     assert sorted(r[0] for r in rows) == IDS and all(count == 1 for _id, count in rows)
     assert texts == (N, N)
     assert orphans == 0
