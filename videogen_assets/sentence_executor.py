@@ -15,7 +15,7 @@ runs; within a run over one sentence the steps run one after another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     from dagster._core.execution.plan.plan import ExecutionPlan
 
 
-def runs_in_process(tags: dict[str, str] | object) -> bool:
+def runs_in_process(tags: Mapping[str, str]) -> bool:
     """Whether a run with these tags executes in its own process: it is not over a range of
     partitions (a batch of sentences)."""
-    return not (isinstance(tags, dict) and ASSET_PARTITION_RANGE_START_TAG in tags)
+    return ASSET_PARTITION_RANGE_START_TAG not in tags
 
 
 class SentenceOrBatchExecutor(Executor):
@@ -60,8 +60,8 @@ class SentenceOrBatchExecutor(Executor):
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
-        tags = dict(plan_context.dagster_run.tags)
-        chosen: Executor = self._in_process if runs_in_process(tags) else self._multiprocess
+        in_process = runs_in_process(plan_context.dagster_run.tags)
+        chosen: Executor = self._in_process if in_process else self._multiprocess
         yield from chosen.execute(plan_context, execution_plan)
 
 
