@@ -1,21 +1,26 @@
-"""Export timelines: what an editor opens matches the project, frame for frame.
+"""Export timelines: what an editor opens matches the project, to the frame and the sample.
 
 Pins: the FCPXML (Resolve, Final Cut), FCP7 XML (Premiere), CMX3600 EDLs (video and narration)
 and OTIO files of an export read back with OpenTimelineIO as the same cuts — clip count, order
-and durations to the frame, one marker at each section start — with media references relative
-to the package (so it can move), plus the details the adapters miss: the FCPXML format's size
-and name, frame-aligned rational times, audio assets described as audio, and xmeml sample
-characteristics.
+and durations to the frame, one marker at each section start — with media references as
+absolute ``file://`` URLs of the place the package was written to (a moved package resolves by
+folder and file name, and relinks); the FCPXML is valid against the DTD of the version it
+declares (xmllint), its format is named, sized and tagged Rec. 709, edits are frame-aligned
+rational times and narration assets state their exact length in samples; the xmeml has sample
+characteristics; no narration claims more audio than its WAV holds; EDL reel names are unique
+across both EDLs; the start timecode setting moves every timeline to 01:00:00:00.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import wave
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import imageio_ffmpeg
 import numpy as np
@@ -171,7 +176,9 @@ def test_timeline_reads_back_as_the_project(package: tuple[ProjectView, Path], k
         assert [c.name for c in clips] == expected_names
         for clip in clips:
             url = clip.media_reference.target_url
-            assert not Path(url).is_absolute() and "://" not in url
+            assert url.startswith("file:///"), url
+            path = Path(unquote(urlparse(url).path))
+            assert path.is_file() and path.is_relative_to(dest.resolve())
             assert resolve_reference(dest, url).is_file()
     if kind != "edl_narration":
         assert _marker_frames(timeline) == section_starts
@@ -186,29 +193,38 @@ def test_fcpxml_has_what_final_cut_and_resolve_need(package: tuple[ProjectView, 
     assert (fmt.get("width"), fmt.get("height")) == ("1920", "1080")
     assert fmt.get("name") == "FFVideoFormat1080p30"
     assert fmt.get("frameDuration") == "100/3000s"
+    assert fmt.get("colorSpace") == "1-1-1 (Rec. 709)"
+    assets = root.findall("./resources/asset")
+    audio = [a for a in assets if "/audio/" in a.get("src", "")]
+    video = [a for a in assets if "/videos/" in a.get("src", "")]
     for el in root.iter():
         for attr in ("offset", "duration", "start"):
             value = el.get(attr)
-            if value is None or value == "0s":
+            if value is None or value == "0s" or (el in audio and attr == "duration"):
                 continue
             num, den = value.removesuffix("s").split("/")
             assert den == "3000" and int(num) % 100 == 0, f"{el.tag}@{attr}={value}"
-    assets = root.findall("./resources/asset")
-    audio = [a for a in assets if a.get("src", "").startswith("audio/")]
-    video = [a for a in assets if a.get("src", "").startswith("videos/")]
     assert len(audio) == len(video) == len(view.items)
     for a in audio:
         assert a.get("format") is None
         assert (a.get("hasAudio"), a.get("hasVideo"), a.get("audioRate")) == ("1", "0", "48000")
         assert a.get("audioChannels") == "1"
+        # the asset's length is the WAV's, to the sample
+        wav_path = Path(unquote(urlparse(a.get("src", "")).path))
+        with wave.open(str(wav_path), "rb") as w:
+            assert a.get("duration") == f"{w.getnframes()}/{w.getframerate()}s"
     for a in video:
         assert (a.get("hasVideo"), a.get("hasAudio"), a.get("format")) == ("1", "0", fmt.get("id"))
     (sequence,) = root.iter("sequence")
     total = sum(it.clip_frames or 0 for it in view.items)
     assert Fraction(sequence.get("duration", "").removesuffix("s")) == Fraction(total, FPS)
     assert sequence.get("tcFormat") == "NDF"
-    assert root.find("./event/project") is not None
-    connected = root.findall("./event/project/sequence/spine/clip/asset-clip")
+    assert sequence.get("tcStart") == "0s"
+    project = root.find("./event/project")
+    assert project is not None
+    uid = project.get("uid", "")
+    assert re.fullmatch(r"[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}", uid), uid
+    connected = root.findall("./event/project/sequence/spine/asset-clip/asset-clip")
     assert [c.get("lane") for c in connected] == ["-1"] * len(view.items)
     assert {c.get("ref") for c in connected} == {a.get("id") for a in audio}
     markers = list(root.iter("marker"))
@@ -251,7 +267,10 @@ def test_moved_package_still_resolves_and_relinks(
     for kind in ("fcpxml", "fcp7_xml", "otio"):
         timeline = read_timeline(moved / TIMELINE_FILES[kind], fps=FPS)
         for clip in timeline.find_clips():
-            assert resolve_reference(moved, clip.media_reference.target_url).is_file()
+            url = clip.media_reference.target_url
+            # by folder and file name, as the editors' relink does, once the old place is gone
+            rel = "/".join(Path(unquote(urlparse(url).path)).parts[-2:])
+            assert (moved / rel).is_file()
     changed = relink_timelines(moved)
     assert {p.name for p in changed} == {"timeline.fcpxml", "timeline.xml", "timeline.otio"}
     for kind in ("fcpxml", "fcp7_xml", "otio"):

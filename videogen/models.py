@@ -84,4 +84,5 @@ class ProjectView(BaseModel):
     fps: int = 30
     width: int = 1920
     height: int = 1080
+    start_timecode: str = "00:00:00:00"  # of the exported timelines' first frame
     items: list[ProjectItem] = Field(default_factory=list)

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from videogen import paths
 from videogen.atomic import atomic_write_text
@@ -55,6 +62,11 @@ class ProjectBrief(BaseModel):
     video_workflow: str = DEFAULT_VIDEO_WORKFLOW
     fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
     loudness_target: float = Field(default=-16.0, ge=-30.0, le=-9.0, description="LUFS.")
+    start_timecode: str = Field(
+        default="00:00:00:00",
+        pattern=r"^[0-9]{2}:[0-5][0-9]:[0-5][0-9]:[0-9]{2}$",
+        description="Timecode of the exported timelines' first frame (broadcast: 01:00:00:00).",
+    )
     automation: bool = Field(default=True, description="Regenerate stale/missing assets by itself.")
     grounding: bool = Field(default=False, description="Give the LLM the sources (FR-105).")
     sources: list[str] = Field(default_factory=list, description="URLs or files for grounding.")
@@ -83,6 +95,16 @@ class ProjectBrief(BaseModel):
     def _fps(cls, v: int) -> int:
         if v not in (24, 25, 30):
             raise ValueError("fps must be 24, 25 or 30")
+        return v
+
+    @field_validator("start_timecode")
+    @classmethod
+    def _start_timecode(cls, v: str, info: ValidationInfo) -> str:
+        fps = info.data.get("fps", 30)
+        if int(v.rsplit(":", 1)[1]) >= fps:
+            raise ValueError(
+                f"frames {v.rsplit(':', 1)[1]} must be below the fps ({fps}); use e.g. 01:00:00:00"
+            )
         return v
 
 

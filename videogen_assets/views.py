@@ -84,5 +84,6 @@ def project_view(
         topic=brief.topic,
         style=brief.style,
         fps=brief.fps,
+        start_timecode=brief.start_timecode,
         items=items,
     )

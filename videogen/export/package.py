@@ -1,17 +1,25 @@
 """The NLE export package: sequential files, metadata, subtitles, timelines and a zip.
 
-``write_export`` builds ``exports/<project>/`` from a :class:`~videogen.models.ProjectView`::
+``write_export`` builds ``exports/<project>/`` (or ``<dir>/<project>/``) from a
+:class:`~videogen.models.ProjectView`::
 
     audio/001_intro_narration.wav   images/001_intro_keyframe.png   videos/001_intro_clip.mp4
     metadata.json                   subtitles.srt / subtitles.vtt   rough_cut.mp4
     timeline.fcpxml  timeline.xml  timeline.edl  timeline_narration.edl  timeline.otio
 
-Media are hard-linked from the studio (copied when the package is on another device), never
-moved. The package is built in a hidden sibling folder (``.<name>.tmp-XXXX``), reusing unchanged
-files of the previous package by hard link, then swapped in with renames: ``dest`` is always
-either the previous complete package or the new one. A crash is cleaned up by the next export
-(or :func:`recover_export`): stale temporary folders go, and a backup is restored when ``dest``
-is missing.
+Keyframes, clips, subtitles and the rough cut are hard-linked from the studio (copied when the
+package is on another device), never moved. Narrations are delivered as editors expect them:
+16-bit PCM at 48 kHz, padded with silence to a whole number of frames (at least the sentence's
+length on the timeline), so every timeline's narration length is exact.
+
+The package is built in a hidden sibling folder (``.<name>.tmp-XXXX``), reusing unchanged files
+of the previous package by hard link, then swapped in with renames: ``dest`` is always either the
+previous complete package or the new one. Only the studio's own files are replaced: the files it
+wrote are listed in ``metadata.json`` (``package_files``), and every other file in the folder (the
+creator's edit projects, notes, music, in any sub-folder) is carried into the new package by hard
+link, and anything that appears during the swap is moved over. A crash is cleaned up by the next
+export (or :func:`recover_export`): stale temporary folders go, and a backup is restored when
+``dest`` is missing.
 """
 
 from __future__ import annotations
@@ -21,12 +29,15 @@ import datetime as dt
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
+import stat
 import tempfile
+import wave
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,8 +47,8 @@ from videogen.export.timelines import (
     TIMELINE_FILES,
     MediaInfo,
     TimelineEntry,
-    build_timeline,
     probe_media,
+    timecode,
     write_timelines,
 )
 from videogen.models import ProjectItem, ProjectView
@@ -58,6 +69,12 @@ STORED_SUFFIXES = frozenset(
     {".mp4", ".mov", ".m4a", ".mp3", ".png", ".jpg", ".jpeg", ".webp", ".wav", ".zip"}
 )
 _CHUNK = 1 << 20
+PACKAGE_AUDIO_RATE = 48_000
+"""Sample rate of the narrations in the package (what editors expect)."""
+FILE_MODE = 0o644
+"""Mode of every file in the zip: readable by a colleague's account."""
+FOLDER_MODE = 0o755
+"""Mode of the package folder and its sub-folders."""
 
 
 class ExportError(RuntimeError):
@@ -102,6 +119,7 @@ class ExportReport:
     frames: int = 0
     fps: int = 30
     copied: int = 0  # media copied because a hard link was impossible (another device)
+    kept: list[str] = field(default_factory=list)  # the creator's files, carried over untouched
 
     @property
     def files(self) -> list[str]:
@@ -122,6 +140,7 @@ class ExportReport:
             "written": len(self.written),
             "reused": len(self.reused),
             "copied": self.copied,
+            "kept": len(self.kept),
             "left_out": [f"{x.sentence_id}: {x.kind} ({x.reason})" for x in self.left_out],
             "duration_s": round(self.duration_s, 3),
             "zip": str(self.zip_path) if self.zip_path else None,
@@ -155,30 +174,36 @@ def write_export(
     allow_partial: bool = False,
     loudness_lufs: Mapping[str, float] | None = None,
     on_file: Callable[[str], None] | None = None,
+    media_root: str | None = None,
 ) -> ExportReport:
     """Write the export package for ``view`` at ``dest``, atomically and incrementally.
 
     Args:
         view: The project at this moment; its items' files are the studio's own.
-        dest: The package folder, ``exports/<project>/``.
+        dest: The package folder, ``exports/<project>/`` (or wherever the editor will read it).
         subtitles: Label -> SRT/WebVTT file; ``{"srt": a.srt, "vtt": a.vtt}`` gives
             ``subtitles.srt``/``subtitles.vtt``, another label ``subtitles.<label>.<ext>``.
         rough_cut: The rough cut MP4, included as ``rough_cut.mp4``.
         zip_path: Also write a zip of the package here (streamed, replaced atomically).
         allow_partial: Export what exists and list the rest in ``report.left_out`` instead of
             raising :class:`MissingMediaError`.
-        loudness_lufs: Sentence id -> measured narration loudness, carried into metadata.
+        loudness_lufs: Sentence id -> narration loudness measured when it was made; a narration
+            without one is measured here (or its value reused from the previous package).
         on_file: Called with each package-relative path once it is in place (progress).
+        media_root: The URL (or folder) the timelines' media references point under; by
+            default ``dest`` itself, as an absolute ``file://`` URL.
 
     Returns:
         The report: files written vs reused, left-out files, timelines, the zip.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    root = media_root if media_root is not None else dest.resolve().as_uri()
     with _export_lock(dest):
         recover_export(dest)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
         try:
+            os.chmod(tmp, FOLDER_MODE)
             report = _build(
                 view,
                 dest,
@@ -188,17 +213,21 @@ def write_export(
                 allow_partial,
                 loudness_lufs or {},
                 on_file,
+                root,
             )
+            owned = _studio_files(dest)
+            kept = _carry_creator_files(dest, tmp, owned | set(report.files))
             _fsync_tree(tmp)
-            _swap(tmp, dest)
+            _swap(tmp, dest, keep=lambda rel: rel not in owned and rel not in report.files)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     report.dest = dest
+    report.kept = kept
     report.metadata = dest / METADATA_FILE
     report.timelines = {kind: dest / name for kind, name in TIMELINE_FILES.items()}
     if zip_path is not None:
-        report.zip_path = write_zip(dest, Path(zip_path))
+        report.zip_path = write_zip(dest, Path(zip_path), only=report.files)
     return report
 
 
@@ -227,15 +256,22 @@ def recover_export(dest: Path) -> list[Path]:
     return touched
 
 
-def write_zip(package: Path, zip_path: Path) -> Path:
+def write_zip(package: Path, zip_path: Path, *, only: Iterable[str] | None = None) -> Path:
     """Zip ``package`` to ``zip_path`` under a ``<package name>/`` folder, streaming each file.
 
-    Media are stored, text is deflated; files are copied in 1 MiB chunks, so memory does not
-    grow with the package. The zip is written under a temporary name and renamed into place.
+    ``only``: the package-relative files to include (the studio's own files; by default the
+    ``package_files`` of its metadata.json, else every file). Media are stored, text is
+    deflated; files are copied in 1 MiB chunks, so memory does not grow with the package. Every
+    entry is mode 0644 (folders 0755), whoever wrote it. The zip is written under a temporary
+    name and renamed into place.
     """
     package = Path(package)
     zip_path = Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
+    if only is None:
+        listed = _listed_files(package)
+        only = listed if listed else None
+    wanted = None if only is None else set(only)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -243,11 +279,15 @@ def write_zip(package: Path, zip_path: Path) -> Path:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for path in sorted(p for p in package.rglob("*") if p.is_file()):
                 rel = path.relative_to(package).as_posix()
+                if wanted is not None and rel not in wanted:
+                    continue
                 info = zipfile.ZipInfo.from_file(path, f"{package.name}/{rel}")
+                info.external_attr = (stat.S_IFREG | FILE_MODE) << 16
                 stored = path.suffix.lower() in STORED_SUFFIXES
                 info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
                 with path.open("rb") as src, archive.open(info, "w", force_zip64=True) as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
+        os.chmod(tmp, FILE_MODE)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, zip_path)
@@ -298,6 +338,7 @@ class _Builder:
         self.on_file = on_file
         self.previous: dict[str, dict[str, Any]] = {}  # source key -> previous file record
         self.previous_by_hash: dict[str, dict[str, Any]] = {}
+        self.previous_loudness: dict[str, float] = {}  # sentence id -> narration loudness
         prev_meta = dest / METADATA_FILE
         if prev_meta.is_file():
             try:
@@ -309,8 +350,15 @@ class _Builder:
                     continue
                 if record.get("source_key"):
                     self.previous[str(record["source_key"])] = record
-                if record.get("sha256"):
+                if record.get("sha256") and not record.get("conversion"):
                     self.previous_by_hash[str(record["sha256"])] = record
+            for sentence in data.get("sentences", []) if isinstance(data, dict) else []:
+                if isinstance(sentence, dict) and isinstance(
+                    sentence.get("loudness_lufs"), (int, float)
+                ):
+                    self.previous_loudness[str(sentence.get("sentence_id"))] = float(
+                        sentence["loudness_lufs"]
+                    )
 
     def place(self, source: Path, rel: str, kind: str, source_key: str) -> _Placed:
         st = source.stat()
@@ -351,6 +399,50 @@ class _Builder:
             self.on_file(rel)
         return _Placed(rel, record)
 
+    def place_narration(
+        self, source: Path, rel: str, source_key: str, frames: int | None, fps: int
+    ) -> tuple[_Placed, bool]:
+        """Deliver a narration as 48 kHz 16-bit PCM padded to whole frames; True if reused."""
+        st = source.stat()
+        target = self.tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        span = f"{frames} frames" if frames else "a whole frame"
+        conversion = f"pcm_s16le {PACKAGE_AUDIO_RATE} Hz, padded to {span} at {fps} fps"
+        record: dict[str, Any] = {
+            "path": rel,
+            "kind": "narration",
+            "size": 0,
+            "sha256": "",
+            "source_key": source_key,
+            "source_size": st.st_size,
+            "source_mtime_ns": st.st_mtime_ns,
+            "conversion": conversion,
+        }
+        prev = self.previous.get(source_key)
+        if (
+            prev is not None
+            and prev.get("source_size") == st.st_size
+            and prev.get("source_mtime_ns") == st.st_mtime_ns
+            and prev.get("conversion") == conversion
+            and prev.get("sha256")
+            and isinstance(prev.get("size"), int)
+        ):
+            reuse = self._previous_file(prev, prev["size"])
+            if reuse is not None:
+                _link_or_copy(reuse, target)
+                record["size"], record["sha256"] = prev["size"], prev["sha256"]
+                self.report.reused.append(rel)
+                if self.on_file is not None:
+                    self.on_file(rel)
+                return _Placed(rel, record), True
+        package_narration(source, target, frames=frames, fps=fps)
+        record["size"] = target.stat().st_size
+        record["sha256"] = _sha256(target)
+        self.report.written.append(rel)
+        if self.on_file is not None:
+            self.on_file(rel)
+        return _Placed(rel, record), False
+
     def write_text(self, rel: str, text: str) -> None:
         target = self.tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -376,8 +468,10 @@ def _build(
     allow_partial: bool,
     loudness: Mapping[str, float],
     on_file: Callable[[str], None] | None,
+    media_root: str,
 ) -> ExportReport:
     report = ExportReport(dest=dest, fps=view.fps)
+    start_frame = timecode_frames(view.start_timecode, view.fps)
     builder = _Builder(tmp, dest, report, on_file)
     names = package_file_names(view)
     items = sorted(view.items, key=lambda it: it.index)
@@ -388,6 +482,7 @@ def _build(
     entries: list[TimelineEntry] = []
     media: dict[str, MediaInfo] = {}
     sections: list[dict[str, Any]] = []
+    measured: dict[str, float | None] = {}
     frame = 0
     for number, item in enumerate(items, start=1):
         frames = _frames(item, view.fps)
@@ -409,7 +504,18 @@ def _build(
                 report.left_out.append(LeftOut(item.sentence_id, kind, reason))
                 placed[kind] = None
                 continue
-            done = builder.place(Path(source), rel, kind, f"{item.sentence_id}:{kind}")
+            key = f"{item.sentence_id}:{kind}"
+            if kind == "narration":
+                done, reused = builder.place_narration(Path(source), rel, key, frames, view.fps)
+                sid = item.sentence_id
+                if sid in loudness:
+                    measured[sid] = loudness[sid]
+                elif reused and sid in builder.previous_loudness:
+                    measured[sid] = builder.previous_loudness[sid]
+                else:
+                    measured[sid] = measure_loudness(tmp / done.rel)
+            else:
+                done = builder.place(Path(source), rel, kind, key)
             files.append(done.record)
             placed[kind] = done.rel
             if kind in ("narration", "clip"):
@@ -442,11 +548,12 @@ def _build(
                     narration=placed["narration"],
                     clip_info=media.get(placed["clip"] or ""),
                     narration_info=media.get(placed["narration"] or ""),
+                    number=number,
                 )
             )
         sentences.append(
             _sentence_record(
-                item, number, frame, frames, view.fps, placed, loudness.get(item.sentence_id)
+                item, number, frame, frames, view.fps, placed, measured.get(item.sentence_id)
             )
         )
         frame += frames or 0
@@ -481,9 +588,15 @@ def _build(
         raise ExportError(
             "nothing to export yet: no sentence has its clip and narration (render the project)"
         )
-    timeline = build_timeline(view.title or view.name, entries, fps=view.fps)
     written = write_timelines(
-        timeline, tmp, fps=view.fps, width=view.width, height=view.height, media=media
+        entries,
+        tmp,
+        name=view.title or view.name,
+        fps=view.fps,
+        width=view.width,
+        height=view.height,
+        media_root=media_root,
+        start_frame=start_frame,
     )
     for path in written.values():
         report.written.append(path.name)
@@ -503,12 +616,14 @@ def _build(
             "height": view.height,
             "frames": frame,
             "duration_s": round(frame / view.fps, 6),
+            "start_timecode": timecode(start_frame, view.fps),
         },
         "sections": sections,
         "sentences": sentences,
         "files": files,
         "subtitles": subtitle_files,
         "rough_cut": rough_rel,
+        "package_files": sorted({*report.files, METADATA_FILE}),
         "timelines": dict(TIMELINE_FILES),
         "left_out": [
             {"sentence_id": x.sentence_id, "kind": x.kind, "reason": x.reason}
@@ -615,8 +730,13 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _swap(tmp: Path, dest: Path) -> None:
-    """Put the finished package ``tmp`` at ``dest``: old -> backup, new -> dest, drop backup."""
+def _swap(tmp: Path, dest: Path, *, keep: Callable[[str], bool] | None = None) -> None:
+    """Put the finished package ``tmp`` at ``dest``: old -> backup, new -> dest, drop backup.
+
+    Files of the old package for which ``keep(rel)`` is true and that are not in the new one
+    (a creator's file saved while the package was being built) are moved over before the
+    backup is dropped.
+    """
     backup: Path | None = None
     if dest.exists():
         backup = Path(tempfile.mkdtemp(prefix=f".{dest.name}.bak-", dir=dest.parent))
@@ -625,7 +745,147 @@ def _swap(tmp: Path, dest: Path) -> None:
     os.rename(tmp, dest)
     _fsync_dir(dest.parent)
     if backup is not None:
+        if keep is not None:
+            for rel in _walk_files(backup):
+                if keep(rel) and not os.path.lexists(dest / rel):
+                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(backup / rel, dest / rel)
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _walk_files(root: Path) -> Iterator[str]:
+    """Package-relative paths of every file and symlink under ``root`` (links not followed)."""
+    for folder, dirs, names in os.walk(root):
+        base = Path(folder)
+        for name in [*names, *(d for d in dirs if (base / d).is_symlink())]:
+            yield (base / name).relative_to(root).as_posix()
+
+
+def _listed_files(package: Path) -> set[str]:
+    """The files a package's metadata.json says the studio wrote (empty if unreadable)."""
+    try:
+        data = json.loads((Path(package) / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    listed = {str(x) for x in data.get("package_files", []) if isinstance(x, str)}
+    listed |= {str(r["path"]) for r in data.get("files", []) if isinstance(r, dict) and "path" in r}
+    if listed:
+        listed |= {*TIMELINE_FILES.values(), METADATA_FILE}
+    return listed
+
+
+def _studio_files(dest: Path) -> set[str]:
+    """What the studio wrote into ``dest`` before: its manifest, and its fixed file names."""
+    return _listed_files(dest) | {*TIMELINE_FILES.values(), METADATA_FILE}
+
+
+def _carry_creator_files(dest: Path, tmp: Path, studio: set[str]) -> list[str]:
+    """Hard-link every file of ``dest`` the studio did not write into the new package ``tmp``.
+
+    Sub-folders (also empty ones) and symlinks are kept as they are. Returns the kept paths.
+    """
+    kept: list[str] = []
+    if not dest.is_dir():
+        return kept
+    for folder, dirs, names in os.walk(dest):
+        base = Path(folder)
+        rel_dir = base.relative_to(dest)
+        made = tmp / rel_dir
+        if not made.exists():
+            made.mkdir(parents=True)
+            shutil.copymode(base, made)
+        for name in [*names, *(d for d in dirs if (base / d).is_symlink())]:
+            rel = (rel_dir / name).as_posix()
+            if rel in studio or os.path.lexists(tmp / rel):
+                continue
+            source = base / name
+            if source.is_symlink():
+                os.symlink(os.readlink(source), tmp / rel)
+            else:
+                _link_or_copy(source, tmp / rel)
+            kept.append(rel)
+    return sorted(kept)
+
+
+def timecode_frames(tc: str, fps: int) -> int:
+    """Frames of non-drop timecode ``HH:MM:SS:FF`` at ``fps``."""
+    try:
+        hh, mm, ss, ff = (int(x) for x in re.split(r"[:;]", tc.strip()))
+    except ValueError as exc:
+        raise ExportError(f"start timecode {tc!r}: expected HH:MM:SS:FF") from exc
+    if not (0 <= mm < 60 and 0 <= ss < 60 and 0 <= ff < fps and hh >= 0):
+        raise ExportError(f"start timecode {tc!r}: not a timecode at {fps} fps")
+    return ((hh * 60 + mm) * 60 + ss) * fps + ff
+
+
+def package_narration(source: Path, target: Path, *, frames: int | None, fps: int) -> int:
+    """Write ``source`` as 16-bit PCM WAV at 48 kHz, padded with silence to whole frames.
+
+    The length is at least ``frames`` (the sentence's length on the timeline) and always a
+    whole number of frames, so every timeline states it exactly. Mono stays mono, anything with
+    more channels becomes stereo. Returns the number of samples written.
+    """
+    rate = PACKAGE_AUDIO_RATE
+    pcm: bytes | None = None
+    channels = 1
+    try:
+        with wave.open(str(source), "rb") as wav:
+            if wav.getsampwidth() == 2 and wav.getframerate() == rate and wav.getnchannels() <= 2:
+                channels = wav.getnchannels()
+                pcm = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):
+        pcm = None  # float, 24-bit or extensible WAV: PyAV reads it
+    if pcm is None:
+        pcm, channels = _decode_pcm16(source, rate)
+    samples = len(pcm) // (2 * channels)
+    need = samples if not frames else max(samples, frames * rate // fps)
+    whole = -(-need * fps // rate)  # frames covering the audio
+    total = (whole * rate + fps - 1) // fps
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+        out.writeframes(bytes(2 * channels * (total - samples)))
+    return total
+
+
+def _decode_pcm16(source: Path, rate: int) -> tuple[bytes, int]:
+    """Any audio file decoded and resampled to interleaved 16-bit PCM at ``rate``."""
+    import av  # deferred: only needed for narrations that are not 48 kHz 16-bit already
+    import numpy as np
+
+    chunks: list[np.ndarray] = []
+    with av.open(str(source)) as container:
+        if not container.streams.audio:
+            raise ExportError(f"{source.name}: no audio stream")
+        stream = container.streams.audio[0]
+        channels = 1 if stream.codec_context.channels == 1 else 2
+        resampler = av.AudioResampler(
+            format="s16", layout="mono" if channels == 1 else "stereo", rate=rate
+        )
+        for frame in container.decode(stream):
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    data = np.concatenate(chunks) if chunks else np.zeros(0, dtype="<i2")
+    return data.astype("<i2").tobytes(), channels
+
+
+def measure_loudness(path: Path) -> float | None:
+    """Integrated loudness (LUFS, ITU-R BS.1770) of a narration in the package; None if silent."""
+    import numpy as np
+
+    from videogen_resources.media import loudness_lufs
+
+    with wave.open(str(path), "rb") as wav:
+        channels = wav.getnchannels()
+        rate = wav.getframerate()
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    mono = pcm.reshape(-1, channels).mean(axis=1) / 32768.0
+    value = loudness_lufs(mono, rate)
+    return round(value, 2) if math.isfinite(value) else None
 
 
 @contextlib.contextmanager
