@@ -288,18 +288,39 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
 
 @main.command(name="export")
 @click.argument("project")
-@click.option("--zip", "make_zip", is_flag=True, help="Also write exports/<project>.zip.")
+@click.option(
+    "--zip", "make_zip", is_flag=True, help="Also write <project>.zip beside the package."
+)
 @click.option("--partial", is_flag=True, help="Export what exists, list what is missing.")
+@click.option(
+    "--to",
+    "to_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the package to DIR/<project>/ (e.g. a shared drive the editing machine reads) "
+    "instead of exports/<project>/; the timelines point at the files there.",
+)
 @click.pass_context
-def export_cmd(ctx: click.Context, project: str, make_zip: bool, partial: bool) -> None:
+def export_cmd(
+    ctx: click.Context, project: str, make_zip: bool, partial: bool, to_dir: Path | None
+) -> None:
     """Write the NLE package (numbered media, metadata.json, subtitles, timelines)."""
-    from videogen.export import ExportError, write_export
-    from videogen.operations import Studio, sync
+    from videogen.export import (
+        ExportError,
+        narration_loudness,
+        refuse_during_runs,
+        write_export,
+    )
+    from videogen.operations import Studio, fail_orphaned_runs, sync
     from videogen_assets.views import project_view
 
     root = _root(ctx)
+    dest = Path(to_dir) / project if to_dir is not None else Path("exports") / project
     try:
-        sync(root, project, instance=_instance(root))
+        instance = _instance(root)
+        sync(root, project, instance=instance)
+        fail_orphaned_runs(instance)  # a killed render's run is not "in progress"
+        refuse_during_runs(instance, project)
         studio = Studio(root)
         files = studio.files
         folder = studio.project_dir(project)
@@ -310,7 +331,7 @@ def export_cmd(ctx: click.Context, project: str, make_zip: bool, partial: bool) 
             if (folder / f"subtitles.{k}").exists()
         }
         cut = folder / "rough_cut.mp4"
-        dest = files.export_dir(project)
+        dest = files.export_dir(project) if to_dir is None else Path(to_dir) / project
         report = write_export(
             view,
             dest,
@@ -318,12 +339,22 @@ def export_cmd(ctx: click.Context, project: str, make_zip: bool, partial: bool) 
             rough_cut=cut if cut.exists() else None,
             zip_path=dest.with_suffix(".zip") if make_zip else None,
             allow_partial=partial,
+            loudness_lufs=narration_loudness(
+                instance, project, [i.sentence_id for i in view.items]
+            ),
+            before_swap=lambda: refuse_during_runs(instance, project),
         )
     except (InputError, ExportError) as exc:
         _fail(exc)
         return
+    except OSError as exc:
+        where = exc.filename or dest
+        _fail(ExportError(f"cannot write the package to {where}: {exc.strerror}; check DIR"))
+        return
     click.echo(f"exported {len(view.items)} sentences to {dest}")
     click.echo(f"{len(report.written)} files written, {len(report.reused)} reused")
+    if report.kept:
+        click.echo(f"{len(report.kept)} of your own files in the folder kept")
     for left in report.left_out:
         click.echo(f"left out: {left.sentence_id} {left.kind} ({left.reason})")
     if report.zip_path:

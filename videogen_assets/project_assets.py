@@ -204,10 +204,14 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The NLE package: numbered media, metadata.json, subtitles and ready timelines."""
-        from videogen.export import write_export
+        from videogen.export import ExportError, refuse_during_runs, write_export
 
         view = project_view(studio, db, project, versions=versions)
         _require_complete(view, "clip")
+        try:  # another run making this project's media: refuse rather than mix old and new
+            refuse_during_runs(context.instance, project, exclude=[context.run_id])
+        except ExportError as exc:
+            raise dg.Failure(str(exc)) from exc
         folder = studio.project_dir(project)
         t0 = time.perf_counter()
         report = write_export(
@@ -216,6 +220,9 @@ def build_project_assets(
             subtitles={"srt": folder / "subtitles.srt", "vtt": folder / "subtitles.vtt"},
             rough_cut=folder / "rough_cut.mp4",
             loudness_lufs=_narration_loudness(context.instance, k_narr, view),
+            before_swap=lambda: refuse_during_runs(
+                context.instance, project, exclude=[context.run_id]
+            ),
         )
         return dg.MaterializeResult(
             metadata={

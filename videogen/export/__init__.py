@@ -13,6 +13,12 @@ from videogen.export.package import (
     write_export,
     write_zip,
 )
+from videogen.export.runs import (
+    ActiveRun,
+    narration_loudness,
+    refuse_during_runs,
+    runs_in_progress,
+)
 from videogen.export.timelines import (
     TIMELINE_FILES,
     MediaInfo,
@@ -26,6 +32,7 @@ from videogen.export.timelines import (
 
 __all__ = [
     "TIMELINE_FILES",
+    "ActiveRun",
     "ExportError",
     "ExportReport",
     "LeftOut",
@@ -34,12 +41,15 @@ __all__ = [
     "TimelineEntry",
     "build_timeline",
     "metadata_schema",
+    "narration_loudness",
     "package_file_names",
     "read_metadata",
     "read_timeline",
     "recover_export",
+    "refuse_during_runs",
     "relink_timelines",
     "resolve_reference",
+    "runs_in_progress",
     "validate_metadata",
     "write_export",
     "write_timelines",

@@ -120,6 +120,7 @@ class ExportReport:
     fps: int = 30
     copied: int = 0  # media copied because a hard link was impossible (another device)
     kept: list[str] = field(default_factory=list)  # the creator's files, carried over untouched
+    sources: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, mtime)
 
     @property
     def files(self) -> list[str]:
@@ -175,6 +176,7 @@ def write_export(
     loudness_lufs: Mapping[str, float] | None = None,
     on_file: Callable[[str], None] | None = None,
     media_root: str | None = None,
+    before_swap: Callable[[], None] | None = None,
 ) -> ExportReport:
     """Write the export package for ``view`` at ``dest``, atomically and incrementally.
 
@@ -192,6 +194,13 @@ def write_export(
         on_file: Called with each package-relative path once it is in place (progress).
         media_root: The URL (or folder) the timelines' media references point under; by
             default ``dest`` itself, as an absolute ``file://`` URL.
+        before_swap: Called when the new package is complete, just before it replaces the old
+            one; raising aborts the export and leaves the previous package in place (the CLI
+            checks here again that no run started changing the project's media).
+
+    Every studio file the package was built from is checked again before the swap: one that
+    changed while the package was being built (a run writing it) aborts the export with an
+    :class:`ExportError` naming it, so a package never mixes old and new media.
 
     Returns:
         The report: files written vs reused, left-out files, timelines, the zip.
@@ -215,6 +224,9 @@ def write_export(
                 on_file,
                 root,
             )
+            _check_unchanged(report.sources)
+            if before_swap is not None:
+                before_swap()
             owned = _studio_files(dest)
             kept = _carry_creator_files(dest, tmp, owned | set(report.files))
             _fsync_tree(tmp)
@@ -362,6 +374,7 @@ class _Builder:
 
     def place(self, source: Path, rel: str, kind: str, source_key: str) -> _Placed:
         st = source.stat()
+        self.report.sources[str(source)] = (st.st_size, st.st_mtime_ns)
         target = self.tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {
@@ -404,6 +417,7 @@ class _Builder:
     ) -> tuple[_Placed, bool]:
         """Deliver a narration as 48 kHz 16-bit PCM padded to whole frames; True if reused."""
         st = source.stat()
+        self.report.sources[str(source)] = (st.st_size, st.st_mtime_ns)
         target = self.tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         span = f"{frames} frames" if frames else "a whole frame"
@@ -630,8 +644,6 @@ def _build(
             for x in report.left_out
         ],
     }
-    with contextlib.suppress(ImportError):  # jsonschema is a development dependency
-        validate_metadata(metadata)
     builder.write_text(METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     return report
 
@@ -751,6 +763,21 @@ def _swap(tmp: Path, dest: Path, *, keep: Callable[[str], bool] | None = None) -
                     (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.rename(backup / rel, dest / rel)
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _check_unchanged(sources: Mapping[str, tuple[int, int]]) -> None:
+    """Raise :class:`ExportError` if a studio file changed since the export read it."""
+    for path, (size, mtime_ns) in sources.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            raise ExportError(
+                f"{path} changed while the package was being built (a run is making this "
+                "project's media); the previous package is left as it was: export again when "
+                "the run has finished"
+            )
 
 
 def _walk_files(root: Path) -> Iterator[str]:

@@ -1,0 +1,360 @@
+"""An export package real editors accept: what each finding of a package read by outside tools pins.
+
+Pins: every FCPXML the studio writes (complete, partial with gaps, broadcast start timecode) is
+valid against the DTD of the FCPXML version it declares (xmllint, tests/dtd/ derived from
+Apple's DTD); narrations in the package are 48 kHz 16-bit PCM padded to whole frames, and no
+timeline (FCPXML, FCP7 XML, OTIO, EDL) claims more narration than its WAV holds; EDL reel names
+are unique across the video and narration EDLs; the 01:00:00:00 start timecode moves all five
+timelines; narration loudness is in metadata.json (measured when not given); files the creator
+put in the package folder (nested too) survive re-exports and stay out of the zip, whose entries
+are 0644; an export refuses while a Dagster run makes the project's media (naming the run), and
+aborts, leaving the previous package, when a studio file changes while it is being built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import wave
+import xml.etree.ElementTree as ET
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+import numpy as np
+import opentimelineio as otio
+import pytest
+from test_export_timelines import FPS, make_project
+
+from videogen.export import (
+    TIMELINE_FILES,
+    ExportError,
+    read_metadata,
+    read_timeline,
+    refuse_during_runs,
+    runs_in_progress,
+    validate_metadata,
+    write_export,
+)
+from videogen.models import ProjectView
+from videogen.project import ProjectBrief
+
+DTD_DIR = Path(__file__).parent / "dtd"
+SAMPLES_PER_FRAME = 48000 // FPS
+
+
+def assert_valid_fcpxml(path: Path) -> None:
+    """Validate ``path`` with xmllint against the DTD of the version its root declares."""
+    xmllint = shutil.which("xmllint")
+    assert xmllint, "xmllint (Debian libxml2-utils) is needed to validate FCPXML"
+    version = ET.parse(path).getroot().get("version")
+    dtd = DTD_DIR / f"fcpxml-{version}.dtd"
+    assert dtd.is_file(), f"FCPXML declares version {version}: no DTD for it in {DTD_DIR}"
+    proc = subprocess.run(
+        [xmllint, "--noout", "--dtdvalid", str(dtd), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _narration_22k(path: Path, seconds: float, freq: float = 300.0) -> None:
+    """A 22.05 kHz mono narration whose length is not a whole number of frames."""
+    n = int(22050 * seconds)
+    t = np.arange(n) / 22050
+    pcm = (0.25 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(pcm.tobytes())
+
+
+def _as_tts_made_them(view: ProjectView) -> ProjectView:
+    """The project with 22.05 kHz narrations a little shorter than their clips (as TTS makes)."""
+    for n, item in enumerate(view.items):
+        frames = item.clip_frames or 0
+        seconds = frames / FPS - 0.013 - 0.002 * n  # not on a frame boundary
+        _narration_22k(Path(item.narration or ""), seconds, 250 + 30 * n)
+        item.narration_ms = round(seconds * 1000)
+    return view
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProjectView, Path]:
+    root = tmp_path_factory.mktemp("delivered")
+    view = _as_tts_made_them(make_project(root))
+    dest = root / "exports" / "demo"
+    write_export(view, dest)
+    return view, dest
+
+
+def _wav_facts(path: Path) -> tuple[int, int, int, int]:
+    with wave.open(str(path), "rb") as w:
+        return w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
+
+
+def test_fcpxml_is_valid_against_its_declared_versions_dtd(
+    delivered: tuple[ProjectView, Path], tmp_path: Path
+) -> None:
+    view, dest = delivered
+    assert_valid_fcpxml(dest / "timeline.fcpxml")
+    # a partial export (gaps where clips are missing) and a broadcast start are valid too
+    partial = view.model_copy(deep=True)
+    partial.items[1].clip = None
+    partial.items[3].narration = None
+    partial.start_timecode = "01:00:00:00"
+    out = tmp_path / "partial"
+    report = write_export(partial, out, allow_partial=True)
+    assert {(x.sentence_id, x.kind) for x in report.left_out} == {
+        (partial.items[1].sentence_id, "clip"),
+        (partial.items[3].sentence_id, "narration"),
+    }
+    assert_valid_fcpxml(out / "timeline.fcpxml")
+    root = ET.parse(out / "timeline.fcpxml").getroot()
+    assert len(root.findall("./event/project/sequence/spine/gap")) == 1
+    # and the check can fail: an attribute the declared version does not have is caught
+    bad = tmp_path / "bad.fcpxml"
+    text = (dest / "timeline.fcpxml").read_text(encoding="utf-8")
+    bad.write_text(text.replace('hasVideo="1"', 'hasVideo="1" videoSources="1"'), "utf-8")
+    with pytest.raises(AssertionError, match="videoSources"):
+        assert_valid_fcpxml(bad)
+
+
+def test_narrations_are_48k_and_no_timeline_claims_more_than_the_wav_holds(
+    delivered: tuple[ProjectView, Path],
+) -> None:
+    view, dest = delivered
+    meta = read_metadata(dest)
+    lengths: dict[str, int] = {}
+    for item, sentence in zip(view.items, meta["sentences"], strict=True):
+        rel = sentence["files"]["narration"]
+        rate, width, channels, samples = _wav_facts(dest / rel)
+        assert (rate, width, channels) == (48000, 2, 1)
+        assert samples % SAMPLES_PER_FRAME == 0  # whole frames
+        assert samples == (item.clip_frames or 0) * SAMPLES_PER_FRAME  # spans its cut exactly
+        lengths[Path(rel).name] = samples
+        # the speech itself is intact: resampled, not cut
+        with wave.open(str(dest / rel), "rb") as w:
+            pcm = np.frombuffer(w.readframes(samples), dtype="<i2")
+        spoken = np.flatnonzero(np.abs(pcm) > 200)
+        expected_end = (item.narration_ms or 0) * 48
+        assert abs(int(spoken[-1]) - expected_end) < 48 * 5
+
+    root = ET.parse(dest / "timeline.fcpxml").getroot()
+    for asset in root.iter("asset"):
+        name = Path(unquote(urlparse(asset.get("src", "")).path)).name
+        if name in lengths:
+            assert Fraction(asset.get("duration", "").removesuffix("s")) == Fraction(
+                lengths[name], 48000
+            )
+    for kind in ("fcpxml", "fcp7_xml", "otio"):
+        timeline = read_timeline(dest / TIMELINE_FILES[kind], fps=FPS)
+        for clip in timeline.find_clips():
+            url = clip.media_reference.target_url
+            name = Path(unquote(urlparse(url).path)).name
+            if name not in lengths:
+                continue
+            holds = Fraction(lengths[name], 48000)
+            available = clip.media_reference.available_range
+            if available is not None:
+                claimed = available.duration.value / available.duration.rate
+                assert Fraction(claimed).limit_denominator(48000) <= holds, (kind, name)
+            used = clip.source_range.duration
+            assert Fraction(used.value / used.rate).limit_denominator(48000) <= holds
+    xmeml = ET.parse(dest / "timeline.xml").getroot()
+    for file_el in xmeml.iter("file"):
+        name = Path(unquote(urlparse(file_el.findtext("pathurl") or "").path)).name
+        if name in lengths and file_el.findtext("duration"):
+            assert int(file_el.findtext("duration") or 0) * SAMPLES_PER_FRAME <= lengths[name]
+
+
+def test_edl_reel_names_are_unique_across_video_and_narration(
+    delivered: tuple[ProjectView, Path],
+) -> None:
+    view, dest = delivered
+    reels: list[str] = []
+    for name in ("timeline.edl", "timeline_narration.edl"):
+        for line in (dest / name).read_text(encoding="utf-8").splitlines():
+            if line[:3].isdigit():
+                reels.append(line.split()[1])
+    assert len(reels) == 2 * len(view.items)
+    assert len(set(reels)) == len(reels), reels
+    assert all(len(r) <= 8 for r in reels)
+
+
+def test_broadcast_start_timecode_moves_every_timeline(tmp_path: Path) -> None:
+    view = make_project(tmp_path)
+    view.start_timecode = "01:00:00:00"
+    dest = tmp_path / "out"
+    write_export(view, dest)
+    start = 3600 * FPS
+    root = ET.parse(dest / "timeline.fcpxml").getroot()
+    (sequence,) = root.iter("sequence")
+    assert Fraction(sequence.get("tcStart", "").removesuffix("s")) == 3600
+    first = root.find("./event/project/sequence/spine/asset-clip")
+    assert first is not None and Fraction(first.get("offset", "").removesuffix("s")) == 3600
+    assert_valid_fcpxml(dest / "timeline.fcpxml")
+    xmeml = ET.parse(dest / "timeline.xml").getroot()
+    assert xmeml.findtext("./project/children/sequence/timecode/string") == "01:00:00:00"
+    for name in ("timeline.edl", "timeline_narration.edl"):
+        events = [ln.split() for ln in (dest / name).read_text("utf-8").splitlines()]
+        events = [e for e in events if e and e[0].isdigit()]
+        assert events[0][6] == "01:00:00:00"
+        total = sum(it.clip_frames or 0 for it in view.items)
+        assert events[-1][7] == otio.opentime.to_timecode(
+            otio.opentime.RationalTime(start + total, FPS), FPS
+        )
+    timeline = read_timeline(dest / "timeline.otio", fps=FPS)
+    assert timeline.global_start_time.to_frames() == start
+    assert read_metadata(dest)["project"]["start_timecode"] == "01:00:00:00"
+
+
+def test_start_timecode_is_a_brief_setting_checked_against_fps() -> None:
+    brief = ProjectBrief(name="tides", title="Tides", start_timecode="01:00:00:00")
+    assert brief.start_timecode == "01:00:00:00"
+    assert ProjectBrief(name="tides", title="Tides").start_timecode == "00:00:00:00"
+    with pytest.raises(ValueError, match="below the fps"):
+        ProjectBrief(name="tides", title="Tides", fps=25, start_timecode="01:00:00:25")
+    with pytest.raises(ValueError, match="start_timecode"):
+        ProjectBrief(name="tides", title="Tides", start_timecode="1:00:00")
+
+
+def test_loudness_is_in_metadata_measured_when_not_given(
+    delivered: tuple[ProjectView, Path], tmp_path: Path
+) -> None:
+    view, dest = delivered
+    meta = read_metadata(dest)
+    validate_metadata(meta)
+    values = [s["loudness_lufs"] for s in meta["sentences"]]
+    # a 0.25 full-scale sine: about -15 LUFS (BS.1770 weights 250-400 Hz near unity)
+    assert all(v is not None and -18.0 < v < -12.0 for v in values), values
+    given = {view.items[0].sentence_id: -23.5}
+    out = tmp_path / "given"
+    write_export(view, out, loudness_lufs=given)
+    meta = read_metadata(out)
+    assert meta["sentences"][0]["loudness_lufs"] == -23.5
+    assert meta["sentences"][1]["loudness_lufs"] == values[1]
+
+
+def test_creator_files_survive_reexports_and_stay_out_of_the_zip(tmp_path: Path) -> None:
+    view = make_project(tmp_path)
+    dest = tmp_path / "exports" / "demo"
+    write_export(view, dest)
+    mine = {
+        "edit.drp": b"resolve project",
+        "notes/today.txt": b"cut the second shot",
+        "notes/deep/er/todo.md": b"- colour",
+        "audio/music/bed.wav": b"RIFF music",
+        "videos/alt_take.mp4": b"an alternative take",
+    }
+    for rel, data in mine.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+    (dest / "renders").mkdir()
+    os.symlink("edit.drp", dest / "latest.drp")
+    inode = (dest / "edit.drp").stat().st_ino
+
+    # the project changes: one sentence gone, so its studio files must go
+    fewer = view.model_copy(deep=True)
+    dropped = fewer.items.pop()
+    report = write_export(fewer, dest, zip_path=tmp_path / "demo.zip")
+    for rel, data in mine.items():
+        assert (dest / rel).read_bytes() == data, rel
+    assert (dest / "edit.drp").stat().st_ino == inode  # the same file, not a copy
+    assert (dest / "renders").is_dir()
+    assert os.readlink(dest / "latest.drp") == "edit.drp"
+    assert sorted(report.kept) == sorted([*mine, "latest.drp"])
+    stale = f"videos/{len(view.items):03d}_{dropped.section_slug}_clip.mp4"
+    assert not (dest / stale).exists()
+    meta = read_metadata(dest)
+    assert set(meta["package_files"]).isdisjoint(mine)
+    with zipfile.ZipFile(tmp_path / "demo.zip") as zf:
+        names = {n.split("/", 1)[1] for n in zf.namelist()}
+    assert names == set(meta["package_files"])
+    # and again, unchanged: still there
+    write_export(fewer, dest)
+    assert all((dest / rel).read_bytes() == data for rel, data in mine.items())
+
+
+def test_zip_entries_and_folders_are_readable_by_colleagues(tmp_path: Path) -> None:
+    view = make_project(tmp_path, [("Intro", [30, 31])])
+    for item in view.items:
+        for path in (item.clip, item.keyframe, item.narration):
+            os.chmod(path or "", 0o600)  # the studio's own files are private
+    dest = tmp_path / "exports" / "demo"
+    write_export(view, dest, zip_path=tmp_path / "demo.zip")
+    assert dest.stat().st_mode & 0o777 == 0o755
+    with zipfile.ZipFile(tmp_path / "demo.zip") as zf:
+        modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in zf.infolist()}
+    assert modes and set(modes.values()) == {0o644}, modes
+    assert (tmp_path / "demo.zip").stat().st_mode & 0o777 == 0o644
+
+
+def test_source_changed_during_the_build_aborts_and_keeps_the_previous_package(
+    tmp_path: Path,
+) -> None:
+    view = make_project(tmp_path, [("Intro", [30, 31, 32])])
+    dest = tmp_path / "exports" / "demo"
+    write_export(view, dest)
+    before = (dest / "metadata.json").read_bytes()
+    clip = Path(view.items[0].clip or "")
+
+    def a_run_writes(rel: str) -> None:
+        if rel.startswith("videos/003"):  # sentence 1's clip, already read, is rewritten
+            data = clip.read_bytes()
+            tmp = clip.with_suffix(".new")
+            tmp.write_bytes(data + b"\0")
+            os.replace(tmp, clip)
+
+    with pytest.raises(ExportError, match="changed while the package was being built"):
+        write_export(view, dest, on_file=a_run_writes)
+    assert (dest / "metadata.json").read_bytes() == before
+    assert not list(dest.parent.glob(".demo.tmp-*"))
+
+
+def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> None:
+    (tmp_path / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
+    release = threading.Event()
+
+    @dg.asset(key=dg.AssetKey(["demo", "clip"]))
+    def clip() -> None:
+        release.wait(60)
+
+    @dg.asset(key=dg.AssetKey(["other", "clip"]))
+    def other_clip() -> None:
+        return None
+
+    worker = threading.Thread(target=dg.materialize, args=([clip],), kwargs={"instance": instance})
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not runs_in_progress(instance, "demo") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (active,) = runs_in_progress(instance, "demo")
+        assert active.assets == ("clip",)
+        with pytest.raises(ExportError) as caught:
+            refuse_during_runs(instance, "demo")
+        message = str(caught.value)
+        assert active.run_id in message and "\n" not in message
+        assert runs_in_progress(instance, "other") == []  # another project's export may go on
+        assert runs_in_progress(instance, "demo", exclude=[active.run_id]) == []  # its own run
+        # a package built while the run goes on is not swapped in
+        view = make_project(tmp_path, [("Intro", [30])])
+        dest = tmp_path / "exports" / "demo"
+        with pytest.raises(ExportError, match=active.run_id):
+            write_export(view, dest, before_swap=lambda: refuse_during_runs(instance, "demo"))
+        assert not dest.exists()
+    finally:
+        release.set()
+        worker.join(60)
+    refuse_during_runs(instance, "demo")  # finished: no longer refused
+    assert json.loads(json.dumps([r.run_id for r in runs_in_progress(instance, "demo")])) == []
