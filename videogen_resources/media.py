@@ -30,6 +30,12 @@ AUDIO_RATE = 48_000
 AUDIO_CHANNELS = 2
 """Muxed narration is dual mono: editors and players treat it as a centred voice."""
 AUDIO_BITRATE = "160k"
+TO_BT709 = "scale=out_color_matrix=bt709:out_range=tv"
+"""Filter step converting a picture to YUV with the BT.709 matrix (before ``format=yuv420p``)."""
+TAG_BT709 = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+"""Last filter step of every clip: BT.709 primaries, transfer, matrix and limited range, which
+the encoder writes into the stream (and the rough cut, which copies the clips' video, keeps), so
+players and editors need not guess."""
 STDERR_TAIL = 2_000
 
 Cue = tuple[float, float, str]
@@ -486,8 +492,9 @@ def conform_clip(
     """Turn any generated video (mp4, webm, animated webp, gif, a still image) into a final clip.
 
     The picture is scaled to fit and padded to ``width`` x ``height``, re-timed to ``fps`` and
-    encoded H.264 yuv420p with exactly ``ceil(narration_seconds * fps)`` frames: a shorter source
-    holds its last frame (``extend="hold"``) or loops (``"loop"``), a longer one is trimmed.
+    encoded H.264 yuv420p (BT.709, tagged) with exactly ``ceil(narration_seconds * fps)``
+    frames: a shorter source holds its last frame (``extend="hold"``) or loops (``"loop"``),
+    a longer one is trimmed.
     The narration is padded with silence to the clip's exact length and muxed as AAC 48 kHz.
     """
     src_video, narration_wav, out_mp4 = Path(src_video), Path(narration_wav), Path(out_mp4)
@@ -498,7 +505,7 @@ def conform_clip(
     vf = (
         f"[0:v:0]scale={width}:{height}:force_original_aspect_ratio=decrease:flags=lanczos,"
         f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,fps={fps},"
-        f"tpad=stop_mode=clone:stop={frames},format=yuv420p[v];"
+        f"tpad=stop_mode=clone:stop={frames},{TO_BT709},format=yuv420p,{TAG_BT709}[v];"
         f"[1:a:0]{narration_filter(audio_samples)}[a]"
     )
     with atomic_path(out_mp4) as tmp:
@@ -631,7 +638,7 @@ def build_rough_cut(
         for clip, n in zip(clip_paths, frame_counts, strict=True):
             # An explicit duration (the video's own) keeps a longer audio track from opening
             # gaps between clips' video timestamps.
-            lines += [_concat_line(clip), f"duration {n / fps:.9f}"]
+            lines += [_concat_line(clip), "inpoint 0", f"duration {n / fps:.9f}"]
         listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
         raw = Path(tmpdir) / "narration.f32"
         track.astype("<f4").tofile(raw)
@@ -639,6 +646,11 @@ def build_rough_cut(
         with atomic_path(out_mp4) as tmp:
             run_ffmpeg(
                 [
+                    # The clips' AAC priming starts their (unused) audio 21 ms before their
+                    # picture; without -copyts ffmpeg would shift everything by it and the
+                    # picture would start after an empty edit. inpoint 0 keeps each clip's
+                    # picture at its own position.
+                    "-copyts",
                     "-f",
                     "concat",
                     "-safe",
@@ -707,27 +719,71 @@ def _decoded_audio_samples(path: Path) -> int:
 
 
 def _wrap_cue(text: str, width: int = 42, max_lines: int = 2) -> list[str]:
-    """Split ``text`` into blocks of at most ``max_lines`` lines of <= ``width`` characters."""
-    lines = textwrap.wrap(
-        " ".join(text.split()), width=width, break_long_words=True, break_on_hyphens=True
-    )
+    """Split ``text`` into blocks of at most ``max_lines`` lines of <= ``width`` characters.
+
+    The blocks are balanced (lines wrapped narrower until they fill the fewest blocks evenly),
+    so a long sentence never ends in a block of one or two words that flashes by.
+    """
+    words = " ".join(text.split())
+    lines = textwrap.wrap(words, width=width, break_long_words=True, break_on_hyphens=True)
+    count = -(-len(lines) // max_lines)
+    if count > 1:
+        for narrower in range(-(-len(words) // (count * max_lines)), width + 1):
+            balanced = textwrap.wrap(
+                words, width=narrower, break_long_words=True, break_on_hyphens=True
+            )
+            if len(balanced) <= count * max_lines:
+                lines = balanced
+                break
     return ["\n".join(lines[i : i + max_lines]) for i in range(0, len(lines), max_lines)] or [""]
 
 
-def _split_cues(cues: Sequence[Cue]) -> list[Cue]:
-    """Cues whose text needs more than two lines become consecutive cues, timed by length."""
+MIN_CUE_S = 1.0
+"""Shortest subtitle cue worth showing; a shorter one is merged into a neighbour."""
+
+
+def merge_short_cues(cues: Sequence[Cue], min_s: float = MIN_CUE_S) -> list[Cue]:
+    """Merge every cue shorter than ``min_s`` into a neighbour, keeping the cues' starts.
+
+    A short cue joins the cue before it (which keeps its start); the first cue, when short,
+    takes in the one after it. Starts are never moved, so a cue still starts where its
+    narration does.
+    """
     out: list[Cue] = []
     for start, end, text in cues:
+        cue = (float(start), float(end), text)
+        if out and (cue[1] - cue[0] < min_s or out[-1][1] - out[-1][0] < min_s):
+            prev = out.pop()
+            cue = (prev[0], max(prev[1], cue[1]), _join_text(prev[2], cue[2]))
+        out.append(cue)
+    return out
+
+
+def _join_text(first: str, second: str) -> str:
+    words = " ".join(f"{first} {second}".split())
+    return "\n".join(textwrap.wrap(words, width=42, break_long_words=True)) or words
+
+
+def _split_cues(cues: Sequence[Cue]) -> list[Cue]:
+    """Cues whose text needs more than two lines become consecutive cues, timed by length.
+
+    Cues shorter than :data:`MIN_CUE_S` (a short sentence, or the last words of a long one)
+    are merged into a neighbour (:func:`merge_short_cues`), so no cue flashes by.
+    """
+    out: list[Cue] = []
+    for start, end, text in merge_short_cues(cues):
         blocks = _wrap_cue(text)
         weights = [max(1, len(b.replace("\n", " "))) for b in blocks]
         total = sum(weights)
         t = float(start)
+        parts: list[Cue] = []
         for block, w in zip(blocks, weights, strict=True):
             t_end = t + (float(end) - float(start)) * w / total
-            out.append((t, t_end, block))
+            parts.append((t, t_end, block))
             t = t_end
-        if out:
-            out[-1] = (out[-1][0], float(end), out[-1][2])
+        if parts:
+            parts[-1] = (parts[-1][0], float(end), parts[-1][2])
+        out.extend(merge_short_cues(parts))
     return out
 
 

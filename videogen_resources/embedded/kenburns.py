@@ -21,7 +21,7 @@ from videogen_resources import media
 from videogen_resources.base import ClipMakerResource, ClipResult, ProgressFn
 
 ENGINE = "kenburns"
-_RENDER_VERSION = "3"  # bump when the motion or encoding changes
+_RENDER_VERSION = "4"  # bump when the motion or encoding changes (4: BT.709 tagged)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def kenburns_filter(
     h0 = _even(height * move.max_zoom)
     head = (
         f"[0:v:0]scale={w0}:{h0}:force_original_aspect_ratio=increase:flags=lanczos,"
-        f"crop={w0}:{h0},setsar=1,format=yuv420p,loop=loop=-1:size=1:start=0,"
+        f"crop={w0}:{h0},setsar=1,{media.TO_BT709},format=yuv420p,loop=loop=-1:size=1:start=0,"
         f"settb=1/{fps},setpts=N,fps={fps}"
     )
     if not move.zooms:
@@ -95,7 +95,7 @@ def kenburns_filter(
             crop = f"crop={width}:{height}:x='(iw-ow)*{move.fx}':y='(ih-oh)*{move.fy}':exact=1"
         else:
             crop = f"scale={width}:{height}:flags=lanczos"
-        return f"{head},{crop},format=yuv420p[v]"
+        return f"{head},{crop},format=yuv420p,{media.TAG_BT709}[v]"
     # Zooms: rescale the picture every frame (eval=frame) and centre it on a fixed canvas.
     # Sizes are multiples of 4 so the centring offsets are exact, even (chroma-aligned) pixels.
     sw = f"4*trunc({width}*{move.zoom}/4+0.5)"
@@ -104,7 +104,7 @@ def kenburns_filter(
         f"{head},scale=w='{sw}':h='{sh}':eval=frame:flags=bilinear[zoomed];"
         f"color=c=black:s={width}x{height}:r={fps},format=yuv420p[canvas];"
         f"[canvas][zoomed]overlay=x='({width}-({sw}))/2':y='({height}-({sh}))/2'"
-        f":eval=frame:shortest=1,format=yuv420p[v]"
+        f":eval=frame:shortest=1,format=yuv420p,{media.TAG_BT709}[v]"
     )
 
 
