@@ -120,6 +120,16 @@ def test_fcpxml_is_valid_against_its_declared_versions_dtd(
     assert_valid_fcpxml(out / "timeline.fcpxml")
     root = ET.parse(out / "timeline.fcpxml").getroot()
     assert len(root.findall("./event/project/sequence/spine/gap")) == 1
+    for kind in ("fcpxml", "fcp7_xml", "otio"):  # the gaps read back where they belong
+        timeline = read_timeline(out / TIMELINE_FILES[kind], fps=FPS)
+        for track in timeline.tracks:
+            items = list(track)
+            if kind == "fcpxml":  # OTIO's reader puts the sequence's tcStart before the cuts
+                lead = items.pop(0)
+                assert isinstance(lead, otio.schema.Gap) and lead.duration().to_frames() == 108000
+            gaps = [isinstance(item, otio.schema.Gap) for item in items]
+            missing = 1 if track.kind == otio.schema.TrackKind.Video else 3
+            assert gaps == [n == missing for n in range(len(partial.items))], (kind, track.kind)
     # and the check can fail: an attribute the declared version does not have is caught
     bad = tmp_path / "bad.fcpxml"
     text = (dest / "timeline.fcpxml").read_text(encoding="utf-8")

@@ -1,5 +1,8 @@
 """NLE timelines for an export package: one timeline, written five ways.
 
+Every writer is one linear pass over the sentences (400 sentences: a fraction of a second); the
+files are read back with OpenTimelineIO's own adapters in the tests.
+
 The timeline has a video track of clips and an audio track of narrations, cut at sentence
 boundaries, with a marker at the start of every section.
 
@@ -9,13 +12,15 @@ boundaries, with a marker at the start of every section.
   ``asset-clip`` (lane -1) of its clip, with ``audioRole="dialogue"``; the format is tagged
   Rec. 709; audio assets give their length in samples (``72000/48000s``), clips and edits in
   whole frames (``4500/3000s``).
-* FCP7 XML / xmeml (``otio-fcp-adapter``), for Premiere Pro, then completed: the sequence's
-  format gets sample characteristics (size, rate, pixel aspect); each file says what it holds (a
-  silent clip claims no audio stream; a narration gets its sample rate and channel count);
-  narration clip items get a ``sourcetrack``; the document gets its DOCTYPE.
-* CMX3600 EDL (``otio-cmx3600-adapter``): the writer takes exactly one video track and drops
-  audio, so the narration is its own EDL (``timeline_narration.edl``). Reel names are unique
-  across both EDLs: ``V0001``... for clips, ``A0001``... for narrations.
+* FCP7 XML / xmeml (``timeline.xml``), for Premiere Pro: written directly too (the adapter's
+  writer cost more than the rest of the export): the sequence's format has its sample
+  characteristics (size, rate, pixel aspect); each file says what it holds (a silent clip no
+  audio stream; a narration its sample rate, depth and channel count), its exact length and its
+  reel; narration clip items have a ``sourcetrack``.
+* CMX3600 EDLs (``timeline.edl`` for the clips, ``timeline_narration.edl`` for the narrations:
+  an EDL event has one source, and many readers take video only): written directly, one cut
+  event per sentence with the clip name and file URL as comments. Reel names are unique across
+  both EDLs: ``V0001``... for clips, ``A0001``... for narrations.
 * ``timeline.otio``: the timeline itself.
 
 Media references are absolute ``file://`` URLs of the place the package is written to (what
@@ -27,15 +32,15 @@ name (the editors' relink-by-folder), or rewritten for its new place by
 
 from __future__ import annotations
 
-import re
 import uuid
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
+from xml.sax.saxutils import escape
 
 import opentimelineio as otio
 
@@ -58,7 +63,6 @@ _VIDEO_TRACK = "Video"
 _AUDIO_TRACK = "Narration"
 _FCPX_HEIGHT_NAMES = {(1280, 720): "720", (1920, 1080): "1080", (3840, 2160): "2160"}
 _UID_NAMESPACE = uuid.UUID("6f1c5a52-3b8e-5d0e-9d2f-6a5c0e3f7b41")
-_EDL_EVENT = re.compile(r"^(\d{3,6}\s+\S+\s+\S+\s+C\s+)(\S+) (\S+) (\S+) (\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -259,10 +263,6 @@ def write_timelines(
     """
     folder.mkdir(parents=True, exist_ok=True)
     out = {kind: folder / name_ for kind, name_ in TIMELINE_FILES.items()}
-    media = {e.clip: e.clip_info for e in entries if e.clip and e.clip_info}
-    media.update(
-        {e.narration: e.narration_info for e in entries if e.narration and e.narration_info}
-    )
     timeline = build_timeline(
         name, entries, fps=fps, media_root=media_root, start_frame=start_frame
     )
@@ -281,51 +281,38 @@ def write_timelines(
         encoding="utf-8",
     )
 
-    xmeml = otio.adapters.write_to_string(timeline, adapter_name="fcp_xml")
-    by_url = {media_url(media_root, rel): info for rel, info in media.items() if info}
     out["fcp7_xml"].write_text(
-        fix_xmeml(xmeml, fps=fps, width=width, height=height, media=by_url), encoding="utf-8"
+        xmeml_text(
+            entries,
+            name=name,
+            fps=fps,
+            width=width,
+            height=height,
+            media_root=media_root,
+            start_frame=start_frame,
+        ),
+        encoding="utf-8",
     )
-
-    video_tracks = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
-    audio_tracks = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio]
-    video_only = otio.schema.Timeline(name=timeline.name)
-    video_only.tracks.append(video_tracks[0].clone())
-    edl = otio.adapters.write_to_string(video_only, adapter_name="cmx_3600", rate=fps)
-    out["edl"].write_text(_shift_edl(edl, start_frame, fps), encoding="utf-8")
-    # The writer emits track 0 only and insists on exactly one video track: put the narration
-    # first and an empty video track after it, so its events come out as audio ("A") events.
-    narration_only = otio.schema.Timeline(name=f"{timeline.name} narration")
-    narration_only.tracks.append(audio_tracks[0].clone())
-    narration_only.tracks.append(otio.schema.Track(kind=otio.schema.TrackKind.Video))
-    edl = otio.adapters.write_to_string(narration_only, adapter_name="cmx_3600", rate=fps)
-    out["edl_narration"].write_text(_shift_edl(edl, start_frame, fps), encoding="utf-8")
+    out["edl"].write_text(
+        edl_text(entries, title=name, fps=fps, media_root=media_root, start_frame=start_frame),
+        encoding="utf-8",
+    )
+    out["edl_narration"].write_text(
+        edl_text(
+            entries,
+            title=f"{name} narration",
+            fps=fps,
+            media_root=media_root,
+            audio=True,
+            start_frame=start_frame,
+        ),
+        encoding="utf-8",
+    )
 
     out["otio"].write_text(
         otio.adapters.write_to_string(timeline, adapter_name="otio_json"), encoding="utf-8"
     )
     return out
-
-
-def _shift_edl(text: str, start_frame: int, fps: int) -> str:
-    """Move an EDL's record timecodes to start at ``start_frame`` (the writer starts at 0)."""
-    if not start_frame:
-        return text
-    lines = []
-    for line in text.splitlines():
-        match = _EDL_EVENT.match(line)
-        if match:
-            head, src_in, src_out, rec_in, rec_out = match.groups()
-            rec_in = timecode(_tc_frames(rec_in, fps) + start_frame, fps)
-            rec_out = timecode(_tc_frames(rec_out, fps) + start_frame, fps)
-            line = f"{head}{src_in} {src_out} {rec_in} {rec_out}"
-        lines.append(line)
-    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
-
-
-def _tc_frames(tc: str, fps: int) -> int:
-    hh, mm, ss, ff = (int(x) for x in re.split(r"[:;]", tc))
-    return ((hh * 60 + mm) * 60 + ss) * fps + ff
 
 
 def read_timeline(path: Path, *, fps: int) -> otio.schema.Timeline:
@@ -561,85 +548,255 @@ def _reel(asset: ET.Element, reel: str) -> None:
 # ---------------------------------------------------------------- FCP7 XML (xmeml)
 
 
-def fix_xmeml(
-    text: str, *, fps: int, width: int, height: int, media: Mapping[str, MediaInfo]
+def xmeml_text(
+    entries: Sequence[TimelineEntry],
+    *,
+    name: str,
+    fps: int,
+    width: int,
+    height: int,
+    media_root: str,
+    start_frame: int = 0,
 ) -> str:
-    """Close what the FCP7 XML adapter leaves out (see the module docstring)."""
-    root = ET.fromstring(text)
-    for sequence in root.iter("sequence"):
-        seq_media = sequence.find("media")
-        if seq_media is None:
-            continue
-        seq_video = seq_media.find("video")
-        if seq_video is not None:
-            fmt = seq_video.find("format")
-            if fmt is None:
-                fmt = ET.Element("format")
-                seq_video.insert(0, fmt)
-            fmt.clear()
-            fmt.append(_video_characteristics(fps, width, height))
-        seq_audio = seq_media.find("audio")
-        if seq_audio is not None and seq_audio.find("format") is None:
-            fmt = ET.Element("format")
-            chars = ET.SubElement(fmt, "samplecharacteristics")
-            ET.SubElement(chars, "depth").text = "16"
-            ET.SubElement(chars, "samplerate").text = "48000"
-            seq_audio.insert(0, fmt)
+    """The FCP7 XML (xmeml version 4) document of the timeline, for Premiere Pro, in one pass.
 
-        for track_kind in ("video", "audio"):
-            kind_el = seq_media.find(track_kind)
-            if kind_el is None:
-                continue
-            for clipitem in kind_el.iter("clipitem"):
-                file_el = clipitem.find("file")
-                if file_el is None:
-                    continue
-                url = file_el.findtext("pathurl")
-                info = media.get(url or "")
-                if info is not None:
-                    _describe_file(file_el, info, fps)
-                if track_kind == "audio" and clipitem.find("sourcetrack") is None:
-                    source = ET.SubElement(clipitem, "sourcetrack")
-                    ET.SubElement(source, "mediatype").text = "audio"
-                    ET.SubElement(source, "trackindex").text = "1"
-    return _xml_text(root, "xmeml")
+    A video track of clip items and an audio track of narration clip items (each with its
+    ``sourcetrack``), cut at the same frames; every file says what it holds (a silent clip no
+    audio stream; a narration its sample rate, depth and channel count) and its exact length;
+    section markers on the video clip items; the sequence timecode starts at ``start_frame``.
+    """
+    out: list[str] = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        "<!DOCTYPE xmeml>",
+        '<xmeml version="4">',
+        "  <project>",
+        f"    <name>{_x(name)}</name>",
+        "    <children>",
+        '      <sequence id="sequence-1">',
+        f"        <name>{_x(name)}</name>",
+        f"        <duration>{sum(e.frames for e in entries)}</duration>",
+        *_xmeml_rate(fps, "        "),
+        "        <media>",
+        "          <video>",
+        "            <format>",
+        *_video_chars(fps, width, height, "              "),
+        "            </format>",
+        "            <track>",
+    ]
+    ids = iter(range(1, 2 * len(entries) + 1))
+    video: list[str] = []
+    audio: list[str] = []
+    at = 0
+    for position, entry in enumerate(entries, start=1):
+        number = entry.number or position
+        if entry.clip is not None:
+            info = entry.clip_info or MediaInfo(has_video=True)
+            video += _clipitem(
+                next(ids),
+                f"{entry.stem}_clip",
+                media_url(media_root, entry.clip),
+                at,
+                entry.frames,
+                entry.frames,
+                info,
+                fps,
+                reel=video_reel(number),
+                marker=entry.section if entry.section_start else None,
+            )
+        if entry.narration is not None:
+            available = int(_narration_range(entry, fps).duration.value)
+            info = entry.narration_info or MediaInfo(has_audio=True, audio_channels=1)
+            audio += _clipitem(
+                next(ids),
+                f"{entry.stem}_narration",
+                media_url(media_root, entry.narration),
+                at,
+                min(entry.frames, available),
+                available,
+                info,
+                fps,
+                reel=audio_reel(number),
+                audio=True,
+            )
+        at += entry.frames
+    out += video
+    out += [
+        "            </track>",
+        "          </video>",
+        "          <audio>",
+        "            <format>",
+        "              <samplecharacteristics>",
+        "                <depth>16</depth>",
+        "                <samplerate>48000</samplerate>",
+        "              </samplecharacteristics>",
+        "            </format>",
+        "            <track>",
+    ]
+    out += audio
+    out += [
+        "            </track>",
+        "          </audio>",
+        "        </media>",
+        *_xmeml_timecode(start_frame, fps, "        "),
+        "      </sequence>",
+        "    </children>",
+        "  </project>",
+        "</xmeml>",
+    ]
+    return "\n".join(out) + "\n"
 
 
-def _rate_element(fps: int) -> ET.Element:
-    rate = ET.Element("rate")
-    ET.SubElement(rate, "timebase").text = str(fps)
-    ET.SubElement(rate, "ntsc").text = "FALSE"
-    return rate
-
-
-def _video_characteristics(fps: int, width: int | None, height: int | None) -> ET.Element:
-    chars = ET.Element("samplecharacteristics")
-    chars.append(_rate_element(fps))
-    if width is not None:
-        ET.SubElement(chars, "width").text = str(width)
-    if height is not None:
-        ET.SubElement(chars, "height").text = str(height)
-    ET.SubElement(chars, "anamorphic").text = "FALSE"
-    ET.SubElement(chars, "pixelaspectratio").text = "square"
-    ET.SubElement(chars, "fielddominance").text = "none"
-    return chars
-
-
-def _describe_file(file_el: ET.Element, info: MediaInfo, fps: int) -> None:
-    file_media = file_el.find("media")
-    if file_media is None:
-        file_media = ET.SubElement(file_el, "media")
-    for child in list(file_media):
-        file_media.remove(child)
+def _clipitem(
+    n: int,
+    name: str,
+    url: str,
+    at: int,
+    frames: int,
+    available: int,
+    info: MediaInfo,
+    fps: int,
+    *,
+    reel: str,
+    audio: bool = False,
+    marker: str | None = None,
+) -> list[str]:
+    i = "              "
+    lines = [
+        f'{i}<clipitem id="clipitem-{n}">',
+        f"{i}  <name>{_x(name)}</name>",
+        f"{i}  <enabled>TRUE</enabled>",
+        f"{i}  <duration>{available}</duration>",
+        *_xmeml_rate(fps, i + "  "),
+        f"{i}  <start>{at}</start>",
+        f"{i}  <end>{at + frames}</end>",
+        f"{i}  <in>0</in>",
+        f"{i}  <out>{frames}</out>",
+        f'{i}  <file id="file-{n}">',
+        f"{i}    <name>{_x(url.rsplit('/', 1)[-1])}</name>",
+        f"{i}    <pathurl>{_x(url)}</pathurl>",
+        *_xmeml_rate(fps, i + "    "),
+        f"{i}    <duration>{available}</duration>",
+        *_xmeml_timecode(0, fps, i + "    ", reel=reel),
+        f"{i}    <media>",
+    ]
     if info.has_video:
-        video = ET.SubElement(file_media, "video")
-        video.append(_video_characteristics(fps, info.width, info.height))
+        lines += [
+            f"{i}      <video>",
+            *_video_chars(fps, info.width, info.height, i + "        "),
+            f"{i}      </video>",
+        ]
     if info.has_audio:
-        audio = ET.SubElement(file_media, "audio")
-        chars = ET.SubElement(audio, "samplecharacteristics")
-        ET.SubElement(chars, "depth").text = str(info.audio_depth or 16)
-        ET.SubElement(chars, "samplerate").text = str(info.audio_rate or 48000)
-        ET.SubElement(audio, "channelcount").text = str(info.audio_channels or 1)
+        lines += [
+            f"{i}      <audio>",
+            f"{i}        <samplecharacteristics>",
+            f"{i}          <depth>{info.audio_depth or 16}</depth>",
+            f"{i}          <samplerate>{info.audio_rate or 48000}</samplerate>",
+            f"{i}        </samplecharacteristics>",
+            f"{i}        <channelcount>{info.audio_channels or 1}</channelcount>",
+            f"{i}      </audio>",
+        ]
+    lines += [f"{i}    </media>", f"{i}  </file>"]
+    if audio:
+        lines += [
+            f"{i}  <sourcetrack>",
+            f"{i}    <mediatype>audio</mediatype>",
+            f"{i}    <trackindex>1</trackindex>",
+            f"{i}  </sourcetrack>",
+        ]
+    if marker is not None:
+        lines += [
+            f"{i}  <marker>",
+            f"{i}    <name>{_x(marker)}</name>",
+            f"{i}    <in>0</in>",
+            f"{i}    <out>1</out>",
+            f"{i}  </marker>",
+        ]
+    lines.append(f"{i}</clipitem>")
+    return lines
+
+
+def _xmeml_rate(fps: int, indent: str) -> list[str]:
+    return [
+        f"{indent}<rate>",
+        f"{indent}  <timebase>{fps}</timebase>",
+        f"{indent}  <ntsc>FALSE</ntsc>",
+        f"{indent}</rate>",
+    ]
+
+
+def _xmeml_timecode(frame: int, fps: int, indent: str, *, reel: str | None = None) -> list[str]:
+    lines = [
+        f"{indent}<timecode>",
+        *_xmeml_rate(fps, indent + "  "),
+        f"{indent}  <string>{timecode(frame, fps)}</string>",
+        f"{indent}  <frame>{frame}</frame>",
+        f"{indent}  <displayformat>NDF</displayformat>",
+    ]
+    if reel is not None:
+        lines += [f"{indent}  <reel>", f"{indent}    <name>{reel}</name>", f"{indent}  </reel>"]
+    return [*lines, f"{indent}</timecode>"]
+
+
+def _video_chars(fps: int, width: int | None, height: int | None, indent: str) -> list[str]:
+    lines = [f"{indent}<samplecharacteristics>", *_xmeml_rate(fps, indent + "  ")]
+    if width is not None:
+        lines.append(f"{indent}  <width>{width}</width>")
+    if height is not None:
+        lines.append(f"{indent}  <height>{height}</height>")
+    return [
+        *lines,
+        f"{indent}  <anamorphic>FALSE</anamorphic>",
+        f"{indent}  <pixelaspectratio>square</pixelaspectratio>",
+        f"{indent}  <fielddominance>none</fielddominance>",
+        f"{indent}</samplecharacteristics>",
+    ]
+
+
+def _x(text: str) -> str:
+    return escape(text, {'"': "&quot;"})
+
+
+# ---------------------------------------------------------------- CMX3600 EDL
+
+
+def edl_text(
+    entries: Sequence[TimelineEntry],
+    *,
+    title: str,
+    fps: int,
+    media_root: str,
+    audio: bool = False,
+    start_frame: int = 0,
+) -> str:
+    """A CMX3600 EDL of the clips (or, with ``audio``, of the narrations) in one pass.
+
+    One cut event per sentence, record times from ``start_frame``; a missing file is a black
+    (``BL``) event of its length; the clip name and file URL follow each event as comments
+    (``* FROM CLIP NAME:``, ``* FROM CLIP:``), section starts as ``* LOC:`` markers.
+    """
+    lines = [f"TITLE: {title}", "FCM: NON-DROP FRAME", ""]
+    at = start_frame
+    kind = "A" if audio else "V"
+    for position, entry in enumerate(entries, start=1):
+        number = entry.number or position
+        rel = entry.narration if audio else entry.clip
+        frames = entry.frames
+        if rel is not None and audio:
+            frames = min(frames, int(_narration_range(entry, fps).duration.value))
+        reel = "BL" if rel is None else (audio_reel(number) if audio else video_reel(number))
+        lines.append(
+            f"{position:03d}  {reel:8} {kind:5} C        "
+            f"{timecode(0, fps)} {timecode(frames, fps)} "
+            f"{timecode(at, fps)} {timecode(at + frames, fps)}"
+        )
+        if rel is not None:
+            suffix = "narration" if audio else "clip"
+            lines.append(f"* FROM CLIP NAME:  {entry.stem}_{suffix}")
+            lines.append(f"* FROM CLIP: {media_url(media_root, rel)}")
+        if entry.section_start and not audio:
+            lines.append(f"* LOC: {timecode(0, fps)} BLUE    {entry.section.upper()}")
+        at += entry.frames
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- helpers
