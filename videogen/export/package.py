@@ -25,6 +25,7 @@ export (or :func:`recover_export`): stale temporary folders go, and a backup is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -351,6 +352,7 @@ class _Builder:
         self.previous: dict[str, dict[str, Any]] = {}  # source key -> previous file record
         self.previous_by_hash: dict[str, dict[str, Any]] = {}
         self.previous_loudness: dict[str, float] = {}  # sentence id -> narration loudness
+        self.streams: dict[str, MediaInfo] = {}  # sha256 -> what the file holds (probed once)
         prev_meta = dest / METADATA_FILE
         if prev_meta.is_file():
             try:
@@ -364,6 +366,10 @@ class _Builder:
                     self.previous[str(record["source_key"])] = record
                 if record.get("sha256") and not record.get("conversion"):
                     self.previous_by_hash[str(record["sha256"])] = record
+                streams = record.get("streams")
+                if record.get("sha256") and isinstance(streams, dict):
+                    with contextlib.suppress(TypeError):
+                        self.streams[str(record["sha256"])] = MediaInfo(**streams)
             for sentence in data.get("sentences", []) if isinstance(data, dict) else []:
                 if isinstance(sentence, dict) and isinstance(
                     sentence.get("loudness_lufs"), (int, float)
@@ -457,6 +463,17 @@ class _Builder:
             self.on_file(rel)
         return _Placed(rel, record), False
 
+    def probe(self, placed: _Placed) -> MediaInfo:
+        """What a placed clip or narration holds: probed once per content, remembered."""
+        sha = str(placed.record.get("sha256", ""))
+        info = self.streams.get(sha)
+        if info is None:
+            info = probe_media(self.tmp / placed.rel)
+            if sha:
+                self.streams[sha] = info
+        placed.record["streams"] = dataclasses.asdict(info)
+        return info
+
     def write_text(self, rel: str, text: str) -> None:
         target = self.tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -530,10 +547,10 @@ def _build(
                     measured[sid] = measure_loudness(tmp / done.rel)
             else:
                 done = builder.place(Path(source), rel, kind, key)
+            if kind in ("narration", "clip"):
+                media[done.rel] = builder.probe(done)
             files.append(done.record)
             placed[kind] = done.rel
-            if kind in ("narration", "clip"):
-                media[done.rel] = probe_media(tmp / done.rel)
 
         first_in_section = not sections or sections[-1]["title"] != item.section
         if first_in_section:
