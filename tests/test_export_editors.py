@@ -368,3 +368,62 @@ def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> 
         worker.join(60)
     refuse_during_runs(instance, "demo")  # finished: no longer refused
     assert json.loads(json.dumps([r.run_id for r in runs_in_progress(instance, "demo")])) == []
+
+
+def test_render_and_export_keep_creator_files_and_export_goes_to_dir(
+    studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from videogen.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    runner = CliRunner()
+
+    def cli(*args: str) -> tuple[int, str]:
+        result = runner.invoke(main, ["--home", str(studio_root), *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    script = tmp_path / "s.md"
+    script.write_text("# One\nA single short line for the editor.\n", encoding="utf-8")
+    assert cli("new", "Tides", "--script", str(script))[0] == 0
+    code, out = cli("render", "tides")
+    assert code == 0, out
+    package = studio_root / "exports" / "tides"
+    assert (package / "timeline.fcpxml").is_file()
+    mine = {"tides.drp": b"edit", "notes/a/b.txt": b"nested note", "videos/take2.mp4": b"x"}
+    for rel, data in mine.items():
+        (package / rel).parent.mkdir(parents=True, exist_ok=True)
+        (package / rel).write_bytes(data)
+    before = (package / "metadata.json").stat().st_mtime_ns
+    code, out = cli("render", "tides")  # the render re-exports too
+    assert code == 0, out
+    assert (package / "metadata.json").stat().st_mtime_ns != before  # it did
+    assert all((package / rel).read_bytes() == data for rel, data in mine.items())
+    code, out = cli("export", "tides")
+    assert code == 0, out
+    assert "3 of your own files in the folder kept" in out
+    for rel, data in mine.items():
+        assert (package / rel).read_bytes() == data, rel
+
+    share = tmp_path / "share"
+    code, out = cli("export", "tides", "--to", str(share), "--zip")
+    assert code == 0, out
+    assert (share / "tides.zip").is_file()
+    root = ET.parse(share / "tides" / "timeline.fcpxml").getroot()
+    srcs = [a.get("src", "") for a in root.iter("asset")]
+    assert srcs and all(s.startswith((share / "tides").resolve().as_uri() + "/") for s in srcs)
+    assert all(Path(unquote(urlparse(s).path)).is_file() for s in srcs)
+    assert_valid_fcpxml(share / "tides" / "timeline.fcpxml")
+    # the clip carries the narration too; the timeline plays it once, from the narration
+    (clip_asset,) = [a for a in root.iter("asset") if a.get("hasVideo") == "1"]
+    assert clip_asset.get("hasAudio") == "1"
+    spine = root.findall("./event/project/sequence/spine/asset-clip")
+    assert [c.get("srcEnable") for c in spine] == ["video"]
+    (narration,) = (share / "tides" / "audio").glob("*.wav")
+    rate, width, _, samples = _wav_facts(narration)
+    assert (rate, width) == (48000, 2) and samples % SAMPLES_PER_FRAME == 0
+    meta = read_metadata(share / "tides")
+    validate_metadata(meta)
+    assert meta["sentences"][0]["loudness_lufs"] is not None

@@ -8,7 +8,8 @@ boundaries, with a marker at the start of every section.
 
 * FCPXML (``timeline.fcpxml``), for DaVinci Resolve and Final Cut Pro: written directly (one
   pass, linear in the clip count) as FCPXML 1.8, valid against Apple's DTD of that version. The
-  video clips are ``asset-clip`` elements on the spine; each narration is a connected
+  video clips are ``asset-clip`` elements on the spine (picture only: ``srcEnable="video"``, as
+  a clip's own sound is its narration); each narration is a connected
   ``asset-clip`` (lane -1) of its clip, with ``audioRole="dialogue"``; the format is tagged
   Rec. 709; audio assets give their length in samples (``72000/48000s``), clips and edits in
   whole frames (``4500/3000s``).
@@ -489,6 +490,9 @@ def fcpxml_text(
                     "duration": t(entry.frames),
                     "format": "r1",
                     "tcFormat": "NDF",
+                    # the picture only: a clip's own sound is the narration, which is
+                    # connected below (and played once)
+                    "srcEnable": "video",
                 },
             )
         else:
