@@ -427,3 +427,19 @@ def test_render_and_export_keep_creator_files_and_export_goes_to_dir(
     meta = read_metadata(share / "tides")
     validate_metadata(meta)
     assert meta["sentences"][0]["loudness_lufs"] is not None
+
+
+def test_a_file_saved_during_the_swap_is_moved_into_the_new_package(tmp_path: Path) -> None:
+    from videogen.export.package import _swap
+
+    dest = tmp_path / "demo"
+    (dest / "notes").mkdir(parents=True)
+    (dest / "timeline.fcpxml").write_text("old", encoding="utf-8")
+    (dest / "notes" / "saved-just-now.txt").write_text("mine", encoding="utf-8")
+    new = tmp_path / ".demo.tmp-1"
+    new.mkdir()
+    (new / "timeline.fcpxml").write_text("new", encoding="utf-8")
+    _swap(new, dest, keep=lambda rel: rel != "timeline.fcpxml")
+    assert (dest / "timeline.fcpxml").read_text(encoding="utf-8") == "new"
+    assert (dest / "notes" / "saved-just-now.txt").read_text(encoding="utf-8") == "mine"
+    assert not list(tmp_path.glob(".demo.bak-*"))

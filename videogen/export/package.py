@@ -228,10 +228,10 @@ def write_export(
             _check_unchanged(report.sources)
             if before_swap is not None:
                 before_swap()
-            owned = _studio_files(dest)
-            kept = _carry_creator_files(dest, tmp, owned | set(report.files))
+            studio = _studio_files(dest) | set(report.files)
+            kept = _carry_creator_files(dest, tmp, studio)
             _fsync_tree(tmp)
-            _swap(tmp, dest, keep=lambda rel: rel not in owned and rel not in report.files)
+            _swap(tmp, dest, keep=lambda rel: rel not in studio)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
