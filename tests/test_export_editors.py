@@ -30,6 +30,7 @@ import dagster as dg
 import numpy as np
 import opentimelineio as otio
 import pytest
+import yaml
 from test_export_timelines import FPS, make_project
 
 from videogen.export import (
@@ -235,6 +236,11 @@ def test_start_timecode_is_a_brief_setting_checked_against_fps() -> None:
         ProjectBrief(name="tides", title="Tides", fps=25, start_timecode="01:00:00:25")
     with pytest.raises(ValueError, match="start_timecode"):
         ProjectBrief(name="tides", title="Tides", start_timecode="1:00:00")
+    # unquoted in project.yaml, YAML reads 1:00:00:00 as a number: still the timecode
+    parsed = yaml.safe_load("start_timecode: 1:00:00:00")
+    assert isinstance(parsed["start_timecode"], int)
+    brief = ProjectBrief(name="tides", title="Tides", **parsed)
+    assert brief.start_timecode == "01:00:00:00"
 
 
 def test_loudness_is_in_metadata_measured_when_not_given(

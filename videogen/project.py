@@ -97,6 +97,18 @@ class ProjectBrief(BaseModel):
             raise ValueError("fps must be 24, 25 or 30")
         return v
 
+    @field_validator("start_timecode", mode="before")
+    @classmethod
+    def _start_timecode_from_yaml(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted 1:00:00:00 as a base-60 number: give the timecode back
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            parts = []
+            for _ in range(4):
+                v, digit = divmod(v, 60)
+                parts.append(f"{digit:02d}")
+            return ":".join(reversed(parts)) if v == 0 else str(v)
+        return v
+
     @field_validator("start_timecode")
     @classmethod
     def _start_timecode(cls, v: str, info: ValidationInfo) -> str:
