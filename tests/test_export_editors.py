@@ -449,3 +449,27 @@ def test_a_file_saved_during_the_swap_is_moved_into_the_new_package(tmp_path: Pa
     assert (dest / "timeline.fcpxml").read_text(encoding="utf-8") == "new"
     assert (dest / "notes" / "saved-just-now.txt").read_text(encoding="utf-8") == "mine"
     assert not list(tmp_path.glob(".demo.bak-*"))
+
+
+@pytest.mark.parametrize(("rate", "channels", "fps"), [(24000, 1, 25), (44100, 2, 24)])
+def test_any_narration_becomes_48k_pcm_of_whole_frames(
+    tmp_path: Path, rate: int, channels: int, fps: int
+) -> None:
+    from scipy.io import wavfile
+
+    from videogen.export.package import package_narration
+
+    seconds = 1.337
+    t = np.arange(int(rate * seconds)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    source = tmp_path / "float.wav"
+    wavfile.write(source, rate, np.stack([tone] * channels, axis=1) if channels > 1 else tone)
+    target = tmp_path / "out.wav"
+    total = package_narration(source, target, frames=None, fps=fps)
+    got_rate, width, got_channels, samples = _wav_facts(target)
+    assert (got_rate, width, got_channels, samples) == (48000, 2, channels, total)
+    per_frame = 48000 // fps
+    assert samples % per_frame == 0
+    assert 0 <= samples - seconds * 48000 < per_frame + 48  # padded to the next frame only
+    total = package_narration(source, target, frames=50, fps=fps)  # at least the sentence
+    assert total == 50 * per_frame == _wav_facts(target)[3]
