@@ -152,5 +152,5 @@ def build_definitions(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The code location's Definitions (loaded by `dagster dev -w workspace.yaml`)."""
+    """The code location's Definitions (`dg dev`, `dg launch`; see [tool.dg] in pyproject)."""
     return build_definitions()
