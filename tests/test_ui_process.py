@@ -1,14 +1,15 @@
 """`videogen ui`: Dagster started for a studio, and stopped completely by a signal.
 
 Pins: `videogen ui` runs `dg dev` (webserver, daemon, code server, run workers) in a process
-group of its own. SIGTERM or SIGINT to the `videogen ui` process ends every process of that
-group: afterwards none remains, the webserver and media ports can be bound again, and `videogen
-ui` exits 0. Its console carries no DEBUG/INFO record of Dagster's, no deprecation warning and no
-warning about a `dagster.yaml`; it prints the project's lineage page (its asset group in the UI,
-which answers), opens it with `--open` (through $BROWSER), and prints exactly one line per
-finished run (the daemon's automation materializing a new project's sentence), naming the
-run's id as the instance records it. The console filter keeps warnings and errors with their
-continuation lines and drops DEBUG/INFO records with theirs.
+group of its own. SIGTERM, SIGINT or SIGHUP (a closed terminal) to the `videogen ui` process
+ends every process of that group: afterwards none remains, the webserver and media ports can
+be bound again, and `videogen ui` exits 0. Its console carries no DEBUG/INFO record of
+Dagster's, no deprecation warning and no warning about a `dagster.yaml`; it prints the
+project's lineage page (its asset group in the UI, which answers), opens it with `--open`
+(through $BROWSER), and prints exactly one line per finished run (the daemon's automation
+materializing a new project's sentence), naming the run's id as the instance records it. The
+console filter keeps warnings and errors with their continuation lines and drops DEBUG/INFO
+records with theirs.
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ class UI:
             self.proc.wait(timeout=30)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_a_signal_stops_every_dagster_process(tmp_path: Path, sig: signal.Signals) -> None:
     ui = UI(tmp_path, "--open")
     try:

@@ -3,9 +3,10 @@
 - `dg dev` (webserver, daemon and the code server they share) runs from the repository root,
   where ``[tool.dg]`` in pyproject.toml names the code location, in its **own process group**.
   SIGTERM or SIGINT to `videogen ui` is forwarded to that whole group, the way Ctrl-C in a
-  terminal reaches every process of a foreground job: `dg dev` shuts its webserver and daemon
-  down, the code server and run workers stop. `videogen ui` then waits until no process of the
-  group remains (SIGKILL to the group after ``GRACE_S``) before it stops the media server and
+  terminal reaches every process of a foreground job (SIGHUP, a closed terminal, is forwarded
+  as SIGTERM: the group no longer belongs to the terminal): `dg dev` shuts its webserver and
+  daemon down, the code server and run workers stop. `videogen ui` then waits until no process
+  of the group remains (SIGKILL to the group after ``GRACE_S``) before it stops the media server and
   exits, so a stopped studio leaves no daemon materializing behind it and no port taken. On
   Linux it is also the *subreaper* of the group, so processes orphaned on the way down are
   reaped, not left as zombies.
@@ -291,13 +292,13 @@ def end_group(pgid: int, *, grace_s: float = GRACE_S) -> bool:
 
 @dataclass
 class Forwarder:
-    """Signal handlers that forward SIGTERM/SIGINT to the child's process group.
+    """Signal handlers that forward SIGTERM/SIGINT (and SIGHUP, as SIGTERM) to the child's group.
 
     A signal that arrives before the child exists is forwarded as soon as it does. A second
     signal while the group is stopping kills it.
     """
 
-    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     pgid: int | None = None
     received: list[int] = field(default_factory=list)
     _previous: dict[int, Any] = field(default_factory=dict)
@@ -327,8 +328,10 @@ class Forwarder:
 
     def _send(self, signum: int) -> None:
         assert self.pgid is not None
+        # A closed terminal (SIGHUP) stops Dagster the way SIGTERM does.
+        forwarded = signal.SIGTERM if signum == signal.SIGHUP else signum
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signum)
+            os.killpg(self.pgid, forwarded)
 
 
 def run_dagster_ui(
