@@ -28,6 +28,7 @@ from dagster._core.events import DagsterEventType
 
 from videogen.operations import create_project, render
 from videogen_assets.concurrency import configure_pools
+from videogen_assets.instance import INSTANCE_DEFAULTS
 from videogen_resources.settings import BackendSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="vg-latency-"))
     root, home = base / "studio", base / "home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(INSTANCE_DEFAULTS, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["VIDEOGEN_HOME"] = str(root)
     os.environ["VIDEOGEN_CLIP_PRESET"] = "ultrafast"

@@ -17,6 +17,7 @@ import pytest
 from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project, render, sync
+from videogen_assets.batching import AUTOMATION_RUN_TAG
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_assets.partitions import partitions_name
@@ -81,6 +82,7 @@ class World:
                 resources=resources,
                 selection=[dg.AssetKey.from_user_string(n) for n in sorted(names)],
                 partition_key=part,
+                tags={AUTOMATION_RUN_TAG: "true"},  # as on the runs the sensor requests
             )
             assert result.success, names
 

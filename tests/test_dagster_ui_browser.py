@@ -32,6 +32,7 @@ from browser import artifact_path, launch_chromium, require_chromium
 from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project
+from videogen_assets.instance import INSTANCE_DEFAULTS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -131,7 +132,7 @@ def make_studio(base: Path) -> tuple[Path, Path]:
     root.mkdir()
     home = base / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(INSTANCE_DEFAULTS, home / "dagster.yaml")
     script = base / "script.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
     instance = dg.DagsterInstance.from_config(str(home))

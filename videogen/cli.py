@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,9 @@ def dagster_home(root: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        src = REPO_ROOT / "dagster.yaml"
-        if src.exists():
-            shutil.copyfile(src, cfg)
+        from videogen_assets.instance import INSTANCE_DEFAULTS
+
+        shutil.copyfile(INSTANCE_DEFAULTS, cfg)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -394,24 +393,57 @@ def demo(ctx: click.Context, style: str) -> None:
 @main.command()
 @click.option("--port", default=3000, show_default=True, help="Dagster webserver port.")
 @click.option("--media-port", default=3031, show_default=True, help="Studio media server port.")
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the project's lineage page in a browser."
+)
 @click.pass_context
-def ui(ctx: click.Context, port: int, media_port: int) -> None:
-    """Start `dagster dev` (webserver + daemon) and the studio's media server on 127.0.0.1."""
+def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> None:
+    """Start `dg dev` (Dagster webserver + daemon) and the studio's media server on 127.0.0.1.
+
+    Prints warnings, errors and one line per finished run; SIGTERM or Ctrl-C stops every
+    Dagster process it started (videogen/ui.py).
+    """
     from videogen.media_server import start_in_thread
+    from videogen.ui import (
+        child_env,
+        dg_dev_command,
+        open_in_browser,
+        project_urls,
+        projects_by_recent_edit,
+        run_dagster_ui,
+    )
 
     root = _root(ctx)
     root.mkdir(parents=True, exist_ok=True)
-    _instance(root)  # DAGSTER_HOME, dagster.yaml and the pool limits the daemon will honour
-    origins = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
+    instance = _instance(root)  # DAGSTER_HOME, dagster.yaml and the pool limits the daemon honours
+    base_url = f"http://127.0.0.1:{port}"
+    origins = (base_url, f"http://localhost:{port}")
     media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
-    env = dict(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
-    cmd += ["-h", "127.0.0.1", "-p", str(port)]
-    click.echo(f"Dagster UI on http://127.0.0.1:{port}; studio media on {media} (studio {root})")
+    env = child_env(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
+    urls = project_urls(base_url, projects_by_recent_edit(root))
+    click.echo(f"Starting Dagster (dg dev) for the studio {root}; studio media on {media}")
+
+    def ready() -> None:
+        for project, url in urls:
+            click.echo(f"{project}: {url}")
+        first = urls[0][1] if urls else f"{base_url}/asset-groups"
+        click.echo(f"Dagster UI ready: {first}  (Ctrl-C stops it)")
+        if open_browser:
+            open_in_browser(first)
+
     try:
-        code = subprocess.call(cmd, env=env, cwd=str(REPO_ROOT))
+        code = run_dagster_ui(
+            dg_dev_command(port),
+            env=env,
+            cwd=REPO_ROOT,
+            out=sys.stderr,
+            on_ready=ready,
+            base_url=base_url,
+            instance=instance,
+        )
     finally:
         stop()
+    click.echo("Dagster stopped.")
     raise SystemExit(code)
 
 

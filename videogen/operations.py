@@ -221,11 +221,11 @@ def render(
         # itself, so a downstream asset in the same run would see no output and be skipped.
         for start, end in _contiguous_ranges(all_keys, todo):
             for kind in PER_SENTENCE:
-                dg.materialize(
+                _materialize(
+                    render_job_name(name, kind),
                     assets,
                     instance=instance,
                     resources=resources,
-                    run_config=QUIET,
                     selection=[key(name, kind)],
                     tags={
                         "dagster/asset_partition_range_start": start,
@@ -234,11 +234,11 @@ def render(
                         **owner,
                     },
                 )
-        result = dg.materialize(
+        result = _materialize(
+            render_job_name(name, "outputs"),
             assets,
             instance=instance,
             resources=resources,
-            run_config=QUIET,
             selection=[key(name, k) for k in PER_PROJECT],
             tags={"videogen/render": tag, **owner},
         )
@@ -250,6 +250,35 @@ def render(
         done = _count_done(instance, tag)
         progress(done, totals, 0.0)
     return result
+
+
+def render_job_name(project: str, step: str) -> str:
+    """The job name of a render's run: ``render_<project>_<asset kind or "outputs">``.
+
+    Dagster shows it in the run list (an unnamed in-process run would show as
+    ``__ephemeral_asset_job__``).
+    """
+    return f"render_{project}_{step}"
+
+
+def _materialize(
+    job_name: str,
+    assets: Sequence[dg.AssetsDefinition | dg.SourceAsset],
+    *,
+    instance: dg.DagsterInstance,
+    resources: dict[str, object],
+    selection: Sequence[dg.AssetKey],
+    tags: dict[str, str],
+) -> dg.ExecuteInProcessResult:
+    """`dg.materialize` in this process, as a run of a job named ``job_name``."""
+    defs = dg.Definitions(
+        jobs=[dg.define_asset_job(name=job_name, selection=list(selection))],
+        assets=assets,
+        resources=resources,
+    )
+    return defs.resolve_job_def(job_name).execute_in_process(
+        run_config=QUIET, instance=instance, tags=tags
+    )
 
 
 _PID_TAG = "videogen/pid"

@@ -25,6 +25,9 @@ from dagster._core.definitions.data_version import (
 
 from videogen_assets.records import LatestRecords
 
+AUTOMATION_RUN_TAG = "dagster/from_automation_condition"
+"""The tag (value "true") Dagster puts on the runs declarative automation requests."""
+
 
 def _provenance_tags(
     latest: LatestRecords, partition: str, parents: Sequence[tuple[dg.AssetKey, bool]]
@@ -55,7 +58,12 @@ class PartitionResults:
         self._result: dg.MaterializeResult | None = None
         self._kept: list[dg.AssetCheckResult] = []
         in_run = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
-        self._chained = any(p in in_run for p, is_source in parents if not is_source)
+        # The cascade rule is automation's: a run a creator launched (the UI, `dg launch`,
+        # `dagster asset materialize`) regenerates everything it selects.
+        by_automation = context.run.tags.get(AUTOMATION_RUN_TAG) == "true"
+        self._chained = by_automation and any(
+            p in in_run for p, is_source in parents if not is_source
+        )
         self._checks: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
 
     def unchanged(self, partition: str, output: Path) -> bool:
@@ -66,7 +74,9 @@ class PartitionResults:
         the rule that an unchanged output (a shot.json that came out identical) stops the
         cascade. The partition then records no materialization (Dagster logs it as skipped),
         and a step downstream of it in this run is skipped. Outside such a chain (a creator
-        materializing this asset alone) nothing is skipped.
+        materializing this asset alone, or launching a chain: the narration comes out
+        different every time, so a skipped keyframe would leave the clip stale) nothing is
+        skipped.
         """
         if not self._chained or not output.exists():
             return False

@@ -68,6 +68,11 @@ def automation_for(brief: ProjectBrief, *, partitioned: bool) -> dg.AutomationCo
     return regenerate_condition() if partitioned else dg.AutomationCondition.eager()
 
 
+def automation_sensor_name(project: str) -> str:
+    """The name of the sensor that runs a project's declarative automation."""
+    return f"automation_{project}"
+
+
 def discover_projects(root: Path) -> tuple[list[ProjectBrief], list[str]]:
     """The valid project briefs under a studio root, and the errors of the invalid ones."""
     briefs: list[ProjectBrief] = []
@@ -135,14 +140,16 @@ def build_definitions(
         )
         assets += project_assets
     sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
-    if automated:
+    # One automation sensor per project: its on/off switch in the UI's Automation page and from
+    # the CLI (`dagster sensor stop automation_<project>`), kept in the instance.
+    for project in sorted(automated):
         sensors.append(
             dg.AutomationConditionSensorDefinition(
-                "automation",
-                target=dg.AssetSelection.groups(*sorted(automated)),
+                automation_sensor_name(project),
+                target=dg.AssetSelection.groups(project),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=3,
-                description="Regenerates missing and stale sentences and project outputs.",
+                description=f"Regenerates {project}'s missing and stale sentences and outputs.",
             )
         )
     return dg.Definitions(
@@ -152,5 +159,5 @@ def build_definitions(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The code location's Definitions (loaded by `dagster dev -w workspace.yaml`)."""
+    """The code location's Definitions (`dg dev`, `dg launch`; see [tool.dg] in pyproject)."""
     return build_definitions()

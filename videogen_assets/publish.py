@@ -8,8 +8,9 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from sqlalchemy import select
 
+from videogen import paths
 from videogen.sync import SyncResult
-from videogen_assets.context import DIRECTION, SENTENCE, key
+from videogen_assets.context import DIRECTION, SCRIPT, SENTENCE, file_digest, key
 from videogen_assets.partitions import partitions_name
 from videogen_resources.database import Sentence, StudioDatabase
 from videogen_resources.studio import StudioResource
@@ -24,6 +25,7 @@ class PublishReport:
     partitions_deleted: list[str] = field(default_factory=list)
     sentence_observed: list[str] = field(default_factory=list)
     direction_observed: list[str] = field(default_factory=list)
+    script_reported: bool = False
 
     @property
     def changed(self) -> bool:
@@ -33,6 +35,7 @@ class PublishReport:
             or self.partitions_deleted
             or self.sentence_observed
             or self.direction_observed
+            or self.script_reported
         )
 
 
@@ -64,6 +67,7 @@ def publish(
         studio.remove_sentence_files(project, k)
         report.partitions_deleted.append(k)
 
+    report.script_reported = report_script(instance, studio, project, sentences=len(result.order))
     if not observe:
         return report
     k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
@@ -104,6 +108,40 @@ def publish(
         # the same versions again next time, which changes nothing.
         report_observations(instance, events)
     return report
+
+
+def report_script(
+    instance: dg.DagsterInstance, studio: StudioResource, project: str, *, sentences: int
+) -> bool:
+    """Record the creator's script.md as the `script` asset's latest materialization.
+
+    The `script` asset is materialized by Dagster only when the LLM writes the script; a script
+    the creator wrote (or edited) is reported as made outside Dagster, with the data version
+    the asset gives its own output (the file's content hash), so the UI shows the script that
+    is there instead of "Never materialized". Idempotent: nothing is reported when the latest
+    materialization already has this content. Returns whether a materialization was reported.
+    """
+    path = studio.project_dir(project) / paths.SCRIPT_FILE
+    if not path.is_file():
+        return False
+    version = file_digest(path)
+    asset_key = key(project, SCRIPT)
+    latest = instance.get_latest_materialization_event(asset_key)
+    mat = latest.asset_materialization if latest is not None else None
+    if mat is not None and mat.tags and mat.tags.get(DATA_VERSION_TAG) == version:
+        return False
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=asset_key,
+            description="script.md as it is on disk (written or edited outside Dagster)",
+            tags={DATA_VERSION_TAG: version},
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "sentences": sentences,
+            },
+        )
+    )
+    return True
 
 
 def report_observations(
