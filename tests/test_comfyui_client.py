@@ -305,3 +305,85 @@ def test_in_flight_jobs_spread_over_servers(tmp_path: Path) -> None:
         for t in threads:
             t.join(20)
         assert sorted(results) == sorted([a.url, b.url])
+
+
+def test_prompt_lost_by_a_restart_is_resubmitted_once(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step = 2
+        r = resource(srv.url, timeout_s=300)
+        lines: list[str] = []
+        t0 = time.monotonic()
+        result = r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path, progress=lines.append)
+        elapsed = time.monotonic() - t0
+        assert srv.restarts == 1
+        prompts = srv.prompts_received()
+        assert len(prompts) == 2 and prompts[0]["prompt"] == prompts[1]["prompt"]
+        first = [t for t in srv.job_times.values() if t.status == "forgotten"]
+        assert len(first) == 1 and result.lost_prompt == first[0].prompt_id
+        assert result.prompt_id != result.lost_prompt
+        assert srv.job_times[result.prompt_id].status == "success"
+        assert result.files and result.files[0].is_file()
+        assert result.summary()["lost_prompt"] == result.lost_prompt
+        assert any("restarted and lost prompt" in line for line in lines)
+        assert elapsed < 15, elapsed  # not the 300 s timeout
+
+
+def test_prompt_lost_again_after_resubmission_fails_at_once(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step, srv.restart_jobs = 2, 2
+        r = resource(srv.url, timeout_s=300)
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError, match="restarted and lost prompt") as err:
+            r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path)
+        assert time.monotonic() - t0 < 15
+        assert "queued again" in str(err.value) and not err.value.retryable
+        assert len(srv.prompts_received()) == 2 and srv.queue_empty()
+
+
+def test_prompt_lost_fails_at_once_when_resubmission_is_off(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step = 1
+        r = resource(srv.url, timeout_s=300, resubmit_lost=False)
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError, match="restarted and lost prompt") as err:
+            r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path)
+        assert time.monotonic() - t0 < 15
+        assert "queued again" not in str(err.value)
+        assert len(srv.prompts_received()) == 1
+
+
+def test_restart_while_the_prompt_waits_in_the_queue_is_detected(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=1.5) as srv:
+        r = resource(srv.url, timeout_s=300)
+        results: dict[str, Any] = {}
+
+        def second() -> None:
+            try:
+                results["run"] = r.run_workflow(IMAGE_WF, outputs_dir=tmp_path / "b")
+            except ServiceError as exc:  # pragma: no cover - reported by the assert below
+                results["error"] = exc
+
+        first = threading.Thread(
+            target=lambda: results.setdefault(
+                "first", _swallow(lambda: r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path / "a"))
+            )
+        )
+        first.start()
+        time.sleep(0.3)
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        time.sleep(0.3)
+        assert r.queue().size == 2
+        srv.restart()
+        first.join(20)
+        waiting.join(20)
+        assert "error" not in results, results.get("error")
+        run = results["run"]
+        assert run.lost_prompt is not None and run.files[0].is_file()
+
+
+def _swallow(fn: Any) -> Any:
+    try:
+        return fn()
+    except ServiceError as exc:
+        return exc

@@ -24,17 +24,23 @@ alone, so scripts that repeat a sentence many times keep every id through insert
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
 EDIT_SIMILARITY = 0.5
-"""Minimum similarity (difflib ratio over characters) for a changed line to keep its id."""
+"""Minimum similarity (difflib ratio over words; over characters for short lines) for a
+changed line to keep its id."""
+
+SHORT = 40
+"""Lines shorter than this many characters are also compared character by character."""
 
 DP_CELLS = 250_000
 """Largest gap (old x new sentences) aligned by dynamic programming; larger gaps (a rewrite
 without any anchor) are aligned by difflib, then paired by similarity."""
 
-BAND = 32
+BAND = 16
 """In the dynamic programming, edited (not identical) pairs are looked for only this many
 sentences off the gap's diagonal; identical ones anywhere."""
 
@@ -46,9 +52,27 @@ _EXACT = 1.0
 _SAME_TEXT = 0.9
 
 
+_WORD = re.compile(r"\w+")
+
+
 def _similar(a: str, b: str) -> float:
+    """Similarity of two lines: the ratio of their word sequences (fast), or of their
+    characters when both are short (a one-word change in a three-word line)."""
     if not a or not b:
         return 0.0
+    words = difflib.SequenceMatcher(None, _words(a), _words(b), autojunk=False)
+    score = words.ratio()
+    if score >= EDIT_SIMILARITY or len(a) >= SHORT or len(b) >= SHORT:
+        return score
+    return max(score, _char_similarity(a, b))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.lower()))
+
+
+def _char_similarity(a: str, b: str) -> float:
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
     if matcher.real_quick_ratio() < EDIT_SIMILARITY or matcher.quick_ratio() < EDIT_SIMILARITY:
         return 0.0

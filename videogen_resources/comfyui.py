@@ -169,6 +169,7 @@ class RunResult(BaseModel):
     cached_nodes: list[str] = Field(default_factory=list)
     elapsed_s: float = 0.0
     reconnects: int = 0
+    lost_prompt: str | None = None  # a prompt the server lost (restart), queued again as this one
 
     def summary(self) -> dict[str, Any]:
         """A short, JSON-friendly account for logs and asset metadata."""
@@ -180,6 +181,7 @@ class RunResult(BaseModel):
             "nodes_cached": len(self.cached_nodes),
             "sampler_steps": len(steps),
             "reconnects": self.reconnects,
+            **({"lost_prompt": self.lost_prompt} if self.lost_prompt else {}),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -418,6 +420,12 @@ class ComfyUIResource(dg.ConfigurableResource):
     )
     object_info_ttl_s: float = Field(
         default=300.0, description="How long a server's /object_info is cached in-process.",
+    )
+    resubmit_lost: bool = Field(
+        default=True,
+        description="A prompt its server lost (ComfyUI restarted: after the WebSocket reconnects "
+        "the prompt is in neither /queue nor /history) is queued again once with the same "
+        "inputs and seed; False fails it at once.",
     )
 
     # ----------------------------------------------------------------------------- plumbing
@@ -878,7 +886,10 @@ class ComfyUIResource(dg.ConfigurableResource):
         follower = _Follower(self, server, job.client_id, prompt_id, job.take_ws(), job.start,
                              say, job.cancel_check, job.workflow)
         follower.deadline = max(follower.deadline, time.monotonic() + self.timeout_s)
-        entry = follower.follow()
+        try:
+            entry = follower.follow()
+        finally:
+            job.prompt_id = prompt_id = follower.prompt_id
         if on_finished is not None:
             on_finished()
         files: list[Path] = []
@@ -897,7 +908,7 @@ class ComfyUIResource(dg.ConfigurableResource):
         return RunResult(
             prompt_id=prompt_id, server=server, client_id=job.client_id, files=files,
             outputs=outputs, progress=follower.events, cached_nodes=follower.cached,
-            elapsed_s=elapsed, reconnects=follower.reconnects,
+            elapsed_s=elapsed, reconnects=follower.reconnects, lost_prompt=follower.resubmitted,
         )
 
 
@@ -977,6 +988,8 @@ class _Follower:
         self.deadline = start + res.timeout_s
         self.last_poll = time.monotonic()
         self.last_step_said = -1.0
+        self.last_step_at = 0.0
+        self.resubmitted: str | None = None  # the lost prompt's id, once queued again
 
     def _event(self, kind: str, text: str = "", node: str | None = None,
                value: float | None = None, maximum: float | None = None) -> None:
@@ -1020,6 +1033,10 @@ class _Follower:
                     f"{self.res.timeout_s:g}s timeout and was interrupted", retryable=False)
             if self.ws is None:
                 self._reconnect()
+                if self.ws is not None:
+                    entry = self._after_reconnect()
+                    if entry is not None:
+                        return entry
             if self.ws is None:  # still no socket: poll history
                 entry = self._poll_history(force=True)
                 if entry is not None:
@@ -1054,6 +1071,41 @@ class _Follower:
             self._event("ws_reconnected")
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError):
             self.ws = None
+
+    def _after_reconnect(self) -> HistoryEntry | None:
+        """After a reconnect: the prompt's history when it finished meanwhile; None when it is
+        still queued or running. A prompt in neither /queue nor /history was lost by a server
+        restart: it is queued again once (same inputs, same seed), or fails at once."""
+        try:
+            queue = self.res.queue(self.server)
+            if self.prompt_id in queue.running or self.prompt_id in queue.pending:
+                return None
+            # read after /queue: a prompt leaves the queue and enters history in one step
+            entry = self.res.history(self.prompt_id, self.server)
+        except ServiceError:
+            return None  # cannot tell now; the next drop or poll looks again
+        if entry is not None:
+            if not entry.finished:
+                return None
+            self._raise_if_failed(entry)
+            return entry
+        lost = self.prompt_id
+        self._event("prompt_lost", lost)
+        if self.resubmitted is not None or not self.res.resubmit_lost:
+            again = (f" (it had been queued again after prompt {self.resubmitted} was lost)"
+                     if self.resubmitted is not None else "")
+            raise ServiceError(
+                SERVICE, f"ComfyUI {self.server} restarted and lost prompt {lost}{again}; "
+                "check the server, then render again", retryable=False)
+        self.prompt_id = self.res.queue_prompt(self.workflow, self.client_id, self.server)
+        self.resubmitted = lost
+        self.executed_outputs = []
+        self.last_step_said = -1.0
+        self.deadline = max(self.deadline, time.monotonic() + self.res.timeout_s)
+        self._event("resubmitted", self.prompt_id)
+        self.say(f"ComfyUI {self.server} restarted and lost prompt {lost}; queued it again as "
+                 f"{self.prompt_id} (same inputs, same seed)")
+        return None
 
     def _interrupt(self) -> None:
         with contextlib.suppress(ServiceError):

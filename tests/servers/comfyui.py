@@ -10,7 +10,11 @@ Fault knobs: ``fail_next`` / ``fail_rate`` (HTTP 5xx), ``drop_ws_next_job`` (clo
 mid-job), ``job_seconds`` (slow), ``error_node`` (execution_error at a node),
 ``error_jobs`` (only these job numbers hit ``error_node``), ``truncate_downloads``,
 ``output_filename`` (a hostile output name), ``stop()`` / ``start()`` (refuse connections on the
-same port). Every request is recorded in ``requests``; every job's times (received, started,
+same port), ``restart()`` (a killed and restarted ComfyUI: every socket dropped, queue, running
+prompt and history forgotten, files on disk kept), ``restart_at_step`` (restart during the next
+``restart_jobs`` jobs at that sampler step), ``image_scale`` (image outputs that many times the
+requested size, e.g. 1/8: a model that makes small images).
+Every request is recorded in ``requests``; every job's times (received, started,
 ended, on ``time.monotonic()``) in ``job_times``; ``POST /queue`` deletes waiting prompts.
 """
 
@@ -74,6 +78,7 @@ class Job:
     outputs: list[str]
     interrupted: bool = False
     current_node: str | None = None
+    forgotten: bool = False  # the server restarted while it ran: no history, no messages
 
 
 @dataclass
@@ -85,7 +90,7 @@ class JobTimes:
     received: float
     started: float | None = None
     ended: float | None = None
-    status: str | None = None  # "success", "error" or "deleted"
+    status: str | None = None  # "success", "error", "deleted" or "forgotten" (a restart)
 
 
 def free_port() -> int:
@@ -154,6 +159,10 @@ class FakeComfyUI:
         self.error_message = "Allocation on device 0 would exceed allowed memory. (out of memory)"
         self.truncate_downloads = 0  # how many next /view answers are cut in half
         self.output_filename: str | None = None  # e.g. "../../x.png" to test the client
+        self.image_scale = 1.0  # image outputs at this fraction of the requested size
+        self.restart_at_step: int | None = None  # restart (forgetting) at this sampler step
+        self.restart_jobs = 1  # ...during this many next jobs
+        self.restarts = 0
         self.interrupts: list[dict[str, Any]] = []
         self.deleted: list[str] = []  # prompt ids POST /queue removed from the queue
         self.job_times: dict[str, JobTimes] = {}
@@ -203,6 +212,26 @@ class FakeComfyUI:
         if self._thread is not None:
             self._thread.join(5)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self) -> None:
+        """A killed and restarted ComfyUI on the same port: it forgets every prompt (queued,
+        running and finished); files in input/ and output/ stay."""
+        self._call(self._restart())
+
+    async def _restart(self) -> None:
+        await self._unlisten()
+        self._forget()
+        await asyncio.sleep(0.05)
+        await self._listen()
+
+    def _forget(self) -> None:
+        self.restarts += 1
+        for job in [*self._queue, *([self._running] if self._running else [])]:
+            job.forgotten = True
+            job.interrupted = True
+            self.job_times[job.prompt_id].status = "forgotten"
+        self._queue.clear()
+        self.history.clear()
 
     def fail_next(self, n: int, status: int = 500, paths: tuple[str, ...] | None = None) -> None:
         """Answer the next ``n`` requests (to ``paths`` when given) with ``status``."""
@@ -632,12 +661,14 @@ class FakeComfyUI:
                                          "exception_message": repr(exc)})])
             finally:
                 times.ended = time.monotonic()
-                times.status = str(self.history.get(job.prompt_id, {}).get("status", {})
-                                   .get("status_str") or "error")
+                times.status = "forgotten" if job.forgotten else str(
+                    self.history.get(job.prompt_id, {}).get("status", {}).get("status_str")
+                    or "error")
                 self._running = None
             await self._broadcast_status()
-            await self._send(job.client_id, {"type": "executing", "data": {
-                "node": None, "prompt_id": job.prompt_id}})
+            if not job.forgotten:
+                await self._send(job.client_id, {"type": "executing", "data": {
+                    "node": None, "prompt_id": job.prompt_id}})
 
     def _order(self, prompt: dict[str, Any], outputs: list[str]) -> list[str]:
         order: list[str] = []
@@ -711,6 +742,10 @@ class FakeComfyUI:
                         "value": step, "max": self.sampler_steps, "prompt_id": pid,
                         "node": nid}})
                     await self._broadcast(_PREVIEW)
+                    if self.restart_at_step == step and self.restart_jobs > 0:
+                        self.restart_jobs -= 1
+                        await self._restart()
+                        return
                     if drop and step == 1:
                         drop = False
                         await self._drop_client(cid)
@@ -719,6 +754,8 @@ class FakeComfyUI:
                 outputs[nid] = out
                 await self._send(cid, {"type": "executed", "data": {
                     "node": nid, "display_node": nid, "output": out, "prompt_id": pid}})
+        if job.forgotten:
+            return
         if job.interrupted:
             await self._interrupted(job, order[-1], job.prompt[order[-1]]["class_type"],
                                     messages)
@@ -739,6 +776,8 @@ class FakeComfyUI:
 
     async def _interrupted(self, job: Job, nid: str, cls: str,
                            messages: list[tuple[str, dict[str, Any]]]) -> None:
+        if job.forgotten:
+            return
         data = {"prompt_id": job.prompt_id, "node_id": nid, "node_type": cls, "executed": [],
                 "timestamp": int(time.time() * 1000)}
         messages.append(("execution_interrupted", data))
@@ -791,7 +830,8 @@ class FakeComfyUI:
             folder = self.root / kind / sub
             folder.mkdir(parents=True, exist_ok=True)
             if not self.output_filename:
-                Image.new("RGB", (w, h), color).save(folder / name, format="PNG")
+                size = (max(1, round(w * self.image_scale)), max(1, round(h * self.image_scale)))
+                Image.new("RGB", size, color).save(folder / name, format="PNG")
             return {"images": [{"filename": name, "subfolder": sub, "type": kind}]}
         if cls == "SaveVideo":
             name, sub = self._next_name(prefix, "mp4")
