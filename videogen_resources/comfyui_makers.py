@@ -43,6 +43,29 @@ from videogen_resources.workflows import Workflow, load_workflow, missing_nodes
 
 ENGINE = "comfyui"
 
+GENERATED_SIZE_KEY = "videogen:generated-size"
+"""PNG text chunk of a keyframe that was generated at another size: ``<width>x<height>`` as the
+model made it, before it was fitted to the keyframe's size (the file carries its own provenance,
+so the upscale check holds for a keyframe kept from an earlier run too)."""
+
+
+def generated_size(png: Path) -> tuple[int, int] | None:
+    """The size a keyframe was generated at (its PNG text chunk), or None when it was made at
+    its own size."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        raw = getattr(im, "text", {}).get(GENERATED_SIZE_KEY) if im.format == "PNG" else None
+    if not isinstance(raw, str):
+        return None
+    w, _, h = raw.partition("x")
+    return (int(w), int(h)) if w.isdigit() and h.isdigit() and int(w) and int(h) else None
+
+
+def upscale_factor(generated: tuple[int, int], final: tuple[int, int]) -> float:
+    """How much a picture of size ``generated`` is enlarged to cover ``final`` (centre crop)."""
+    return max(final[0] / generated[0], final[1] / generated[1])
+
 
 def check_server_nodes(comfyui: ComfyUIResource, server: str, wf: Workflow) -> None:
     """Raise a clear error when ``server`` lacks nodes ``wf`` uses (object_info is cached)."""
@@ -324,14 +347,15 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         prompt = shot.image_prompt.strip() or job.sentence_text
         if job.style and job.style.lower() not in prompt.lower():
             prompt = f"{prompt}, {job.style}"
+        requested = wf.fit_size(self.gen_width or self.width, self.gen_height or self.height)
         values = _only_slots(
             wf,
             {
                 "prompt": prompt,
                 "negative_prompt": shot.negative_prompt or None,
                 "seed": shot.seed,
-                "width": self.gen_width or self.width,
-                "height": self.gen_height or self.height,
+                "width": requested[0],
+                "height": requested[1],
                 "filename_prefix": "videogen/keyframe",
                 **_lora_values(wf, job.characters),
             },
@@ -344,15 +368,28 @@ class ComfyUIKeyframes(KeyframeMakerResource):
 
         def complete(run: RunResult) -> ImageResult:
             from PIL import Image, ImageOps
+            from PIL.PngImagePlugin import PngInfo
 
             src = _pick_output(run, wf)
             with Image.open(src) as im:
                 im.load()
                 rgb = im.convert("RGB")
-            if rgb.size != (self.width, self.height):
+            made = rgb.size
+            info = None
+            if made != (self.width, self.height):
                 rgb = ImageOps.fit(rgb, (self.width, self.height), Image.Resampling.LANCZOS)
+                info = PngInfo()
+                info.add_text(GENERATED_SIZE_KEY, f"{made[0]}x{made[1]}")
             with atomic_path(out_path) as tmp_png:
-                rgb.save(tmp_png, format="PNG")
+                rgb.save(tmp_png, format="PNG", pnginfo=info)
+            extra = _extra(run, wf, shot.seed)
+            extra.update(
+                {
+                    "requested_size": f"{requested[0]}x{requested[1]}",
+                    "generated_size": f"{made[0]}x{made[1]}",
+                    "upscale": round(upscale_factor(made, (self.width, self.height)), 2),
+                }
+            )
             return ImageResult(
                 path=out_path,
                 width=self.width,
@@ -360,7 +397,7 @@ class ComfyUIKeyframes(KeyframeMakerResource):
                 seed=shot.seed,
                 engine=ENGINE,
                 workflow_version=wf.version,
-                extra=_extra(run, wf, shot.seed),
+                extra=extra,
             )
 
         return _submit(
@@ -442,14 +479,15 @@ class ComfyUIClips(ClipMakerResource):
         seconds = _wav_seconds(narration)
         gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
         frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
+        requested = wf.fit_size(self.gen_width, self.gen_height)
         values = _only_slots(
             wf,
             {
                 "prompt": shot.video_prompt.strip() or shot.image_prompt,
                 "negative_prompt": shot.negative_prompt or None,
                 "seed": shot.seed,
-                "width": self.gen_width,
-                "height": self.gen_height,
+                "width": requested[0],
+                "height": requested[1],
                 "frames": frames,
                 "fps": gen_fps,
                 "filename_prefix": "videogen/clip",
@@ -462,6 +500,7 @@ class ComfyUIClips(ClipMakerResource):
             from videogen_resources import media
 
             src = _pick_output(run, wf)
+            made = media.probe(src, count="packets").video
             if progress:
                 progress(f"conforming {src.name} to {seconds:.2f}s at {self.fps} fps")
             info = media.conform_clip(
@@ -469,6 +508,10 @@ class ComfyUIClips(ClipMakerResource):
             )
             extra = _extra(run, wf, shot.seed)
             extra.update({"generated_frames": frames, "generated_fps": gen_fps})
+            extra["requested_size"] = f"{requested[0]}x{requested[1]}"
+            if made is not None and made.width and made.height:
+                extra["generated_size"] = f"{made.width}x{made.height}"
+                extra["upscale"] = round(min(self.width / made.width, self.height / made.height), 2)
             return ClipResult(
                 path=out_path,
                 duration_s=info.duration_s,
@@ -490,4 +533,11 @@ class ComfyUIClips(ClipMakerResource):
         )
 
 
-__all__ = ["ComfyUIClips", "ComfyUIKeyframes", "check_server_nodes"]
+__all__ = [
+    "GENERATED_SIZE_KEY",
+    "ComfyUIClips",
+    "ComfyUIKeyframes",
+    "check_server_nodes",
+    "generated_size",
+    "upscale_factor",
+]
