@@ -76,7 +76,8 @@ def ada(tmp_path: Path) -> CharacterRef:
 
 
 def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: Path) -> None:
-    # a file of the same name already on the server: ours is renamed and bound as renamed
+    # a file of the same name already on the server is left alone: uploads go to the project's
+    # folder under a name made of the picture's hash, and the name the server answered is bound
     server.add_input_file("ada.png", b"other bytes")
     maker = ComfyUIKeyframes(comfyui=comfy(server.url), workflow="flux-1-dev-v1")
     lines: list[str] = []
@@ -95,8 +96,16 @@ def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: P
     assert sent["15"]["inputs"]["width"] == 1920 and sent["15"]["inputs"]["height"] == 1088
     assert sent["4"]["inputs"]["lora_name"] == "ada.safetensors"
     assert sent["4"]["inputs"]["strength_model"] == 0.8 and "5" not in sent
-    assert sent["10"]["inputs"]["image"] == "ada (1).png"
-    assert server.requests_to("POST", "/upload/image")[0].form["image"]["filename"] == "ada.png"
+    upload = server.requests_to("POST", "/upload/image")[0].form
+    assert upload["subfolder"] == "videogen/kf" and upload["overwrite"] == "true"
+    name = upload["image"]["filename"]
+    assert name.startswith("ada-") and name.endswith(".png")
+    assert sent["10"]["inputs"]["image"] == f"videogen/kf/{name}"
+    assert (server.root / "input" / "ada.png").read_bytes() == b"other bytes"
+    assert (server.root / "input" / "videogen" / "kf" / name).read_bytes() == (
+        tmp_path / "ada.png"
+    ).read_bytes()
+    assert sent["18"]["inputs"]["filename_prefix"] == "videogen/kf/keyframe"
     assert res.extra["prompt_id"] and res.extra["server"] == server.url
     assert res.extra["workflow"] == "flux-1-dev-v1" and res.extra["seed"] == 1234
     assert res.extra["progress"]["sampler_steps"] > 0
@@ -158,7 +167,8 @@ def test_clip_frames_from_narration(server: FakeComfyUI, tmp_path: Path, workflo
     length = sent[length_target.node]["inputs"][length_target.input]
     assert length >= need and (length - 1) % step == 0 and length - need < step
     image_target = wf.binding.slots["image"].targets[0]
-    assert sent[image_target.node]["inputs"]["image"] == "kf.png"
+    bound = sent[image_target.node]["inputs"]["image"]
+    assert bound.startswith("videogen/clips/kf-") and bound.endswith(".png")
     neg = wf.binding.slots["negative_prompt"].targets[0]
     assert sent[neg.node]["inputs"]["text"] == "blurry, text"
     assert res.fps == 30 and res.num_frames == math.ceil(1.3 * 30)
@@ -190,7 +200,7 @@ def _keyframe_jobs(tmp_path: Path, n: int, folder: str,
                    cancel_check: Callable[[], bool] | None = None) -> list[KeyframeJob]:
     return [KeyframeJob(shot=SHOT.model_copy(update={"seed": 100 + i}),
                         sentence_text=f"sentence {i}", section_title="x", style="",
-                        characters=[], out_path=tmp_path / folder / f"k{i}.png",
+                        characters=[], out_path=tmp_path / folder / "proj.s0001" / f"k{i}.png",
                         cancel_check=cancel_check)
             for i in range(n)]
 
@@ -236,7 +246,7 @@ def test_batched_keyframes_keep_the_server_queue_fed(tmp_path: Path) -> None:
             assert nxt.started - prev.ended < 0.25
         assert [r.path for r in batched] == [j.out_path for j in jobs]
         assert all(_matches_server_output(server, r) for r in batched)
-        assert not list((tmp_path / "batch").glob(".comfyui-*"))
+        assert not list((tmp_path / "batch").rglob(".comfyui-*"))
 
         server.job_seconds = 0.05
         single = _one_by_one(maker, _keyframe_jobs(tmp_path, 5, "single"))
@@ -275,7 +285,7 @@ def test_batched_keyframe_failure_takes_the_next_job_off_the_server(tmp_path: Pa
             == "execution_interrupted"
         )
     assert not (tmp_path / "batch" / "k2.png").exists()
-    assert not list((tmp_path / "batch").glob(".comfyui-*"))
+    assert not list((tmp_path / "batch").rglob(".comfyui-*"))
 
 
 def test_batched_keyframes_stop_on_cancel(tmp_path: Path) -> None:
@@ -309,10 +319,11 @@ def test_batched_clips_match_one_by_one(server: FakeComfyUI, tmp_path: Path) -> 
                             out_path=tmp_path / "batch" / f"c{i}.mp4"))
     batched = list(maker.make_clips(jobs))
     single = [maker.make_clip(shot=j.shot, keyframe=j.keyframe, narration=j.narration,
-                              out_path=tmp_path / "single" / j.out_path.name) for j in jobs]
+                              out_path=tmp_path / "single" / "batch" / j.out_path.name)
+              for j in jobs]  # the same project folder ("batch"): the same output prefix
     prompts = [p["prompt"] for p in server.prompts_received()]
     assert prompts[:2] == prompts[2:]
     assert [r.num_frames for r in batched] == [r.num_frames for r in single] == [15, 27]
     assert all(r.path.is_file() for r in batched)
     uploads = [r.form["image"]["filename"] for r in server.requests_to("POST", "/upload/image")]
-    assert uploads == ["kf0.png", "kf1.png"] * 2
+    assert [u.split("-")[0] for u in uploads] == ["kf0", "kf1"] * 2 and uploads[:2] == uploads[2:]

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -421,6 +422,21 @@ class ComfyUIResource(dg.ConfigurableResource):
     object_info_ttl_s: float = Field(
         default=300.0, description="How long a server's /object_info is cached in-process.",
     )
+    server_folder: str = Field(
+        default="videogen",
+        description="Subfolder of ComfyUI's input/ and output/ the studio writes into, one "
+        "folder per project below it (uploads and generated files).",
+    )
+    cleanup: bool = Field(
+        default_factory=lambda: _env_flag("COMFYUI_CLEANUP", default=True),
+        description="Delete the studio's generated files on the server once downloaded (needs "
+        "comfyui_dir: ComfyUI has no HTTP endpoint that deletes files). Env COMFYUI_CLEANUP.",
+    )
+    comfyui_dir: str | None = Field(
+        default_factory=lambda: os.environ.get("COMFYUI_DIR") or None,
+        description="ComfyUI's base folder (holding input/ and output/) as this machine sees "
+        "it, when it does (same machine or a mounted share). Env COMFYUI_DIR.",
+    )
     resubmit_lost: bool = Field(
         default=True,
         description="A prompt its server lost (ComfyUI restarted: after the WebSocket reconnects "
@@ -587,14 +603,18 @@ class ComfyUIResource(dg.ConfigurableResource):
         self._check(resp, "POST /interrupt")
 
     def upload_image(self, path: str | Path, server: str | None = None,
-                     *, overwrite: bool = False) -> str:
-        """POST /upload/image; returns the name to put in LoadImage (the server may rename)."""
+                     *, overwrite: bool = False, subfolder: str = "",
+                     name: str | None = None) -> str:
+        """POST /upload/image (into ``subfolder`` of the server's input/, as ``name`` when
+        given); returns the name to put in LoadImage (the server may rename)."""
         base = _norm_url(server) if server else self._servers()[0]
         path = Path(path)
         data = path.read_bytes()
-        files = {"image": (path.name, data, "image/png" if path.suffix.lower() == ".png"
+        files = {"image": (name or path.name, data, "image/png" if path.suffix.lower() == ".png"
                            else "application/octet-stream")}
         form = {"type": "input", "overwrite": "true" if overwrite else "false"}
+        if subfolder:
+            form["subfolder"] = _safe_subfolder(subfolder)
         resp = self._request("POST", f"{base}/upload/image", retry=True, files=files, data=form)
         self._check(resp, "POST /upload/image")
         body = self._json(resp, "POST /upload/image")
@@ -822,6 +842,40 @@ class ComfyUIResource(dg.ConfigurableResource):
         finally:
             job.release()
 
+    def remove_server_files(
+        self, files: list[OutputFile], say: Callable[[str], None] | None = None
+    ) -> list[Path]:
+        """Delete downloaded output files from the server's folders (``comfyui_dir``); returns
+        what was deleted. ComfyUI has no HTTP endpoint that deletes files, so without
+        ``comfyui_dir`` nothing can be deleted. Only files below ``server_folder`` in output/
+        or temp/ are touched: never another client's, never an upload."""
+        if not self.comfyui_dir:
+            return []
+        base = Path(self.comfyui_dir).expanduser()
+        own = self.server_folder.strip("/")
+        removed: list[Path] = []
+        for out in files:
+            if out.type not in ("output", "temp") or not own:
+                continue
+            sub = out.subfolder.replace("\\", "/").strip("/")
+            if sub != own and not sub.startswith(own + "/"):
+                continue
+            try:
+                _safe_subfolder(sub)
+                name = sanitize_filename(out.filename)
+            except ValueError:
+                continue
+            folder = (base / out.type).resolve()
+            target = (folder / sub / name).resolve()
+            if not target.is_relative_to(folder / own):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+                removed.append(target)
+        if removed and say is not None:
+            say(f"ComfyUI: removed {len(removed)} downloaded file(s) from {base}")
+        return removed
+
     def delete_queued(self, prompt_ids: list[str], server: str | None = None) -> None:
         """POST /queue ``{"delete": [...]}``: drop prompts that are still waiting (a prompt that
         already runs is left alone; interrupt it)."""
@@ -902,6 +956,8 @@ class ComfyUIResource(dg.ConfigurableResource):
         for out in outputs:
             files.append(self.download(out.filename, out.subfolder, out.type, job.outputs_dir,
                                        server))
+        if self.cleanup:
+            self.remove_server_files(outputs, say)
         elapsed = time.monotonic() - job.start
         say(f"ComfyUI {server}: prompt {prompt_id} done in {elapsed:.1f}s, "
             f"{len(files)} file(s)")
@@ -1224,6 +1280,13 @@ class _Follower:
         elif kind == "progress_state":
             pass  # per-node state; `executing`/`progress` carry what the studio reports
         return False
+
+
+def _env_flag(name: str, *, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    return raw not in {"0", "false", "no", "off"}
 
 
 def _host(url: str) -> str:

@@ -14,7 +14,9 @@ process between two jobs (ComfyUI runs its queue one prompt at a time).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import re
 import tempfile
 import wave
 from collections import deque
@@ -137,11 +139,31 @@ def _wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
+def server_folder(comfyui: ComfyUIResource, out_path: Path) -> str:
+    """The project's folder on the server (below input/ and output/): ``videogen/<project>``.
+
+    The project is read from the sentence folder the file goes to (``<project>.s0001``)."""
+    sentence = out_path.parent.name
+    match = re.fullmatch(r"(.+)\.s\d{4,}", sentence)
+    project = re.sub(r"[^\w.-]", "_", match.group(1) if match else sentence).strip(".") or "_"
+    return f"{comfyui.server_folder.strip('/')}/{project}"
+
+
+def upload_name(path: Path) -> str:
+    """The name an image is uploaded as: its stem and a hash of its bytes. Uploaded again with
+    ``overwrite``, the same picture is stored once (ComfyUI would otherwise add ``name (1).png``,
+    ``name (2).png``... for every render)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    stem = re.sub(r"[^\w-]", "_", path.stem)[:40] or "image"
+    return f"{stem}-{digest}{path.suffix.lower()}"
+
+
 def _make_prompt_builder(
     comfyui: ComfyUIResource,
     wf: Workflow,
     values: dict[str, Any],
     uploads: dict[str, Path],
+    folder: str,
 ) -> Callable[[str], dict[str, Any]]:
     """A function of the chosen server: check its nodes, upload images there, bind values."""
 
@@ -149,7 +171,9 @@ def _make_prompt_builder(
         check_server_nodes(comfyui, server, wf)
         bound = dict(values)
         for slot, path in uploads.items():
-            bound[slot] = comfyui.upload_image(path, server)
+            bound[slot] = comfyui.upload_image(
+                path, server, overwrite=True, subfolder=folder, name=upload_name(path)
+            )
         return wf.apply(bound)
 
     return build
@@ -348,6 +372,8 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         if job.style and job.style.lower() not in prompt.lower():
             prompt = f"{prompt}, {job.style}"
         requested = wf.fit_size(self.gen_width or self.width, self.gen_height or self.height)
+        out_path = Path(job.out_path)
+        folder = server_folder(self.comfyui, out_path)
         values = _only_slots(
             wf,
             {
@@ -356,7 +382,7 @@ class ComfyUIKeyframes(KeyframeMakerResource):
                 "seed": shot.seed,
                 "width": requested[0],
                 "height": requested[1],
-                "filename_prefix": "videogen/keyframe",
+                "filename_prefix": f"{folder}/keyframe",
                 **_lora_values(wf, job.characters),
             },
         )
@@ -364,7 +390,6 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         ref = next((c.reference_image for c in job.characters if c.reference_image), None)
         if ref is not None and wf.has_slot("reference_image"):
             uploads["reference_image"] = Path(ref)
-        out_path = Path(job.out_path)
 
         def complete(run: RunResult) -> ImageResult:
             from PIL import Image, ImageOps
@@ -403,7 +428,7 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         return _submit(
             self.comfyui,
             wf,
-            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            _make_prompt_builder(self.comfyui, wf, values, uploads, folder),
             out_path,
             progress=job.progress,
             cancel_check=job.cancel_check,
@@ -480,6 +505,8 @@ class ComfyUIClips(ClipMakerResource):
         gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
         frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
         requested = wf.fit_size(self.gen_width, self.gen_height)
+        out_path = Path(job.out_path)
+        folder = server_folder(self.comfyui, out_path)
         values = _only_slots(
             wf,
             {
@@ -490,11 +517,10 @@ class ComfyUIClips(ClipMakerResource):
                 "height": requested[1],
                 "frames": frames,
                 "fps": gen_fps,
-                "filename_prefix": "videogen/clip",
+                "filename_prefix": f"{folder}/clip",
             },
         )
         uploads = {"image": Path(job.keyframe)}
-        out_path = Path(job.out_path)
 
         def complete(run: RunResult) -> ClipResult:
             from videogen_resources import media
@@ -525,7 +551,7 @@ class ComfyUIClips(ClipMakerResource):
         return _submit(
             self.comfyui,
             wf,
-            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            _make_prompt_builder(self.comfyui, wf, values, uploads, folder),
             out_path,
             progress=progress,
             cancel_check=job.cancel_check,
@@ -539,5 +565,7 @@ __all__ = [
     "ComfyUIKeyframes",
     "check_server_nodes",
     "generated_size",
+    "server_folder",
+    "upload_name",
     "upscale_factor",
 ]
