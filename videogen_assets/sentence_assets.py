@@ -364,7 +364,7 @@ def build_sentence_assets(
                     style=brief.style,
                     characters=[cast[n] for n in shot_.characters if n in cast],
                     out_path=out,
-                    progress=context.log.info,
+                    progress=_sentence_log(context, pk),
                     workflow=brief.image_workflow,
                     cancel_check=cancelled,
                 )
@@ -438,7 +438,7 @@ def build_sentence_assets(
                     keyframe=folder / "keyframe.png",
                     narration=folder / "narration.wav",
                     out_path=out,
-                    progress=context.log.info,
+                    progress=_sentence_log(context, pk),
                     workflow=brief.video_workflow,
                     cancel_check=cancelled,
                 )
@@ -482,6 +482,16 @@ def build_sentence_assets(
         yield from results.outputs()
 
     return [narration, shot, keyframe, clip]
+
+
+def _sentence_log(context: dg.AssetExecutionContext, partition: str) -> Callable[[str], None]:
+    """A service's progress lines into the run's log, naming the sentence (`videogen.progress`
+    and the Dagster UI show which sentence a ``step 4/6`` belongs to)."""
+
+    def log(message: str) -> None:
+        context.log.info(f"{message} [{partition}]")
+
+    return log
 
 
 def _keyframe_size_check(image: Path) -> tuple[dg.AssetCheckResult, tuple[int, int]]:

@@ -437,6 +437,11 @@ class ComfyUIResource(dg.ConfigurableResource):
         description="ComfyUI's base folder (holding input/ and output/) as this machine sees "
         "it, when it does (same machine or a mounted share). Env COMFYUI_DIR.",
     )
+    step_log_interval_s: float = Field(
+        default=2.0,
+        description="Sampler progress (step n/m) is logged at a sampler's first and last step "
+        "and at most this often in between.",
+    )
     resubmit_lost: bool = Field(
         default=True,
         description="A prompt its server lost (ComfyUI restarted: after the WebSocket reconnects "
@@ -1043,7 +1048,6 @@ class _Follower:
         self.reconnects = 0
         self.deadline = start + res.timeout_s
         self.last_poll = time.monotonic()
-        self.last_step_said = -1.0
         self.last_step_at = 0.0
         self.resubmitted: str | None = None  # the lost prompt's id, once queued again
 
@@ -1156,7 +1160,6 @@ class _Follower:
         self.prompt_id = self.res.queue_prompt(self.workflow, self.client_id, self.server)
         self.resubmitted = lost
         self.executed_outputs = []
-        self.last_step_said = -1.0
         self.deadline = max(self.deadline, time.monotonic() + self.res.timeout_s)
         self._event("resubmitted", self.prompt_id)
         self.say(f"ComfyUI {self.server} restarted and lost prompt {lost}; queued it again as "
@@ -1256,10 +1259,14 @@ class _Follower:
                         value=float(value) if isinstance(value, int | float) else None,
                         maximum=float(maximum) if isinstance(maximum, int | float) else None)
             if isinstance(value, int | float) and isinstance(maximum, int | float) and maximum:
-                frac = value / maximum
-                if frac >= 1.0 or frac - self.last_step_said >= 0.25:
-                    self.last_step_said = frac
-                    self.say(f"ComfyUI: node {node} step {int(value)}/{int(maximum)}")
+                # the first and last step of a sampler, and between them one line every
+                # step_log_interval_s: enough to follow it in the run's log, not a flood
+                now = time.monotonic()
+                first, last = value <= 1, value >= maximum
+                if first or last or now - self.last_step_at >= self.res.step_log_interval_s:
+                    self.last_step_at = now
+                    self.say(f"ComfyUI: node {node} ({self._class_of(str(node))}) "
+                             f"step {int(value)}/{int(maximum)}")
         elif kind == "executed":
             node = str(data.get("node"))
             out = data.get("output") if isinstance(data.get("output"), dict) else {}
