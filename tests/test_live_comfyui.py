@@ -51,18 +51,24 @@ def test_read_operations(comfy: ComfyUIResource) -> None:
 
 def test_model_free_graph_runs_end_to_end(comfy: ComfyUIResource, tmp_path: Path) -> None:
     wf = {
-        "1": {"class_type": "EmptyImage",
-              "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255}},
-        "2": {"class_type": "SaveImage",
-              "inputs": {"images": ["1", 0], "filename_prefix": "videogen_live/probe"}},
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255},
+        },
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "videogen_live/probe"},
+        },
     }
     res = comfy.run_workflow(wf, outputs_dir=tmp_path)
     assert len(res.files) == 1 and res.files[0].parent == tmp_path
 
 
 def test_bad_graph_is_refused_readably(comfy: ComfyUIResource, tmp_path: Path) -> None:
-    bad = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}},
-           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    bad = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+    }
     with pytest.raises(ServiceError) as err:
         comfy.run_workflow(bad, outputs_dir=tmp_path)
     assert err.value.status == 400 and "node 1 (EmptyImage) input 'height'" in str(err.value)
