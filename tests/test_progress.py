@@ -116,6 +116,8 @@ def test_render_progress_lines_steps_and_rates(
     assert sum(x.startswith("keyframe prog.s000") for x in done_lines) == 2
     assert printed[-1].startswith("render: 12/12 assets in ")
     assert snaps[-1].final and snaps[-1].done["clip"] == 2
+    # the summary counts the render's time (its runs), not the last poll's
+    assert snaps[-1].elapsed >= 4 * 2.5  # 2 keyframes + 2 clips of 2.5 s each, at least
     # the running keyframe's sampler step was seen while it ran, with its sentence
     seen = [s.running["keyframe"] for s in snaps if "keyframe" in s.running]
     steps = [r for r in seen if r.step is not None]

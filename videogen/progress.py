@@ -97,12 +97,26 @@ class RenderWatch:
         from dagster._core.storage.dagster_run import RunsFilter
 
         finished: list[Finished] = []
-        for run in self.instance.get_runs(RunsFilter(tags={"videogen/render": self.tag})):
+        starts: list[float] = []
+        ends: list[float] = []
+        records = self.instance.get_run_records(RunsFilter(tags={"videogen/render": self.tag}))
+        for record in records:
+            run = record.dagster_run
             self._read_run(run.run_id, finished)
+            if record.start_time is not None:
+                starts.append(record.start_time)
+            if record.end_time is not None:
+                ends.append(record.end_time)
             if run.is_finished:
                 kind = self._run_kind.get(run.run_id)
                 if kind is not None:
                     self._running.pop(kind, None)
+        # the render's own clock: from its first run's start (to its last run's end, when final)
+        if starts:
+            end = max(ends) if final and ends else time.time()
+            elapsed = max(0.0, end - min(starts))
+        else:
+            elapsed = time.monotonic() - self.t0
         rates = {kind: sum(d) / len(d) for kind, d in self._durations.items() if d}
         return RenderSnapshot(
             totals=dict(self.totals),
@@ -110,7 +124,7 @@ class RenderWatch:
             running=dict(self._running),
             finished=finished,
             rates=rates,
-            elapsed=time.monotonic() - self.t0,
+            elapsed=elapsed,
             final=final,
         )
 
