@@ -4,12 +4,15 @@ ComfyUI (0.3.x) has no HTTP endpoint that deletes a file in input/ or output/ (o
 history entries), so: every upload and output goes below ``videogen/<project>/`` (one folder to
 clean per project); an upload is named by the picture's hash and overwritten, so the same picture
 is stored once however often it is sent; and when the server's folder is visible from the studio
-(``comfyui_dir`` / ``COMFYUI_DIR``) each output is deleted there once downloaded, unless
+(``comfyui_dir`` / ``COMFYUI_DIR``) each output is deleted there once downloaded, and a
+clip's keyframe upload (its own) once the clip is made, unless
 ``cleanup`` is off (``COMFYUI_CLEANUP=0``). Nothing outside the studio's own folder is touched.
 """
 
 from __future__ import annotations
 
+import struct
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from PIL import Image
 from videogen.models import Shot
 from videogen_resources.base import CharacterRef
 from videogen_resources.comfyui import ComfyUIResource, OutputFile
-from videogen_resources.comfyui_makers import ComfyUIKeyframes
+from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
 
 try:
     from tests.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
@@ -127,3 +130,26 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.delenv("COMFYUI_CLEANUP")
     comfy = ComfyUIResource(urls=["http://127.0.0.1:9"])
     assert comfy.comfyui_dir is None and comfy.cleanup is True
+
+
+def test_a_clips_keyframe_upload_and_output_are_deleted_once_made(
+    server: FakeComfyUI, tmp_path: Path
+) -> None:
+    keyframe = tmp_path / "keyframe.png"
+    Image.new("RGB", (640, 360), (10, 90, 20)).save(keyframe)
+    narration = tmp_path / "narration.wav"
+    with wave.open(str(narration), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(struct.pack("<h", 0) * 24000)
+    comfy = ComfyUIResource(
+        urls=[server.url], poll_interval_s=0.1, timeout_s=60, comfyui_dir=str(server.root)
+    )
+    maker = ComfyUIClips(comfyui=comfy, workflow="wan-2.2-v1", gen_width=320, gen_height=192)
+    out = tmp_path / "studio" / "volcanoes.s0001" / "clip.mp4"
+    res = maker.make_clip(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out)
+    assert out.is_file() and res.num_frames == 15
+    assert len(server.requests_to("POST", "/upload/image")) == 1
+    assert _files(server.root / "input") == []
+    assert _files(server.root / "output") == []

@@ -920,19 +920,23 @@ class ComfyUIResource(dg.ConfigurableResource):
             job.release()
 
     def remove_server_files(
-        self, files: list[OutputFile], say: Callable[[str], None] | None = None
+        self,
+        files: list[OutputFile],
+        say: Callable[[str], None] | None = None,
+        *,
+        types: tuple[str, ...] = ("output", "temp"),
     ) -> list[Path]:
-        """Delete downloaded output files from the server's folders (``comfyui_dir``); returns
-        what was deleted. ComfyUI has no HTTP endpoint that deletes files, so without
-        ``comfyui_dir`` nothing can be deleted. Only files below ``server_folder`` in output/
-        or temp/ are touched: never another client's, never an upload."""
+        """Delete files from the server's folders (``comfyui_dir``); returns what was deleted.
+        ComfyUI has no HTTP endpoint that deletes files, so without ``comfyui_dir`` nothing can
+        be deleted. Only files of ``types`` (downloaded outputs unless told) below
+        ``server_folder`` are touched: never another client's."""
         if not self.comfyui_dir:
             return []
         base = Path(self.comfyui_dir).expanduser()
         own = self.server_folder.strip("/")
         removed: list[Path] = []
         for out in files:
-            if out.type not in ("output", "temp") or not own:
+            if out.type not in types or out.type not in _SAFE_TYPES or not own:
                 continue
             sub = out.subfolder.replace("\\", "/").strip("/")
             if sub != own and not sub.startswith(own + "/"):
@@ -950,8 +954,19 @@ class ComfyUIResource(dg.ConfigurableResource):
                 target.unlink()
                 removed.append(target)
         if removed and say is not None:
-            say(f"ComfyUI: removed {len(removed)} downloaded file(s) from {base}")
+            say(f"ComfyUI: removed {len(removed)} file(s) of ours from {base}")
         return removed
+
+    def remove_uploads(self, names: list[str], say: Callable[[str], None] | None = None) -> None:
+        """Delete pictures uploaded for a finished job (names as `upload_image` answered them)
+        from the server's input/ (``comfyui_dir``), when ``cleanup`` is on."""
+        if not self.cleanup:
+            return
+        files = []
+        for name in names:
+            sub, _, filename = name.rpartition("/")
+            files.append(OutputFile(node_id="", filename=filename, subfolder=sub, type="input"))
+        self.remove_server_files(files, say, types=("input",))
 
     def delete_queued(self, prompt_ids: list[str], server: str | None = None) -> None:
         """POST /queue ``{"delete": [...]}``: drop prompts that are still waiting (a prompt that

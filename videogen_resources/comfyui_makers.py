@@ -164,8 +164,10 @@ def _make_prompt_builder(
     values: dict[str, Any],
     uploads: dict[str, Path],
     folder: str,
+    sent: list[str] | None = None,
 ) -> Callable[[str], dict[str, Any]]:
-    """A function of the chosen server: check its nodes, upload images there, bind values."""
+    """A function of the chosen server: check its nodes, upload images there (their names on
+    the server appended to ``sent``), bind values."""
 
     def build(server: str) -> dict[str, Any]:
         check_server_nodes(comfyui, server, wf)
@@ -174,6 +176,8 @@ def _make_prompt_builder(
             bound[slot] = comfyui.upload_image(
                 path, server, overwrite=True, subfolder=folder, name=upload_name(path)
             )
+            if sent is not None:
+                sent.append(bound[slot])
         return wf.apply(bound)
 
     return build
@@ -521,6 +525,7 @@ class ComfyUIClips(ClipMakerResource):
             },
         )
         uploads = {"image": Path(job.keyframe)}
+        sent: list[str] = []  # the keyframe's upload: this clip's alone, deleted once made
 
         def complete(run: RunResult) -> ClipResult:
             from videogen_resources import media
@@ -532,6 +537,7 @@ class ComfyUIClips(ClipMakerResource):
             info = media.conform_clip(
                 src, narration, out_path, fps=self.fps, width=self.width, height=self.height
             )
+            self.comfyui.remove_uploads(sent, progress)
             extra = _extra(run, wf, shot.seed)
             extra.update({"generated_frames": frames, "generated_fps": gen_fps})
             extra["requested_size"] = f"{requested[0]}x{requested[1]}"
@@ -551,7 +557,7 @@ class ComfyUIClips(ClipMakerResource):
         return _submit(
             self.comfyui,
             wf,
-            _make_prompt_builder(self.comfyui, wf, values, uploads, folder),
+            _make_prompt_builder(self.comfyui, wf, values, uploads, folder, sent),
             out_path,
             progress=progress,
             cancel_check=job.cancel_check,
