@@ -23,6 +23,7 @@ alone, so scripts that repeat a sentence many times keep every id through insert
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
 import re
@@ -60,8 +61,11 @@ def _similar(a: str, b: str) -> float:
     characters when both are short (a one-word change in a three-word line)."""
     if not a or not b:
         return 0.0
-    words = difflib.SequenceMatcher(None, _words(a), _words(b), autojunk=False)
-    score = words.ratio()
+    wa, wb = _words(a), _words(b)
+    if _vocabulary(a).isdisjoint(_vocabulary(b)):
+        score = 0.0  # no word in common: nothing can match (cheap)
+    else:
+        score = difflib.SequenceMatcher(None, wa, wb, autojunk=False).ratio()
     if score >= EDIT_SIMILARITY or len(a) >= SHORT or len(b) >= SHORT:
         return score
     return max(score, _char_similarity(a, b))
@@ -70,6 +74,11 @@ def _similar(a: str, b: str) -> float:
 @functools.lru_cache(maxsize=1 << 14)
 def _words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.lower()))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _vocabulary(text: str) -> frozenset[str]:
+    return frozenset(_words(text))
 
 
 def _char_similarity(a: str, b: str) -> float:
@@ -129,6 +138,8 @@ class _Aligner:
         """Whether old ``i`` or new ``j`` carries a directive that, unique on both sides, marks
         another sentence as its counterpart whose words fit at least as well (the directive
         moved with its sentence: it decides where the words cannot)."""
+        if not self.new_tags[j] and not self.old_tags[i]:
+            return False
         here = self.text_similarity(self.old_texts[i], self.new_texts[j])
         tag = self.new_tags[j]
         if tag and self.new_tag_at.get(tag) == j:
@@ -251,6 +262,7 @@ class _Aligner:
         def rel_new(j: int) -> float:
             return j / max(1, n_new - 1)
 
+        free_rel = [rel_old(i) for i in free_old]
         candidates: list[tuple[float, float, int, int]] = []
         by_key: dict[int, list[int]] = defaultdict(list)
         by_text: dict[str, list[int]] = defaultdict(list)
@@ -263,8 +275,11 @@ class _Aligner:
             for i in by_text.get(self.new_texts[j], []):
                 if self.old_keys[i] != self.new_keys[j]:
                     candidates.append((-_SAME_TEXT, abs(rel_old(i) - rel_new(j)), i, j))
+            # the NEAREST left-over old sentences by relative position (free_old is in order)
             here = rel_new(j)
-            nearest = sorted(free_old, key=lambda i: abs(rel_old(i) - here))
+            mid = bisect.bisect_left(free_rel, here)
+            window = free_old[max(0, mid - NEAREST) : mid + NEAREST]
+            nearest = sorted(window, key=lambda i: abs(rel_old(i) - here))
             for i in nearest[:NEAREST]:
                 if self.old_texts[i] != self.new_texts[j]:
                     w = self.weight(i, j)
@@ -294,8 +309,6 @@ def _unique_positions(tags: Sequence[str]) -> dict[str, int]:
 def _longest_increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The longest subsequence of ``pairs`` (increasing in the second item) whose first items
     increase too (patience sorting, O(n log n))."""
-    import bisect
-
     tails: list[int] = []  # first item of the chain's last pair, per chain length
     tail_idx: list[int] = []
     back: list[int] = [-1] * len(pairs)
