@@ -1,8 +1,13 @@
-"""Sentence identity through edits: edits keep ids, inserts get new ones, moves keep theirs."""
+"""Sentence identity through edits: edits keep ids, inserts get new ones, moves keep theirs,
+and repeated texts are told apart by position, neighbours and directives (never by text alone):
+an insert, a delete or an edit keeps the id of every other sentence."""
 
 from __future__ import annotations
 
 import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from videogen.align import align
 
@@ -82,3 +87,152 @@ def test_mixed_edit_of_a_400_sentence_script() -> None:
     assert result == expected
     kept = [r for r in result if r is not None]
     assert len(kept) == len(set(kept)) == 390
+
+
+MAGMA = "Magma rises."
+
+
+def _repeated(n: int, tagged: bool) -> tuple[list[tuple[str, str]], list[str]]:
+    old = [(f"s{i}", MAGMA) for i in range(n)]
+    tags = [f"image: view number {i}" if tagged else "" for i in range(n)]
+    return old, tags
+
+
+def test_sixty_identical_lines_with_directives_keep_ids_through_insert_and_edit() -> None:
+    old, tags = _repeated(60, tagged=True)
+    # insert one line at the top (same words, its own directive), then edit sentence 30
+    texts = [MAGMA] * 61
+    new_tags = ["image: view number new", *tags]
+    first = align(old, texts, old_tags=tags, new_tags=new_tags)
+    assert first == [None, *(f"s{i}" for i in range(60))]
+    after_insert = [("new", MAGMA), *old]
+    texts[31] = "Magma rises fast."
+    second = align(after_insert, texts, old_tags=new_tags, new_tags=new_tags)
+    assert second == ["new", *(f"s{i}" for i in range(60))]
+
+
+def test_three_hundred_identical_lines_keep_ids_by_position() -> None:
+    for tagged in (False, True):
+        old, tags = _repeated(300, tagged)
+        texts = ["A brand new opening line about penguins.", *[MAGMA] * 300]
+        texts[31] = "Magma rises fast."  # old sentence 30
+        new_tags = ["", *tags]
+        result = align(old, texts, old_tags=tags, new_tags=new_tags)
+        assert result == [None, *(f"s{i}" for i in range(300))], tagged
+
+
+def test_delete_inside_identical_lines_removes_one_id_and_keeps_the_rest() -> None:
+    old, tags = _repeated(100, tagged=True)
+    texts = [MAGMA] * 99
+    new_tags = tags[:40] + tags[41:]
+    result = align(old, texts, old_tags=tags, new_tags=new_tags)
+    assert result == [f"s{i}" for i in range(100) if i != 40]
+
+
+def test_swap_two_sentences_and_edit_both_keeps_both_ids() -> None:
+    # "keeps" = each id follows its sentence's content: the edited first sentence, now second,
+    # keeps the first sentence's id; the swap itself is a reorder.
+    new = [
+        BASE[0],
+        "Pressure slowly builds in the chamber.",
+        "Magma rises because it is light!",
+        BASE[3],
+        BASE[4],
+    ]
+    assert align(_old(BASE), new) == ["s0", "s2", "s1", "s3", "s4"]
+
+
+def test_swap_two_identical_lines_with_directives_and_edit_both() -> None:
+    old, tags = _repeated(20, tagged=True)
+    texts = [MAGMA] * 20
+    new_tags = list(tags)
+    new_tags[5], new_tags[12] = tags[12], tags[5]
+    texts[5], texts[12] = "Magma rises fast.", "Magma rises slowly."
+    result = align(old, texts, old_tags=tags, new_tags=new_tags)
+    expected = [f"s{i}" for i in range(20)]
+    expected[5], expected[12] = "s12", "s5"
+    assert result == expected
+
+
+_TEXTS = ["Magma rises.", "Lava flows down the slope.", "Magma rises."]
+_EDITS = [" fast", " again", " slowly today"]
+
+
+@st.composite
+def _edited_script(
+    draw: st.DrawFn, *, tagged: bool, deletes: bool
+) -> tuple[list[tuple[str, str]], list[str], list[str], list[str], list[str | None]]:
+    """An old script of repeated texts, random inserts / deletes / text edits on it, and the
+    ids the edited script must keep (None for an inserted sentence)."""
+    n = draw(st.integers(min_value=1, max_value=60))
+    pick = draw(st.lists(st.integers(0, len(_TEXTS) - 1), min_size=n, max_size=n))
+    old = [(f"s{i}", _TEXTS[k]) for i, k in enumerate(pick)]
+    old_tags = [f"> image: view {i}" if tagged else "" for i in range(n)]
+    rows: list[tuple[str, str, str | None]] = [
+        (t, tag, sid) for (sid, t), tag in zip(old, old_tags, strict=True)
+    ]
+    ops = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["insert", "edit", "delete"] if deletes else ["insert", "edit"]),
+                st.integers(0, 10_000),
+                st.integers(0, len(_EDITS) - 1),
+            ),
+            max_size=12,
+        )
+    )
+    inserted = 0
+    edited: set[str] = set()
+    for op, where, which in ops:
+        if op == "insert":
+            pos = where % (len(rows) + 1)
+            tag = f"> image: inserted {inserted}" if tagged else ""
+            rows.insert(pos, (f"Penguins number {inserted} dive under the pack ice.", tag, None))
+            inserted += 1
+        elif rows:
+            pos = where % len(rows)
+            text, tag, sid = rows[pos]
+            if op == "delete":
+                del rows[pos]
+            elif sid is not None and sid not in edited:
+                edited.add(sid)
+                rows[pos] = (text.rstrip(".") + _EDITS[which] + ".", tag, sid)
+    return (old, old_tags, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_edited_script(tagged=True, deletes=True))
+def test_property_repeated_texts_with_directives_keep_every_untouched_and_edited_id(
+    case: tuple[list[tuple[str, str]], list[str], list[str], list[str], list[str | None]],
+) -> None:
+    old, old_tags, texts, tags, expected = case
+    assert align(old, texts, old_tags=old_tags, new_tags=tags) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(_edited_script(tagged=False, deletes=False))
+def test_property_repeated_texts_without_directives_inserts_and_edits_keep_every_id(
+    case: tuple[list[tuple[str, str]], list[str], list[str], list[str], list[str | None]],
+) -> None:
+    old, old_tags, texts, tags, expected = case
+    assert align(old, texts, old_tags=old_tags, new_tags=tags) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(_edited_script(tagged=False, deletes=True))
+def test_property_repeated_texts_without_directives_lose_only_deleted_ids(
+    case: tuple[list[tuple[str, str]], list[str], list[str], list[str], list[str | None]],
+) -> None:
+    # Identical lines without directives cannot be told apart when one of them is deleted:
+    # which copy is "the deleted one" is the same answer either way. What must hold: inserts
+    # and only inserts get new ids, as many ids go as sentences were deleted, and an untouched
+    # sentence keeps the id of a sentence with its very words.
+    old, old_tags, texts, tags, expected = case
+    result = align(old, texts, old_tags=old_tags, new_tags=tags)
+    old_text = dict(old)
+    assert [r is None for r in result] == [e is None for e in expected]
+    kept = [r for r in result if r is not None]
+    assert len(kept) == len(set(kept))
+    for got, want, text in zip(result, expected, texts, strict=True):
+        if want is not None and text == old_text[want]:
+            assert got is not None and old_text[got] == text

@@ -31,19 +31,33 @@ try:
 except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from servers.comfyui import SHARED, FakeComfyUI, running_comfyui  # type: ignore[no-redef]
 
-pytestmark = pytest.mark.skipif(not (SHARED / "object_info.json").is_file(),
-                                reason=f"recorded ComfyUI responses not found in {SHARED}")
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "object_info.json").is_file(),
+    reason=f"recorded ComfyUI responses not found in {SHARED}",
+)
 
 IMAGE_WF: dict[str, Any] = {
-    "1": {"class_type": "EmptyImage",
-          "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255}},
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 255},
+    },
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t/x"}},
 }
 SAMPLED_WF: dict[str, Any] = {
-    "1": {"class_type": "EmptyImage",
-          "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0}},
-    "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "bilinear",
-                                                 "width": 40, "height": 30, "crop": "disabled"}},
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0},
+    },
+    "2": {
+        "class_type": "ImageScale",
+        "inputs": {
+            "image": ["1", 0],
+            "upscale_method": "bilinear",
+            "width": 40,
+            "height": 30,
+            "crop": "disabled",
+        },
+    },
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "s"}},
 }
 
@@ -55,8 +69,13 @@ def server() -> Iterator[FakeComfyUI]:
 
 
 def resource(*urls: str, **kw: Any) -> ComfyUIResource:
-    defaults: dict[str, Any] = {"poll_interval_s": 0.1, "backoff_s": 0.01, "timeout_s": 20,
-                                "connect_timeout_s": 2, "read_timeout_s": 10}
+    defaults: dict[str, Any] = {
+        "poll_interval_s": 0.1,
+        "backoff_s": 0.01,
+        "timeout_s": 20,
+        "connect_timeout_s": 2,
+        "read_timeout_s": 10,
+    }
     defaults.update(kw)
     return ComfyUIResource(urls=list(urls), **defaults)
 
@@ -130,9 +149,10 @@ def test_legacy_end_signal_only_executing_null(tmp_path: Path) -> None:
 
 
 def test_400_node_errors_are_rendered(server: FakeComfyUI, tmp_path: Path) -> None:
-    bad = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64}},
-           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
-                                                       "filename_prefix": "x"}}}
+    bad = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+    }
     with pytest.raises(ServiceError) as err:
         resource(server.url).run_workflow(bad, outputs_dir=tmp_path)
     e = err.value
@@ -142,15 +162,19 @@ def test_400_node_errors_are_rendered(server: FakeComfyUI, tmp_path: Path) -> No
     assert len(server.requests_to("POST", "/prompt")) == 1  # not retried
 
 
-@pytest.mark.parametrize("name", ["transcript_missing_model.json", "transcript_bad_class.json",
-                                  "transcript_missing_input.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["transcript_missing_model.json", "transcript_bad_class.json", "transcript_missing_input.json"],
+)
 def test_recorded_400_bodies_render_readably(name: str) -> None:
     steps = json.loads((SHARED / name).read_text())
     body = next(s["body"] for s in steps if s.get("dir") == "POST /prompt")
     text = render_prompt_error(body)
     if name == "transcript_missing_model.json":
-        assert "node 2 (VAELoader) input 'vae_name': Value not in list: vae_name: " \
-               "'ae.safetensors' not in ['pixel_space']" in text
+        assert (
+            "node 2 (VAELoader) input 'vae_name': Value not in list: vae_name: "
+            "'ae.safetensors' not in ['pixel_space']" in text
+        )
     elif name == "transcript_bad_class.json":
         assert text == "Cannot execute because node NoSuchNode does not exist. (Node ID '#1')"
     else:
@@ -170,8 +194,7 @@ def test_recorded_error_texts_render(tmp_path: Path) -> None:
             assert f"node {nid} ({info['class_type']})" in rendered
 
 
-def test_execution_error_names_node_type_and_message(server: FakeComfyUI,
-                                                     tmp_path: Path) -> None:
+def test_execution_error_names_node_type_and_message(server: FakeComfyUI, tmp_path: Path) -> None:
     server.error_node = "2"
     with pytest.raises(ServiceError) as err:
         resource(server.url).run_workflow(SAMPLED_WF, outputs_dir=tmp_path)
@@ -237,8 +260,8 @@ def test_cancel_check_interrupts(server: FakeComfyUI, tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(ServiceError, match="cancelled"):
         resource(server.url).run_workflow(
-            IMAGE_WF, outputs_dir=tmp_path,
-            cancel_check=lambda: time.monotonic() - started > 0.3)
+            IMAGE_WF, outputs_dir=tmp_path, cancel_check=lambda: time.monotonic() - started > 0.3
+        )
     assert server.interrupts
 
 
@@ -260,8 +283,9 @@ def test_hostile_output_filename_is_refused(server: FakeComfyUI, tmp_path: Path)
     assert not server.requests_to("GET", "/view")
 
 
-@pytest.mark.parametrize("name", ["../../x", "/etc/passwd", "a/b.png", "..", "C:evil.png",
-                                  "a\\b.png", ""])
+@pytest.mark.parametrize(
+    "name", ["../../x", "/etc/passwd", "a/b.png", "..", "C:evil.png", "a\\b.png", ""]
+)
 def test_sanitize_filename_refuses_paths(name: str) -> None:
     with pytest.raises(ValueError):
         sanitize_filename(name)
@@ -305,3 +329,91 @@ def test_in_flight_jobs_spread_over_servers(tmp_path: Path) -> None:
         for t in threads:
             t.join(20)
         assert sorted(results) == sorted([a.url, b.url])
+
+
+def test_prompt_lost_by_a_restart_is_resubmitted_once(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step = 2
+        r = resource(srv.url, timeout_s=300)
+        lines: list[str] = []
+        t0 = time.monotonic()
+        result = r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path, progress=lines.append)
+        elapsed = time.monotonic() - t0
+        assert srv.restarts == 1
+        prompts = srv.prompts_received()
+        assert len(prompts) == 2 and prompts[0]["prompt"] == prompts[1]["prompt"]
+        first = [t for t in srv.job_times.values() if t.status == "forgotten"]
+        assert len(first) == 1 and result.lost_prompt == first[0].prompt_id
+        assert result.prompt_id != result.lost_prompt
+        assert srv.job_times[result.prompt_id].status == "success"
+        assert result.files and result.files[0].is_file()
+        assert result.summary()["lost_prompt"] == result.lost_prompt
+        assert any("restarted and lost prompt" in line for line in lines)
+        assert elapsed < 15, elapsed  # not the 300 s timeout
+
+
+def test_prompt_lost_again_after_resubmission_fails_at_once(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step, srv.restart_jobs = 2, 2
+        r = resource(srv.url, timeout_s=300)
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError, match="restarted and lost prompt") as err:
+            r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path)
+        assert time.monotonic() - t0 < 15
+        assert "queued again" in str(err.value) and not err.value.retryable
+        assert len(srv.prompts_received()) == 2 and srv.queue_empty()
+
+
+def test_prompt_lost_fails_at_once_when_resubmission_is_off(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=0.4) as srv:
+        srv.restart_at_step = 1
+        r = resource(srv.url, timeout_s=300, resubmit_lost=False)
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError, match="restarted and lost prompt") as err:
+            r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path)
+        assert time.monotonic() - t0 < 15
+        assert "queued again" not in str(err.value)
+        assert len(srv.prompts_received()) == 1
+
+
+def test_restart_while_the_prompt_waits_in_the_queue_is_detected(tmp_path: Path) -> None:
+    with running_comfyui(job_seconds=1.5) as srv:
+        r = resource(srv.url, timeout_s=300)
+        results: dict[str, Any] = {}
+
+        def second() -> None:
+            try:
+                results["run"] = r.run_workflow(IMAGE_WF, outputs_dir=tmp_path / "b")
+            except ServiceError as exc:  # pragma: no cover - reported by the assert below
+                results["error"] = exc
+
+        first = threading.Thread(
+            target=lambda: results.setdefault(
+                "first", _swallow(lambda: r.run_workflow(SAMPLED_WF, outputs_dir=tmp_path / "a"))
+            )
+        )
+        first.start()
+        _wait_for(lambda: r.queue().size == 1)
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        _wait_for(lambda: r.queue().size == 2)  # one runs, ours waits behind it
+        srv.restart()
+        first.join(20)
+        waiting.join(20)
+        assert "error" not in results, results.get("error")
+        run = results["run"]
+        assert run.lost_prompt is not None and run.files[0].is_file()
+
+
+def _wait_for(cond: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def _swallow(fn: Any) -> Any:
+    try:
+        return fn()
+    except ServiceError as exc:
+        return exc

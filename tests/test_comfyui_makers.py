@@ -35,11 +35,18 @@ try:
 except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from servers.comfyui import SHARED, FakeComfyUI, running_comfyui  # type: ignore[no-redef]
 
-pytestmark = pytest.mark.skipif(not (SHARED / "object_info.json").is_file(),
-                                reason=f"recorded ComfyUI responses not found in {SHARED}")
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "object_info.json").is_file(),
+    reason=f"recorded ComfyUI responses not found in {SHARED}",
+)
 
-SHOT = Shot(image_prompt="a volcano at dusk", video_prompt="lava flows slowly, camera pushes in",
-            negative_prompt="blurry, text", seed=1234, characters=("Ada",))
+SHOT = Shot(
+    image_prompt="a volcano at dusk",
+    video_prompt="lava flows slowly, camera pushes in",
+    negative_prompt="blurry, text",
+    seed=1234,
+    characters=("Ada",),
+)
 
 
 @pytest.fixture
@@ -50,8 +57,9 @@ def server() -> Iterator[FakeComfyUI]:
 
 @pytest.fixture
 def newer_server() -> Iterator[FakeComfyUI]:
-    with running_comfyui(job_seconds=0.05, extra_nodes=newer_node_schemas(),
-                         version="0.7.0") as srv:
+    with running_comfyui(
+        job_seconds=0.05, extra_nodes=newer_node_schemas(), version="0.7.0"
+    ) as srv:
         yield srv
 
 
@@ -71,19 +79,25 @@ def write_wav(path: Path, seconds: float, rate: int = 48000) -> Path:
 def ada(tmp_path: Path) -> CharacterRef:
     ref = tmp_path / "ada.png"
     Image.new("RGB", (64, 64), (200, 10, 10)).save(ref)
-    return CharacterRef(name="Ada", reference_image=ref, lora="ada.safetensors",
-                        lora_strength=0.8)
+    return CharacterRef(name="Ada", reference_image=ref, lora="ada.safetensors", lora_strength=0.8)
 
 
 def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: Path) -> None:
-    # a file of the same name already on the server: ours is renamed and bound as renamed
+    # a file of the same name already on the server is left alone: uploads go to the project's
+    # folder under a name made of the picture's hash, and the name the server answered is bound
     server.add_input_file("ada.png", b"other bytes")
     maker = ComfyUIKeyframes(comfyui=comfy(server.url), workflow="flux-1-dev-v1")
     lines: list[str] = []
     out = tmp_path / "kf" / "s0001.png"
-    res = maker.make_keyframe(shot=SHOT, sentence_text="Volcanoes erupt.", section_title="Intro",
-                              style="documentary photo", characters=[ada(tmp_path)],
-                              out_path=out, progress=lines.append)
+    res = maker.make_keyframe(
+        shot=SHOT,
+        sentence_text="Volcanoes erupt.",
+        section_title="Intro",
+        style="documentary photo",
+        characters=[ada(tmp_path)],
+        out_path=out,
+        progress=lines.append,
+    )
     with Image.open(out) as im:
         assert im.size == (1920, 1080) and im.format == "PNG"
     assert res.width == 1920 and res.seed == 1234 and res.engine == "comfyui"
@@ -95,8 +109,16 @@ def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: P
     assert sent["15"]["inputs"]["width"] == 1920 and sent["15"]["inputs"]["height"] == 1088
     assert sent["4"]["inputs"]["lora_name"] == "ada.safetensors"
     assert sent["4"]["inputs"]["strength_model"] == 0.8 and "5" not in sent
-    assert sent["10"]["inputs"]["image"] == "ada (1).png"
-    assert server.requests_to("POST", "/upload/image")[0].form["image"]["filename"] == "ada.png"
+    upload = server.requests_to("POST", "/upload/image")[0].form
+    assert upload["subfolder"] == "videogen/kf" and upload["overwrite"] == "true"
+    name = upload["image"]["filename"]
+    assert name.startswith("ada-") and name.endswith(".png")
+    assert sent["10"]["inputs"]["image"] == f"videogen/kf/{name}"
+    assert (server.root / "input" / "ada.png").read_bytes() == b"other bytes"
+    assert (server.root / "input" / "videogen" / "kf" / name).read_bytes() == (
+        tmp_path / "ada.png"
+    ).read_bytes()
+    assert sent["18"]["inputs"]["filename_prefix"] == "videogen/kf/keyframe"
     assert res.extra["prompt_id"] and res.extra["server"] == server.url
     assert res.extra["workflow"] == "flux-1-dev-v1" and res.extra["seed"] == 1234
     assert res.extra["progress"]["sampler_steps"] > 0
@@ -104,28 +126,48 @@ def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: P
     assert lines
 
 
-def test_keyframe_without_characters_bypasses_optional_nodes(server: FakeComfyUI,
-                                                             tmp_path: Path) -> None:
+def test_keyframe_without_characters_bypasses_optional_nodes(
+    server: FakeComfyUI, tmp_path: Path
+) -> None:
     maker = ComfyUIKeyframes(comfyui=comfy(server.url))
-    maker.make_keyframe(shot=SHOT, sentence_text="x", section_title="x", style="",
-                        characters=[], out_path=tmp_path / "k.png")
+    maker.make_keyframe(
+        shot=SHOT,
+        sentence_text="x",
+        section_title="x",
+        style="",
+        characters=[],
+        out_path=tmp_path / "k.png",
+    )
     sent = server.prompts_received()[-1]["prompt"]
     assert {"4", "5", "10", "14"}.isdisjoint(sent)
     assert not server.requests_to("POST", "/upload/image")
 
 
-def test_flux2_needs_a_newer_server(server: FakeComfyUI, newer_server: FakeComfyUI,
-                                    tmp_path: Path) -> None:
+def test_flux2_needs_a_newer_server(
+    server: FakeComfyUI, newer_server: FakeComfyUI, tmp_path: Path
+) -> None:
     old = ComfyUIKeyframes(comfyui=comfy(server.url), workflow="flux-2-v1")
     with pytest.raises(ServiceError) as err:
-        old.make_keyframe(shot=SHOT, sentence_text="x", section_title="x", style="",
-                          characters=[], out_path=tmp_path / "k.png")
+        old.make_keyframe(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[],
+            out_path=tmp_path / "k.png",
+        )
     msg = str(err.value)
     assert "EmptyFlux2LatentImage, Flux2Scheduler" in msg and "ComfyUI >= 0.3.72" in msg
     assert "0.3.64" in msg and not server.requests_to("POST", "/prompt")
     new = ComfyUIKeyframes(comfyui=comfy(newer_server.url), workflow="flux-2-v1")
-    res = new.make_keyframe(shot=SHOT, sentence_text="x", section_title="x", style="",
-                            characters=[ada(tmp_path)], out_path=tmp_path / "k.png")
+    res = new.make_keyframe(
+        shot=SHOT,
+        sentence_text="x",
+        section_title="x",
+        style="",
+        characters=[ada(tmp_path)],
+        out_path=tmp_path / "k.png",
+    )
     sent = newer_server.prompts_received()[-1]["prompt"]
     assert sent["21"]["inputs"]["noise_seed"] == 1234 and "7" in sent and "13" in sent
     assert sent["24"]["inputs"]["width"] == sent["23"]["inputs"]["width"] == 1920
@@ -135,20 +177,29 @@ def test_flux2_needs_a_newer_server(server: FakeComfyUI, newer_server: FakeComfy
 def test_object_info_is_cached_per_server(server: FakeComfyUI, tmp_path: Path) -> None:
     maker = ComfyUIKeyframes(comfyui=comfy(server.url))
     for i in range(2):
-        maker.make_keyframe(shot=SHOT, sentence_text="x", section_title="x", style="",
-                            characters=[], out_path=tmp_path / f"k{i}.png")
+        maker.make_keyframe(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[],
+            out_path=tmp_path / f"k{i}.png",
+        )
     assert len(server.requests_to("GET", "/object_info")) == 1
 
 
-@pytest.mark.parametrize(("workflow", "fps", "step"), [("wan-2.2-v1", 16, 4),
-                                                       ("ltx-video-v1", 24, 8)])
-def test_clip_frames_from_narration(server: FakeComfyUI, tmp_path: Path, workflow: str,
-                                    fps: int, step: int) -> None:
+@pytest.mark.parametrize(
+    ("workflow", "fps", "step"), [("wan-2.2-v1", 16, 4), ("ltx-video-v1", 24, 8)]
+)
+def test_clip_frames_from_narration(
+    server: FakeComfyUI, tmp_path: Path, workflow: str, fps: int, step: int
+) -> None:
     keyframe = tmp_path / "kf.png"
     Image.new("RGB", (1920, 1080), (0, 90, 200)).save(keyframe)
     narration = write_wav(tmp_path / "n.wav", 1.3)
-    maker = ComfyUIClips(comfyui=comfy(server.url), workflow=workflow, gen_width=320,
-                         gen_height=192)
+    maker = ComfyUIClips(
+        comfyui=comfy(server.url), workflow=workflow, gen_width=320, gen_height=192
+    )
     out = tmp_path / "clips" / "s0001.mp4"
     res = maker.make_clip(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out)
     sent = server.prompts_received()[-1]["prompt"]
@@ -158,7 +209,8 @@ def test_clip_frames_from_narration(server: FakeComfyUI, tmp_path: Path, workflo
     length = sent[length_target.node]["inputs"][length_target.input]
     assert length >= need and (length - 1) % step == 0 and length - need < step
     image_target = wf.binding.slots["image"].targets[0]
-    assert sent[image_target.node]["inputs"]["image"] == "kf.png"
+    bound = sent[image_target.node]["inputs"]["image"]
+    assert bound.startswith("videogen/clips/kf-") and bound.endswith(".png")
     neg = wf.binding.slots["negative_prompt"].targets[0]
     assert sent[neg.node]["inputs"]["text"] == "blurry, text"
     assert res.fps == 30 and res.num_frames == math.ceil(1.3 * 30)
@@ -175,31 +227,51 @@ def test_clip_frames_from_narration(server: FakeComfyUI, tmp_path: Path, workflo
 def test_ltx2_clip_on_newer_server(newer_server: FakeComfyUI, tmp_path: Path) -> None:
     keyframe = tmp_path / "kf.png"
     Image.new("RGB", (640, 360), (0, 90, 200)).save(keyframe)
-    maker = ComfyUIClips(comfyui=comfy(newer_server.url), workflow="ltx-2-v1", gen_width=320,
-                         gen_height=192)
-    res = maker.make_clip(shot=SHOT, keyframe=keyframe,
-                          narration=write_wav(tmp_path / "n.wav", 0.9),
-                          out_path=tmp_path / "c.mp4", workflow="ltx-2-v1")
+    maker = ComfyUIClips(
+        comfyui=comfy(newer_server.url), workflow="ltx-2-v1", gen_width=320, gen_height=192
+    )
+    res = maker.make_clip(
+        shot=SHOT,
+        keyframe=keyframe,
+        narration=write_wav(tmp_path / "n.wav", 0.9),
+        out_path=tmp_path / "c.mp4",
+        workflow="ltx-2-v1",
+    )
     sent = newer_server.prompts_received()[-1]["prompt"]
     assert sent["9"]["inputs"]["length"] == sent["11"]["inputs"]["frames_number"] == 25
     assert res.num_frames == 27 and maker.version("ltx-2-v1") == res.workflow_version
 
 
-
-def _keyframe_jobs(tmp_path: Path, n: int, folder: str,
-                   cancel_check: Callable[[], bool] | None = None) -> list[KeyframeJob]:
-    return [KeyframeJob(shot=SHOT.model_copy(update={"seed": 100 + i}),
-                        sentence_text=f"sentence {i}", section_title="x", style="",
-                        characters=[], out_path=tmp_path / folder / f"k{i}.png",
-                        cancel_check=cancel_check)
-            for i in range(n)]
+def _keyframe_jobs(
+    tmp_path: Path, n: int, folder: str, cancel_check: Callable[[], bool] | None = None
+) -> list[KeyframeJob]:
+    return [
+        KeyframeJob(
+            shot=SHOT.model_copy(update={"seed": 100 + i}),
+            sentence_text=f"sentence {i}",
+            section_title="x",
+            style="",
+            characters=[],
+            out_path=tmp_path / folder / "proj.s0001" / f"k{i}.png",
+            cancel_check=cancel_check,
+        )
+        for i in range(n)
+    ]
 
 
 def _one_by_one(maker: ComfyUIKeyframes, jobs: list[KeyframeJob]) -> list[ImageResult]:
-    return [maker.make_keyframe(shot=j.shot, sentence_text=j.sentence_text,
-                                section_title=j.section_title, style=j.style,
-                                characters=j.characters, out_path=j.out_path,
-                                cancel_check=j.cancel_check) for j in jobs]
+    return [
+        maker.make_keyframe(
+            shot=j.shot,
+            sentence_text=j.sentence_text,
+            section_title=j.section_title,
+            style=j.style,
+            characters=j.characters,
+            out_path=j.out_path,
+            cancel_check=j.cancel_check,
+        )
+        for j in jobs
+    ]
 
 
 def _matches_server_output(server: FakeComfyUI, res: ImageResult) -> bool:
@@ -214,8 +286,9 @@ def _matches_server_output(server: FakeComfyUI, res: ImageResult) -> bool:
 
 def _comparable(res: ImageResult) -> dict[str, Any]:
     """A result without what differs from run to run (prompt id, file names, timings)."""
-    extra = {k: v for k, v in res.extra.items()
-             if k not in ("prompt_id", "progress", "comfyui_files")}
+    extra = {
+        k: v for k, v in res.extra.items() if k not in ("prompt_id", "progress", "comfyui_files")
+    }
     return {**res.model_dump(exclude={"path", "extra"}), **extra}
 
 
@@ -236,7 +309,7 @@ def test_batched_keyframes_keep_the_server_queue_fed(tmp_path: Path) -> None:
             assert nxt.started - prev.ended < 0.25
         assert [r.path for r in batched] == [j.out_path for j in jobs]
         assert all(_matches_server_output(server, r) for r in batched)
-        assert not list((tmp_path / "batch").glob(".comfyui-*"))
+        assert not list((tmp_path / "batch").rglob(".comfyui-*"))
 
         server.job_seconds = 0.05
         single = _one_by_one(maker, _keyframe_jobs(tmp_path, 5, "single"))
@@ -275,7 +348,7 @@ def test_batched_keyframe_failure_takes_the_next_job_off_the_server(tmp_path: Pa
             == "execution_interrupted"
         )
     assert not (tmp_path / "batch" / "k2.png").exists()
-    assert not list((tmp_path / "batch").glob(".comfyui-*"))
+    assert not list((tmp_path / "batch").rglob(".comfyui-*"))
 
 
 def test_batched_keyframes_stop_on_cancel(tmp_path: Path) -> None:
@@ -304,15 +377,27 @@ def test_batched_clips_match_one_by_one(server: FakeComfyUI, tmp_path: Path) -> 
     for i in range(2):
         keyframe = tmp_path / f"kf{i}.png"
         Image.new("RGB", (640, 360), (0, 90, 20 * i)).save(keyframe)
-        jobs.append(ClipJob(shot=SHOT, keyframe=keyframe,
-                            narration=write_wav(tmp_path / f"n{i}.wav", 0.5 + 0.4 * i),
-                            out_path=tmp_path / "batch" / f"c{i}.mp4"))
+        jobs.append(
+            ClipJob(
+                shot=SHOT,
+                keyframe=keyframe,
+                narration=write_wav(tmp_path / f"n{i}.wav", 0.5 + 0.4 * i),
+                out_path=tmp_path / "batch" / f"c{i}.mp4",
+            )
+        )
     batched = list(maker.make_clips(jobs))
-    single = [maker.make_clip(shot=j.shot, keyframe=j.keyframe, narration=j.narration,
-                              out_path=tmp_path / "single" / j.out_path.name) for j in jobs]
+    single = [
+        maker.make_clip(
+            shot=j.shot,
+            keyframe=j.keyframe,
+            narration=j.narration,
+            out_path=tmp_path / "single" / "batch" / j.out_path.name,
+        )
+        for j in jobs
+    ]  # the same project folder ("batch"): the same output prefix
     prompts = [p["prompt"] for p in server.prompts_received()]
     assert prompts[:2] == prompts[2:]
     assert [r.num_frames for r in batched] == [r.num_frames for r in single] == [15, 27]
     assert all(r.path.is_file() for r in batched)
     uploads = [r.form["image"]["filename"] for r in server.requests_to("POST", "/upload/image")]
-    assert uploads == ["kf0.png", "kf1.png"] * 2
+    assert [u.split("-")[0] for u in uploads] == ["kf0", "kf1"] * 2 and uploads[:2] == uploads[2:]

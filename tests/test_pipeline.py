@@ -97,6 +97,7 @@ def test_checks_passed(rendered) -> None:  # type: ignore[no-untyped-def]
     for kind, check in (
         ("narration", "audible"),
         ("keyframe", "is_1920x1080"),
+        ("keyframe", "upscaled_at_most_2x"),  # cards are drawn at their size: no upscale
         ("clip", "matches_narration"),
         ("rough_cut", "audio_video_in_sync"),
     ):

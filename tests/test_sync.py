@@ -143,3 +143,69 @@ def test_bad_edit_changes_nothing(
 def test_unchanged_file_is_not_reread(project: Path, studio_root: Path) -> None:
     result = sync(studio_root, "volcanoes")
     assert result.unchanged_file and not result.changed
+
+
+def _repeated_script(n: int, directives: bool) -> list[str]:
+    lines = ["# Magma"]
+    for i in range(n):
+        lines.append("Magma rises.")
+        if directives:
+            lines.append(f"> image: view number {i}")
+    return lines
+
+
+@pytest.mark.parametrize(("n", "directives"), [(60, True), (300, True), (300, False)])
+def test_repeated_sentences_keep_ids_through_insert_and_edit(
+    studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance, n: int, directives: bool
+) -> None:
+    script = tmp_path / "r.md"
+    script.write_text("\n".join(_repeated_script(n, directives)) + "\n", encoding="utf-8")
+    folder, _ = create_project(
+        studio_root, title="Rep", name="rep", script_file=script, instance=instance
+    )
+    db = StudioDatabase.for_studio(studio_root)
+    before = {r.id: r.image_prompt for r in db.sentences("rep")}
+    ids = [r.id for r in db.sentences("rep")]
+    last_media = folder / "sentences" / ids[-1]
+    last_media.mkdir(parents=True)
+    (last_media / "narration.wav").write_bytes(b"RIFF")
+
+    lines = _repeated_script(n, directives)
+    lines.insert(1, "A new opening line about the crust.")
+    (folder / "script.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    first = sync(studio_root, "rep", instance=instance)
+    assert len(first.added) == 1 and first.removed == []
+    assert first.order[1:] == ids and first.text_changed == [] and first.direction_changed == []
+
+    step = 2 if directives else 1
+    edited_line = 2 + 29 * step  # the 30th "Magma rises." (after the inserted line)
+    assert lines[edited_line] == "Magma rises."
+    lines[edited_line] = "Magma rises fast."
+    (folder / "script.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    second = sync(studio_root, "rep", instance=instance)
+    assert second.added == [] and second.removed == []
+    assert second.text_changed == [ids[29]]
+    assert second.order[1:] == ids
+    after = {r.id: (r.text, r.image_prompt) for r in db.sentences("rep")}
+    for sid in ids:  # every id still carries its own directive
+        assert after[sid][1] == before[sid]
+    assert after[ids[29]][0] == "Magma rises fast."
+    assert last_media.exists()
+    assert instance.get_dynamic_partitions(sentence_partitions("rep").name)[:-1] == ids
+
+
+def test_swapping_two_sentences_and_editing_both_keeps_both_ids(
+    project: Path, studio_root: Path, instance: dg.DagsterInstance
+) -> None:
+    db = StudioDatabase.for_studio(studio_root)
+    rows = db.sentences("volcanoes")
+    script = project / "script.md"
+    text = script.read_text()
+    first, second = rows[0].text, rows[1].text
+    text = text.replace(first, "\x00").replace(second, first.rstrip(".") + " tonight.")
+    text = text.replace("\x00", second.rstrip(".") + " again.")
+    script.write_text(text, encoding="utf-8")
+    result = sync(studio_root, "volcanoes", instance=instance)
+    assert result.added == [] and result.removed == []
+    assert result.order[:2] == [rows[1].id, rows[0].id]
+    assert sorted(result.text_changed) == sorted([rows[0].id, rows[1].id])

@@ -237,25 +237,9 @@ def status(ctx: click.Context, project: str) -> None:
 
 
 def _progress_printer():  # type: ignore[no-untyped-def]
-    last = {"line": ""}
+    from videogen.progress import console_progress
 
-    def show_progress(done: dict[str, int], totals: dict[str, int], elapsed: float) -> None:
-        parts = []
-        for kind, total in totals.items():
-            n = min(done.get(kind, 0), total)
-            bar = "#" * int(10 * n / total) if total else ""
-            parts.append(f"{kind} [{bar:<10}] {n}/{total}")
-        total_all = sum(totals.values())
-        done_all = sum(min(done.get(k, 0), t) for k, t in totals.items())
-        eta = ""
-        if done_all and elapsed and done_all < total_all:
-            eta = f" ETA {elapsed / done_all * (total_all - done_all):.0f}s"
-        line = "  ".join(parts) + eta
-        if line != last["line"]:
-            click.echo(line, err=True)
-            last["line"] = line
-
-    return show_progress
+    return console_progress()
 
 
 @main.command()

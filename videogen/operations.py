@@ -7,7 +7,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import dagster as dg
 from videogen import paths
 from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen.errors import InputError
+from videogen.progress import RenderSnapshot, RenderWatch
 from videogen.project import ProjectBrief, load_brief, save_brief
 from videogen.script import read_script
 from videogen.sync import SyncResult, sync_project
@@ -160,7 +160,9 @@ def materialized_partitions(
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 """Run config that keeps Dagster's console logger to warnings (the event log keeps everything)."""
 
-ProgressCallback = Callable[[dict[str, int], dict[str, int], float], None]
+ProgressCallback = Callable[["RenderSnapshot"], None]
+"""Takes the render's progress (`videogen.progress`), from a watcher thread, about twice a
+second; the last call has ``final`` set."""
 
 
 def render(
@@ -247,8 +249,7 @@ def render(
         if watcher is not None:
             watcher.join(timeout=5)
     if progress is not None:
-        done = _count_done(instance, tag)
-        progress(done, totals, 0.0)
+        progress(RenderWatch(instance, tag, totals).poll(final=True))
     return result
 
 
@@ -327,23 +328,6 @@ def _contiguous_ranges(all_keys: Sequence[str], todo: Sequence[str]) -> list[tup
     return ranges
 
 
-def _count_done(instance: dg.DagsterInstance, tag: str) -> dict[str, int]:
-    from dagster._core.events import DagsterEventType
-    from dagster._core.storage.dagster_run import RunsFilter
-
-    done: dict[str, int] = {}
-    for run in instance.get_runs(RunsFilter(tags={"videogen/render": tag})):
-        records = instance.get_records_for_run(
-            run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100000
-        ).records
-        for rec in records:
-            mat = rec.event_log_entry.asset_materialization
-            if mat is not None:
-                kind = mat.asset_key.path[-1]
-                done[kind] = done.get(kind, 0) + 1
-    return done
-
-
 def _watch_progress(
     instance: dg.DagsterInstance,
     tag: str,
@@ -351,9 +335,9 @@ def _watch_progress(
     progress: ProgressCallback,
     stop: threading.Event,
 ) -> None:
-    t0 = time.monotonic()
+    watch = RenderWatch(instance, tag, totals)
     while not stop.wait(0.5):
         try:
-            progress(_count_done(instance, tag), totals, time.monotonic() - t0)
+            progress(watch.poll())
         except Exception:
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,22 @@ def _with_cast(version: str, names: list[str], prints: dict[str, str]) -> str:
     return hashlib.sha256("|".join([version, *parts]).encode()).hexdigest()[:16]
 
 
+def directive_tag(
+    image_prompt: str | None,
+    video_prompt: str | None,
+    camera: str | None,
+    motion: float | None,
+    characters: Sequence[str] | None,
+    speaker: str | None,
+) -> str:
+    """What, besides its text, tells a sentence apart from an identical one: its directives
+    (``""`` when it has none). Alignment uses it so repeated lines keep their ids."""
+    parts = [image_prompt, video_prompt, camera, motion, list(characters or []), speaker]
+    if not any(parts):
+        return ""
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
 def ensure_project_row(db: StudioDatabase, brief: ProjectBrief) -> None:
     """Create or update the project's row from its brief."""
     with db.session() as s:
@@ -141,7 +158,32 @@ def sync_project(
             s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
         )
         looks, voices = _character_fingerprints(s)
-        matched = align([(r.id, r.text) for r in old_rows], [p.text for p in script.sentences])
+        matched = align(
+            [(r.id, r.text) for r in old_rows],
+            [p.text for p in script.sentences],
+            old_tags=[
+                directive_tag(
+                    r.image_prompt,
+                    r.video_prompt,
+                    r.camera_movement,
+                    r.motion_strength,
+                    r.characters,
+                    r.speaker,
+                )
+                for r in old_rows
+            ],
+            new_tags=[
+                directive_tag(
+                    p.directives.image_prompt,
+                    p.directives.video_prompt,
+                    p.directives.camera,
+                    p.directives.motion,
+                    p.directives.characters,
+                    p.directives.speaker,
+                )
+                for p in script.sentences
+            ],
+        )
         by_id = {r.id: r for r in old_rows}
 
         # Sections: upsert by id, drop the ones no longer used.

@@ -154,9 +154,11 @@ class PartitionResults:
             return
         for name, pairs in self._checks.items():
             failed = [p for p, c in pairs if not c.passed]
+            warn_only = all(c.severity == dg.AssetCheckSeverity.WARN for _, c in pairs)
             yield dg.AssetCheckResult(
                 check_name=name,
                 passed=not failed,
+                severity=dg.AssetCheckSeverity.WARN if warn_only else dg.AssetCheckSeverity.ERROR,
                 metadata={
                     "sentences_checked": len(pairs),
                     "sentences_failed": len(failed),

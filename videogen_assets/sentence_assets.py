@@ -327,7 +327,12 @@ def build_sentence_assets(
         **per_sentence(KEYFRAME),
         deps=[k_shot],
         pool=pools[KEYFRAME],
-        check_specs=[dg.AssetCheckSpec("is_1920x1080", asset=k_key)],
+        check_specs=[
+            dg.AssetCheckSpec("is_1920x1080", asset=k_key),
+            dg.AssetCheckSpec(
+                UPSCALE_CHECK, asset=k_key, description="generated at least half the final size"
+            ),
+        ],
     )
     def keyframe(
         context: dg.AssetExecutionContext,
@@ -347,7 +352,7 @@ def build_sentence_assets(
                 folder = studio.sentence_dir(project, pk)
                 out = folder / "keyframe.png"
                 if results.unchanged(pk, out):
-                    results.keep(pk, [_keyframe_size_check(out)[0]])
+                    results.keep(pk, [_keyframe_size_check(out)[0], _keyframe_upscale_check(out)])
                     continue
                 s = load_sentence(db, pk)
                 shot_ = read_shot(folder / "shot.json")
@@ -359,7 +364,7 @@ def build_sentence_assets(
                     style=brief.style,
                     characters=[cast[n] for n in shot_.characters if n in cast],
                     out_path=out,
-                    progress=context.log.info,
+                    progress=_sentence_log(context, pk),
                     workflow=brief.image_workflow,
                     cancel_check=cancelled,
                 )
@@ -396,7 +401,7 @@ def build_sentence_assets(
                         "path": dg.MetadataValue.path(str(out)),
                         **service_metadata(res.engine, res.extra),
                     },
-                    check_results=[size_check],
+                    check_results=[size_check, _keyframe_upscale_check(out)],
                 )
         yield from results.outputs()
 
@@ -433,7 +438,7 @@ def build_sentence_assets(
                     keyframe=folder / "keyframe.png",
                     narration=folder / "narration.wav",
                     out_path=out,
-                    progress=context.log.info,
+                    progress=_sentence_log(context, pk),
                     workflow=brief.video_workflow,
                     cancel_check=cancelled,
                 )
@@ -479,6 +484,16 @@ def build_sentence_assets(
     return [narration, shot, keyframe, clip]
 
 
+def _sentence_log(context: dg.AssetExecutionContext, partition: str) -> Callable[[str], None]:
+    """A service's progress lines into the run's log, naming the sentence (`videogen.progress`
+    and the Dagster UI show which sentence a ``step 4/6`` belongs to)."""
+
+    def log(message: str) -> None:
+        context.log.info(f"{message} [{partition}]")
+
+    return log
+
+
 def _keyframe_size_check(image: Path) -> tuple[dg.AssetCheckResult, tuple[int, int]]:
     """The keyframe's quality gate: 1920x1080 pixels."""
     from PIL import Image
@@ -491,6 +506,35 @@ def _keyframe_size_check(image: Path) -> tuple[dg.AssetCheckResult, tuple[int, i
         metadata={"width": size[0], "height": size[1]},
     )
     return check, size
+
+
+UPSCALE_CHECK = "upscaled_at_most_2x"
+MAX_UPSCALE = 2.0
+
+
+def _keyframe_upscale_check(image: Path) -> dg.AssetCheckResult:
+    """A warning when the keyframe was generated much smaller than it is (a 64x64 model output
+    stretched to 1920x1080 passes the size check but looks it): more than 2x enlarged."""
+    from PIL import Image
+
+    from videogen_resources.comfyui_makers import generated_size, upscale_factor
+
+    with Image.open(image) as im:
+        final = im.size
+    made = generated_size(image) or final
+    factor = upscale_factor(made, final)
+    return dg.AssetCheckResult(
+        check_name=UPSCALE_CHECK,
+        passed=factor <= MAX_UPSCALE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "generated_size": f"{made[0]}x{made[1]}",
+            "final_size": f"{final[0]}x{final[1]}",
+            "upscale": round(factor, 2),
+        },
+        description=f"generated at {made[0]}x{made[1]}, enlarged {factor:.1f}x "
+        f"(warns above {MAX_UPSCALE:g}x: ask the workflow for a larger size)",
+    )
 
 
 def _clip_length_check(

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -169,6 +170,7 @@ class RunResult(BaseModel):
     cached_nodes: list[str] = Field(default_factory=list)
     elapsed_s: float = 0.0
     reconnects: int = 0
+    lost_prompt: str | None = None  # a prompt the server lost (restart), queued again as this one
 
     def summary(self) -> dict[str, Any]:
         """A short, JSON-friendly account for logs and asset metadata."""
@@ -180,6 +182,7 @@ class RunResult(BaseModel):
             "nodes_cached": len(self.cached_nodes),
             "sampler_steps": len(steps),
             "reconnects": self.reconnects,
+            **({"lost_prompt": self.lost_prompt} if self.lost_prompt else {}),
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -197,12 +200,14 @@ def _parse_input(name: str, spec: Any, required: bool) -> InputSpec:
     head = spec[0]
     config = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if isinstance(head, list):  # old form: [[choices...], {...}]
-        return InputSpec(name=name, type="COMBO", options=list(head), config=config,
-                         required=required)
+        return InputSpec(
+            name=name, type="COMBO", options=list(head), config=config, required=required
+        )
     if head == "COMBO":  # new form: ["COMBO", {"options": [...]}]
         options = config.get("options")
-        return InputSpec(name=name, type="COMBO", options=list(options or []), config=config,
-                         required=required)
+        return InputSpec(
+            name=name, type="COMBO", options=list(options or []), config=config, required=required
+        )
     return InputSpec(name=name, type=str(head), config=config, required=required)
 
 
@@ -226,8 +231,9 @@ def parse_node_schema(name: str, raw: dict[str, Any]) -> NodeSchema:
 
 def parse_object_info(raw: dict[str, Any]) -> ObjectInfo:
     """Parse a whole /object_info answer."""
-    return ObjectInfo(nodes={k: parse_node_schema(k, v) for k, v in raw.items()
-                             if isinstance(v, dict)})
+    return ObjectInfo(
+        nodes={k: parse_node_schema(k, v) for k, v in raw.items() if isinstance(v, dict)}
+    )
 
 
 def parse_history(prompt_id: str, raw: dict[str, Any]) -> HistoryEntry | None:
@@ -264,13 +270,15 @@ def _files_of_node(node_id: str, out: dict[str, Any]) -> list[OutputFile]:
     for key in OUTPUT_LIST_KEYS:
         for item in out.get(key) or []:
             if isinstance(item, dict) and isinstance(item.get("filename"), str):
-                files.append(OutputFile(
-                    node_id=node_id,
-                    filename=item["filename"],
-                    subfolder=str(item.get("subfolder") or ""),
-                    type=str(item.get("type") or "output"),
-                    animated=animated,
-                ))
+                files.append(
+                    OutputFile(
+                        node_id=node_id,
+                        filename=item["filename"],
+                        subfolder=str(item.get("subfolder") or ""),
+                        type=str(item.get("type") or "output"),
+                        animated=animated,
+                    )
+                )
     return files
 
 
@@ -399,25 +407,57 @@ class ComfyUIResource(dg.ConfigurableResource):
         description="Base URLs of the ComfyUI servers (each one a GPU slot).",
     )
     timeout_s: float = Field(
-        default=300.0, description="Wall-clock limit of one generation, queueing included.",
+        default=300.0,
+        description="Wall-clock limit of one generation, queueing included.",
     )
     connect_timeout_s: float = Field(default=5.0, description="TCP/WebSocket connect timeout.")
     read_timeout_s: float = Field(default=30.0, description="Read timeout of one HTTP call.")
     max_retries: int = Field(
-        default=3, description="Retries of a safe call on connection errors and HTTP 5xx.",
+        default=3,
+        description="Retries of a safe call on connection errors and HTTP 5xx.",
     )
     backoff_s: float = Field(default=0.5, description="First retry delay; doubles each retry.")
     max_download_bytes: int = Field(
-        default=2 * 1024**3, description="Refuse output files larger than this many bytes.",
+        default=2 * 1024**3,
+        description="Refuse output files larger than this many bytes.",
     )
     poll_interval_s: float = Field(
-        default=2.0, description="How often /history is polled when the WebSocket is silent.",
+        default=2.0,
+        description="How often /history is polled when the WebSocket is silent.",
     )
     down_cooldown_s: float = Field(
-        default=30.0, description="How long a server that refused connections stays out.",
+        default=30.0,
+        description="How long a server that refused connections stays out.",
     )
     object_info_ttl_s: float = Field(
-        default=300.0, description="How long a server's /object_info is cached in-process.",
+        default=300.0,
+        description="How long a server's /object_info is cached in-process.",
+    )
+    server_folder: str = Field(
+        default="videogen",
+        description="Subfolder of ComfyUI's input/ and output/ the studio writes into, one "
+        "folder per project below it (uploads and generated files).",
+    )
+    cleanup: bool = Field(
+        default_factory=lambda: _env_flag("COMFYUI_CLEANUP", default=True),
+        description="Delete the studio's generated files on the server once downloaded (needs "
+        "comfyui_dir: ComfyUI has no HTTP endpoint that deletes files). Env COMFYUI_CLEANUP.",
+    )
+    comfyui_dir: str | None = Field(
+        default_factory=lambda: os.environ.get("COMFYUI_DIR") or None,
+        description="ComfyUI's base folder (holding input/ and output/) as this machine sees "
+        "it, when it does (same machine or a mounted share). Env COMFYUI_DIR.",
+    )
+    step_log_interval_s: float = Field(
+        default=2.0,
+        description="Sampler progress (step n/m) is logged at a sampler's first and last step "
+        "and at most this often in between.",
+    )
+    resubmit_lost: bool = Field(
+        default=True,
+        description="A prompt its server lost (ComfyUI restarted: after the WebSocket reconnects "
+        "the prompt is in neither /queue nor /history) is queued again once with the same "
+        "inputs and seed; False fails it at once.",
     )
 
     # ----------------------------------------------------------------------------- plumbing
@@ -454,21 +494,27 @@ class ComfyUIResource(dg.ConfigurableResource):
                 with self._client() as client:
                     resp = client.request(method, url, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last = ServiceError(SERVICE, f"cannot connect to {_host(url)}: {exc}",
-                                    retryable=True)
+                last = ServiceError(
+                    SERVICE, f"cannot connect to {_host(url)}: {exc}", retryable=True
+                )
                 last.__cause__ = exc
                 continue
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                last = ServiceError(SERVICE, f"connection to {_host(url)} broke: {exc}",
-                                    retryable=True)
+                last = ServiceError(
+                    SERVICE, f"connection to {_host(url)} broke: {exc}", retryable=True
+                )
                 continue
             except httpx.TimeoutException as exc:
-                raise ServiceError(SERVICE, f"{method} {_path(url)} timed out: {exc}",
-                                   retryable=True) from exc
+                raise ServiceError(
+                    SERVICE, f"{method} {_path(url)} timed out: {exc}", retryable=True
+                ) from exc
             if resp.status_code >= 500:
                 last = ServiceError(
-                    SERVICE, f"{method} {_path(url)} failed", status=resp.status_code,
-                    server_message=resp.text[:2000], retryable=True,
+                    SERVICE,
+                    f"{method} {_path(url)} failed",
+                    status=resp.status_code,
+                    server_message=resp.text[:2000],
+                    retryable=True,
                 )
                 if not retry_5xx:
                     raise last
@@ -481,14 +527,22 @@ class ComfyUIResource(dg.ConfigurableResource):
         try:
             return resp.json()
         except ValueError as exc:
-            raise ServiceError(SERVICE, f"{what}: answer is not JSON", status=resp.status_code,
-                               server_message=resp.text[:500]) from exc
+            raise ServiceError(
+                SERVICE,
+                f"{what}: answer is not JSON",
+                status=resp.status_code,
+                server_message=resp.text[:500],
+            ) from exc
 
     def _check(self, resp: httpx.Response, what: str) -> None:
         if resp.status_code >= 400:
-            raise ServiceError(SERVICE, f"{what} failed", status=resp.status_code,
-                               server_message=resp.text[:2000],
-                               retryable=resp.status_code == 429)
+            raise ServiceError(
+                SERVICE,
+                f"{what} failed",
+                status=resp.status_code,
+                server_message=resp.text[:2000],
+                retryable=resp.status_code == 429,
+            )
 
     # ------------------------------------------------------------------ one remote operation each
 
@@ -513,8 +567,10 @@ class ComfyUIResource(dg.ConfigurableResource):
         base = _norm_url(server) if server else self._servers()[0]
         state = _REGISTRY.state(base)
         now = time.monotonic()
-        if cached and state.object_info is not None and (
-            now - state.object_info_at < self.object_info_ttl_s
+        if (
+            cached
+            and state.object_info is not None
+            and (now - state.object_info_at < self.object_info_ttl_s)
         ):
             return state.object_info
         resp = self._request("GET", f"{base}/object_info", retry=True)
@@ -523,14 +579,16 @@ class ComfyUIResource(dg.ConfigurableResource):
         state.object_info, state.object_info_at = info, now
         return info
 
-    def queue_prompt(self, workflow: dict[str, Any], client_id: str,
-                     server: str | None = None) -> str:
+    def queue_prompt(
+        self, workflow: dict[str, Any], client_id: str, server: str | None = None
+    ) -> str:
         """POST /prompt; returns the prompt id. A 400 fails at once with node errors rendered."""
         base = _norm_url(server) if server else self._servers()[0]
         # Nothing is queued when the server refuses the connection or answers 5xx (it answers
         # 500 before queueing, e.g. for a body it cannot parse), so those are retried.
-        resp = self._request("POST", f"{base}/prompt", retry=True,
-                             json={"prompt": workflow, "client_id": client_id})
+        resp = self._request(
+            "POST", f"{base}/prompt", retry=True, json={"prompt": workflow, "client_id": client_id}
+        )
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -546,8 +604,9 @@ class ComfyUIResource(dg.ConfigurableResource):
         data = self._json(resp, "POST /prompt")
         prompt_id = data.get("prompt_id") if isinstance(data, dict) else None
         if not isinstance(prompt_id, str) or not prompt_id:
-            raise ServiceError(SERVICE, "POST /prompt answered no prompt_id",
-                               server_message=resp.text[:500])
+            raise ServiceError(
+                SERVICE, "POST /prompt answered no prompt_id", server_message=resp.text[:500]
+            )
         return prompt_id
 
     def history(self, prompt_id: str, server: str | None = None) -> HistoryEntry | None:
@@ -568,8 +627,9 @@ class ComfyUIResource(dg.ConfigurableResource):
         def ids(items: Any) -> list[str]:
             return [str(i[1]) for i in items or [] if isinstance(i, list) and len(i) > 1]
 
-        return QueueState(running=ids(raw.get("queue_running")),
-                          pending=ids(raw.get("queue_pending")))
+        return QueueState(
+            running=ids(raw.get("queue_running")), pending=ids(raw.get("queue_pending"))
+        )
 
     def interrupt(self, prompt_id: str | None = None, server: str | None = None) -> None:
         """POST /interrupt (only ``prompt_id`` when given, so other jobs are left alone)."""
@@ -578,22 +638,38 @@ class ComfyUIResource(dg.ConfigurableResource):
         resp = self._request("POST", f"{base}/interrupt", retry=True, json=body)
         self._check(resp, "POST /interrupt")
 
-    def upload_image(self, path: str | Path, server: str | None = None,
-                     *, overwrite: bool = False) -> str:
-        """POST /upload/image; returns the name to put in LoadImage (the server may rename)."""
+    def upload_image(
+        self,
+        path: str | Path,
+        server: str | None = None,
+        *,
+        overwrite: bool = False,
+        subfolder: str = "",
+        name: str | None = None,
+    ) -> str:
+        """POST /upload/image (into ``subfolder`` of the server's input/, as ``name`` when
+        given); returns the name to put in LoadImage (the server may rename)."""
         base = _norm_url(server) if server else self._servers()[0]
         path = Path(path)
         data = path.read_bytes()
-        files = {"image": (path.name, data, "image/png" if path.suffix.lower() == ".png"
-                           else "application/octet-stream")}
+        files = {
+            "image": (
+                name or path.name,
+                data,
+                "image/png" if path.suffix.lower() == ".png" else "application/octet-stream",
+            )
+        }
         form = {"type": "input", "overwrite": "true" if overwrite else "false"}
+        if subfolder:
+            form["subfolder"] = _safe_subfolder(subfolder)
         resp = self._request("POST", f"{base}/upload/image", retry=True, files=files, data=form)
         self._check(resp, "POST /upload/image")
         body = self._json(resp, "POST /upload/image")
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not name:
-            raise ServiceError(SERVICE, "POST /upload/image answered no name",
-                               server_message=resp.text[:500])
+            raise ServiceError(
+                SERVICE, "POST /upload/image answered no name", server_message=resp.text[:500]
+            )
         sub = str(body.get("subfolder") or "")
         return f"{sub}/{name}" if sub else name
 
@@ -643,35 +719,48 @@ class ComfyUIResource(dg.ConfigurableResource):
             with self._client() as client, client.stream("GET", url, params=params) as resp:
                 if resp.status_code >= 400:
                     resp.read()
-                    raise ServiceError(SERVICE, f"GET /view {params['filename']!r} failed",
-                                       status=resp.status_code,
-                                       server_message=resp.text[:500],
-                                       retryable=resp.status_code >= 500)
+                    raise ServiceError(
+                        SERVICE,
+                        f"GET /view {params['filename']!r} failed",
+                        status=resp.status_code,
+                        server_message=resp.text[:500],
+                        retryable=resp.status_code >= 500,
+                    )
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > cap:
-                    raise ServiceError(SERVICE, f"output {params['filename']!r} is "
-                                       f"{int(declared)} bytes, over the {cap}-byte cap")
+                    raise ServiceError(
+                        SERVICE,
+                        f"output {params['filename']!r} is "
+                        f"{int(declared)} bytes, over the {cap}-byte cap",
+                    )
                 received = 0
                 with atomic_path(target) as tmp, open(tmp, "wb") as fh:
                     for chunk in resp.iter_bytes(1 << 16):
                         received += len(chunk)
                         if received > cap:
-                            raise ServiceError(SERVICE, f"output {params['filename']!r} is "
-                                               f"over the {cap}-byte cap")
+                            raise ServiceError(
+                                SERVICE, f"output {params['filename']!r} is over the {cap}-byte cap"
+                            )
                         fh.write(chunk)
                     if declared is not None and declared.isdigit() and received != int(declared):
                         raise ServiceError(
-                            SERVICE, f"output {params['filename']!r} truncated: "
-                            f"{received} of {declared} bytes", retryable=True)
+                            SERVICE,
+                            f"output {params['filename']!r} truncated: "
+                            f"{received} of {declared} bytes",
+                            retryable=True,
+                        )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ServiceError(SERVICE, f"cannot connect to {_host(url)}: {exc}",
-                               retryable=True) from exc
+            raise ServiceError(
+                SERVICE, f"cannot connect to {_host(url)}: {exc}", retryable=True
+            ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServiceError(SERVICE, f"download of {params['filename']!r} broke off: {exc}",
-                               retryable=True) from exc
+            raise ServiceError(
+                SERVICE, f"download of {params['filename']!r} broke off: {exc}", retryable=True
+            ) from exc
         except httpx.TimeoutException as exc:
-            raise ServiceError(SERVICE, f"download of {params['filename']!r} timed out",
-                               retryable=True) from exc
+            raise ServiceError(
+                SERVICE, f"download of {params['filename']!r} timed out", retryable=True
+            ) from exc
         return target
 
     # ---------------------------------------------------------------------------- scheduling
@@ -702,8 +791,11 @@ class ComfyUIResource(dg.ConfigurableResource):
         loads = {u: v for u, v in self.server_loads().items() if u not in exclude}
         up = {u: v for u, v in loads.items() if v is not None}
         if not up:
-            raise ServiceError(SERVICE, "no ComfyUI server is reachable: "
-                               + ", ".join(self._servers()), retryable=True)
+            raise ServiceError(
+                SERVICE,
+                "no ComfyUI server is reachable: " + ", ".join(self._servers()),
+                retryable=True,
+            )
         # ties: fewer of our own jobs not yet collected, then the first configured
         return min(up, key=lambda u: (up[u] or 0, _REGISTRY.state(u).in_flight))
 
@@ -730,8 +822,13 @@ class ComfyUIResource(dg.ConfigurableResource):
         server's URL that builds the prompt there (e.g. after uploading images to it).
         This is `submit` followed by `finish`.
         """
-        job = self.submit(workflow, outputs_dir=outputs_dir, progress=progress,
-                          cancel_check=cancel_check, output_nodes=output_nodes)
+        job = self.submit(
+            workflow,
+            outputs_dir=outputs_dir,
+            progress=progress,
+            cancel_check=cancel_check,
+            output_nodes=output_nodes,
+        )
         return self.finish(job)
 
     def submit(
@@ -765,9 +862,14 @@ class ComfyUIResource(dg.ConfigurableResource):
                     if exc.retryable and exc.status is None:
                         raise _ServerUnreachable(exc) from exc
                     raise
-                return self._submit_on(server, prompt, outputs_dir=Path(outputs_dir),
-                                       progress=progress, cancel_check=cancel_check,
-                                       output_nodes=output_nodes)
+                return self._submit_on(
+                    server,
+                    prompt,
+                    outputs_dir=Path(outputs_dir),
+                    progress=progress,
+                    cancel_check=cancel_check,
+                    output_nodes=output_nodes,
+                )
             except _ServerUnreachable as exc:
                 log.warning("ComfyUI %s unreachable, trying another server: %s", server, exc)
                 self.mark_down(server)
@@ -782,7 +884,10 @@ class ComfyUIResource(dg.ConfigurableResource):
         raise last
 
     def finish(
-        self, job: QueuedJob, *, on_finished: Callable[[], None] | None = None,
+        self,
+        job: QueuedJob,
+        *,
+        on_finished: Callable[[], None] | None = None,
     ) -> RunResult:
         """Follow a queued job to completion, read its history and download its outputs.
 
@@ -813,6 +918,55 @@ class ComfyUIResource(dg.ConfigurableResource):
             job.say(f"ComfyUI {job.server}: prompt {job.prompt_id} cancelled")
         finally:
             job.release()
+
+    def remove_server_files(
+        self,
+        files: list[OutputFile],
+        say: Callable[[str], None] | None = None,
+        *,
+        types: tuple[str, ...] = ("output", "temp"),
+    ) -> list[Path]:
+        """Delete files from the server's folders (``comfyui_dir``); returns what was deleted.
+        ComfyUI has no HTTP endpoint that deletes files, so without ``comfyui_dir`` nothing can
+        be deleted. Only files of ``types`` (downloaded outputs unless told) below
+        ``server_folder`` are touched: never another client's."""
+        if not self.comfyui_dir:
+            return []
+        base = Path(self.comfyui_dir).expanduser()
+        own = self.server_folder.strip("/")
+        removed: list[Path] = []
+        for out in files:
+            if out.type not in types or out.type not in _SAFE_TYPES or not own:
+                continue
+            sub = out.subfolder.replace("\\", "/").strip("/")
+            if sub != own and not sub.startswith(own + "/"):
+                continue
+            try:
+                _safe_subfolder(sub)
+                name = sanitize_filename(out.filename)
+            except ValueError:
+                continue
+            folder = (base / out.type).resolve()
+            target = (folder / sub / name).resolve()
+            if not target.is_relative_to(folder / own):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+                removed.append(target)
+        if removed and say is not None:
+            say(f"ComfyUI: removed {len(removed)} file(s) of ours from {base}")
+        return removed
+
+    def remove_uploads(self, names: list[str], say: Callable[[str], None] | None = None) -> None:
+        """Delete pictures uploaded for a finished job (names as `upload_image` answered them)
+        from the server's input/ (``comfyui_dir``), when ``cleanup`` is on."""
+        if not self.cleanup:
+            return
+        files = []
+        for name in names:
+            sub, _, filename = name.rpartition("/")
+            files.append(OutputFile(node_id="", filename=filename, subfolder=sub, type="input"))
+        self.remove_server_files(files, say, types=("input",))
 
     def delete_queued(self, prompt_ids: list[str], server: str | None = None) -> None:
         """POST /queue ``{"delete": [...]}``: drop prompts that are still waiting (a prompt that
@@ -851,8 +1005,9 @@ class ComfyUIResource(dg.ConfigurableResource):
         try:
             ws = self._open_ws(server, client_id)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise _ServerUnreachable(ServiceError(
-                SERVICE, f"cannot open WebSocket to {server}: {exc}", retryable=True)) from exc
+            raise _ServerUnreachable(
+                ServiceError(SERVICE, f"cannot open WebSocket to {server}: {exc}", retryable=True)
+            ) from exc
         start = time.monotonic()
         try:
             prompt_id = self.queue_prompt(workflow, client_id, server)
@@ -868,17 +1023,37 @@ class ComfyUIResource(dg.ConfigurableResource):
             raise
         say(f"ComfyUI {server}: queued prompt {prompt_id}")
         return QueuedJob(
-            server=server, prompt_id=prompt_id, client_id=client_id, workflow=workflow,
-            outputs_dir=outputs_dir, output_nodes=output_nodes, start=start, say=say,
-            cancel_check=cancel_check, _ws=ws, _state=_REGISTRY.state(server),
+            server=server,
+            prompt_id=prompt_id,
+            client_id=client_id,
+            workflow=workflow,
+            outputs_dir=outputs_dir,
+            output_nodes=output_nodes,
+            start=start,
+            say=say,
+            cancel_check=cancel_check,
+            _ws=ws,
+            _state=_REGISTRY.state(server),
         )
 
     def _finish(self, job: QueuedJob, on_finished: Callable[[], None] | None) -> RunResult:
         server, prompt_id, say = job.server, job.prompt_id, job.say
-        follower = _Follower(self, server, job.client_id, prompt_id, job.take_ws(), job.start,
-                             say, job.cancel_check, job.workflow)
+        follower = _Follower(
+            self,
+            server,
+            job.client_id,
+            prompt_id,
+            job.take_ws(),
+            job.start,
+            say,
+            job.cancel_check,
+            job.workflow,
+        )
         follower.deadline = max(follower.deadline, time.monotonic() + self.timeout_s)
-        entry = follower.follow()
+        try:
+            entry = follower.follow()
+        finally:
+            job.prompt_id = prompt_id = follower.prompt_id
         if on_finished is not None:
             on_finished()
         files: list[Path] = []
@@ -889,15 +1064,24 @@ class ComfyUIResource(dg.ConfigurableResource):
             outputs = [o for o in outputs if o.node_id in set(job.output_nodes)]
         job.outputs_dir.mkdir(parents=True, exist_ok=True)
         for out in outputs:
-            files.append(self.download(out.filename, out.subfolder, out.type, job.outputs_dir,
-                                       server))
+            files.append(
+                self.download(out.filename, out.subfolder, out.type, job.outputs_dir, server)
+            )
+        if self.cleanup:
+            self.remove_server_files(outputs, say)
         elapsed = time.monotonic() - job.start
-        say(f"ComfyUI {server}: prompt {prompt_id} done in {elapsed:.1f}s, "
-            f"{len(files)} file(s)")
+        say(f"ComfyUI {server}: prompt {prompt_id} done in {elapsed:.1f}s, {len(files)} file(s)")
         return RunResult(
-            prompt_id=prompt_id, server=server, client_id=job.client_id, files=files,
-            outputs=outputs, progress=follower.events, cached_nodes=follower.cached,
-            elapsed_s=elapsed, reconnects=follower.reconnects,
+            prompt_id=prompt_id,
+            server=server,
+            client_id=job.client_id,
+            files=files,
+            outputs=outputs,
+            progress=follower.events,
+            cached_nodes=follower.cached,
+            elapsed_s=elapsed,
+            reconnects=follower.reconnects,
+            lost_prompt=follower.resubmitted,
         )
 
 
@@ -976,12 +1160,27 @@ class _Follower:
         self.reconnects = 0
         self.deadline = start + res.timeout_s
         self.last_poll = time.monotonic()
-        self.last_step_said = -1.0
+        self.last_step_at = 0.0
+        self.resubmitted: str | None = None  # the lost prompt's id, once queued again
 
-    def _event(self, kind: str, text: str = "", node: str | None = None,
-               value: float | None = None, maximum: float | None = None) -> None:
-        self.events.append(ProgressEvent(t=round(time.monotonic() - self.start, 4), kind=kind,
-                                         node=node, value=value, max=maximum, text=text))
+    def _event(
+        self,
+        kind: str,
+        text: str = "",
+        node: str | None = None,
+        value: float | None = None,
+        maximum: float | None = None,
+    ) -> None:
+        self.events.append(
+            ProgressEvent(
+                t=round(time.monotonic() - self.start, 4),
+                kind=kind,
+                node=node,
+                value=value,
+                max=maximum,
+                text=text,
+            )
+        )
 
     def _class_of(self, node: str | None) -> str:
         item = self.workflow.get(node or "") if node else None
@@ -1016,10 +1215,17 @@ class _Follower:
             if now >= self.deadline:
                 self._interrupt()
                 raise ServiceError(
-                    SERVICE, f"prompt {self.prompt_id} on {self.server} ran past its "
-                    f"{self.res.timeout_s:g}s timeout and was interrupted", retryable=False)
+                    SERVICE,
+                    f"prompt {self.prompt_id} on {self.server} ran past its "
+                    f"{self.res.timeout_s:g}s timeout and was interrupted",
+                    retryable=False,
+                )
             if self.ws is None:
                 self._reconnect()
+                if self.ws is not None:
+                    entry = self._after_reconnect()
+                    if entry is not None:
+                        return entry
             if self.ws is None:  # still no socket: poll history
                 entry = self._poll_history(force=True)
                 if entry is not None:
@@ -1054,6 +1260,48 @@ class _Follower:
             self._event("ws_reconnected")
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError):
             self.ws = None
+
+    def _after_reconnect(self) -> HistoryEntry | None:
+        """After a reconnect: the prompt's history when it finished meanwhile; None when it is
+        still queued or running. A prompt in neither /queue nor /history was lost by a server
+        restart: it is queued again once (same inputs, same seed), or fails at once."""
+        try:
+            queue = self.res.queue(self.server)
+            if self.prompt_id in queue.running or self.prompt_id in queue.pending:
+                return None
+            # read after /queue: a prompt leaves the queue and enters history in one step
+            entry = self.res.history(self.prompt_id, self.server)
+        except ServiceError:
+            return None  # cannot tell now; the next drop or poll looks again
+        if entry is not None:
+            if not entry.finished:
+                return None
+            self._raise_if_failed(entry)
+            return entry
+        lost = self.prompt_id
+        self._event("prompt_lost", lost)
+        if self.resubmitted is not None or not self.res.resubmit_lost:
+            again = (
+                f" (it had been queued again after prompt {self.resubmitted} was lost)"
+                if self.resubmitted is not None
+                else ""
+            )
+            raise ServiceError(
+                SERVICE,
+                f"ComfyUI {self.server} restarted and lost prompt {lost}{again}; "
+                "check the server, then render again",
+                retryable=False,
+            )
+        self.prompt_id = self.res.queue_prompt(self.workflow, self.client_id, self.server)
+        self.resubmitted = lost
+        self.executed_outputs = []
+        self.deadline = max(self.deadline, time.monotonic() + self.res.timeout_s)
+        self._event("resubmitted", self.prompt_id)
+        self.say(
+            f"ComfyUI {self.server} restarted and lost prompt {lost}; queued it again as "
+            f"{self.prompt_id} (same inputs, same seed)"
+        )
+        return None
 
     def _interrupt(self) -> None:
         with contextlib.suppress(ServiceError):
@@ -1109,8 +1357,11 @@ class _Follower:
 
     def _interrupted(self, data: dict[str, Any]) -> ServiceError:
         node = data.get("node_id")
-        return ServiceError(SERVICE, f"prompt {self.prompt_id} was interrupted at node {node} "
-                            f"({data.get('node_type') or self._class_of(node)})")
+        return ServiceError(
+            SERVICE,
+            f"prompt {self.prompt_id} was interrupted at node {node} "
+            f"({data.get('node_type') or self._class_of(node)})",
+        )
 
     def _handle(self, raw: str) -> bool:
         try:
@@ -1144,14 +1395,23 @@ class _Follower:
         elif kind == "progress":
             value, maximum = data.get("value"), data.get("max")
             node = data.get("node")
-            self._event(kind, node=str(node) if node else None,
-                        value=float(value) if isinstance(value, int | float) else None,
-                        maximum=float(maximum) if isinstance(maximum, int | float) else None)
+            self._event(
+                kind,
+                node=str(node) if node else None,
+                value=float(value) if isinstance(value, int | float) else None,
+                maximum=float(maximum) if isinstance(maximum, int | float) else None,
+            )
             if isinstance(value, int | float) and isinstance(maximum, int | float) and maximum:
-                frac = value / maximum
-                if frac >= 1.0 or frac - self.last_step_said >= 0.25:
-                    self.last_step_said = frac
-                    self.say(f"ComfyUI: node {node} step {int(value)}/{int(maximum)}")
+                # the first and last step of a sampler, and between them one line every
+                # step_log_interval_s: enough to follow it in the run's log, not a flood
+                now = time.monotonic()
+                first, last = value <= 1, value >= maximum
+                if first or last or now - self.last_step_at >= self.res.step_log_interval_s:
+                    self.last_step_at = now
+                    self.say(
+                        f"ComfyUI: node {node} ({self._class_of(str(node))}) "
+                        f"step {int(value)}/{int(maximum)}"
+                    )
         elif kind == "executed":
             node = str(data.get("node"))
             out = data.get("output") if isinstance(data.get("output"), dict) else {}
@@ -1163,8 +1423,9 @@ class _Follower:
             self._event(kind, "success")
             return True
         elif kind == "execution_error":
-            self._event(kind, str(data.get("exception_message") or ""),
-                        node=str(data.get("node_id")))
+            self._event(
+                kind, str(data.get("exception_message") or ""), node=str(data.get("node_id"))
+            )
             raise self._execution_error(data)
         elif kind == "execution_interrupted":
             self._event(kind, node=str(data.get("node_id")))
@@ -1172,6 +1433,13 @@ class _Follower:
         elif kind == "progress_state":
             pass  # per-node state; `executing`/`progress` carry what the studio reports
         return False
+
+
+def _env_flag(name: str, *, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    return raw not in {"0", "false", "no", "off"}
 
 
 def _host(url: str) -> str:
@@ -1206,4 +1474,3 @@ __all__ = [
     "render_prompt_error",
     "sanitize_filename",
 ]
-

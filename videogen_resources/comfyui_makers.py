@@ -14,7 +14,9 @@ process between two jobs (ComfyUI runs its queue one prompt at a time).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import re
 import tempfile
 import wave
 from collections import deque
@@ -42,6 +44,29 @@ from videogen_resources.errors import ServiceError
 from videogen_resources.workflows import Workflow, load_workflow, missing_nodes
 
 ENGINE = "comfyui"
+
+GENERATED_SIZE_KEY = "videogen:generated-size"
+"""PNG text chunk of a keyframe that was generated at another size: ``<width>x<height>`` as the
+model made it, before it was fitted to the keyframe's size (the file carries its own provenance,
+so the upscale check holds for a keyframe kept from an earlier run too)."""
+
+
+def generated_size(png: Path) -> tuple[int, int] | None:
+    """The size a keyframe was generated at (its PNG text chunk), or None when it was made at
+    its own size."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        raw = getattr(im, "text", {}).get(GENERATED_SIZE_KEY) if im.format == "PNG" else None
+    if not isinstance(raw, str):
+        return None
+    w, _, h = raw.partition("x")
+    return (int(w), int(h)) if w.isdigit() and h.isdigit() and int(w) and int(h) else None
+
+
+def upscale_factor(generated: tuple[int, int], final: tuple[int, int]) -> float:
+    """How much a picture of size ``generated`` is enlarged to cover ``final`` (centre crop)."""
+    return max(final[0] / generated[0], final[1] / generated[1])
 
 
 def check_server_nodes(comfyui: ComfyUIResource, server: str, wf: Workflow) -> None:
@@ -114,19 +139,45 @@ def _wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
+def server_folder(comfyui: ComfyUIResource, out_path: Path) -> str:
+    """The project's folder on the server (below input/ and output/): ``videogen/<project>``.
+
+    The project is read from the sentence folder the file goes to (``<project>.s0001``)."""
+    sentence = out_path.parent.name
+    match = re.fullmatch(r"(.+)\.s\d{4,}", sentence)
+    project = re.sub(r"[^\w.-]", "_", match.group(1) if match else sentence).strip(".") or "_"
+    return f"{comfyui.server_folder.strip('/')}/{project}"
+
+
+def upload_name(path: Path) -> str:
+    """The name an image is uploaded as: its stem and a hash of its bytes. Uploaded again with
+    ``overwrite``, the same picture is stored once (ComfyUI would otherwise add ``name (1).png``,
+    ``name (2).png``... for every render)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    stem = re.sub(r"[^\w-]", "_", path.stem)[:40] or "image"
+    return f"{stem}-{digest}{path.suffix.lower()}"
+
+
 def _make_prompt_builder(
     comfyui: ComfyUIResource,
     wf: Workflow,
     values: dict[str, Any],
     uploads: dict[str, Path],
+    folder: str,
+    sent: list[str] | None = None,
 ) -> Callable[[str], dict[str, Any]]:
-    """A function of the chosen server: check its nodes, upload images there, bind values."""
+    """A function of the chosen server: check its nodes, upload images there (their names on
+    the server appended to ``sent``), bind values."""
 
     def build(server: str) -> dict[str, Any]:
         check_server_nodes(comfyui, server, wf)
         bound = dict(values)
         for slot, path in uploads.items():
-            bound[slot] = comfyui.upload_image(path, server)
+            bound[slot] = comfyui.upload_image(
+                path, server, overwrite=True, subfolder=folder, name=upload_name(path)
+            )
+            if sent is not None:
+                sent.append(bound[slot])
         return wf.apply(bound)
 
     return build
@@ -324,15 +375,18 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         prompt = shot.image_prompt.strip() or job.sentence_text
         if job.style and job.style.lower() not in prompt.lower():
             prompt = f"{prompt}, {job.style}"
+        requested = wf.fit_size(self.gen_width or self.width, self.gen_height or self.height)
+        out_path = Path(job.out_path)
+        folder = server_folder(self.comfyui, out_path)
         values = _only_slots(
             wf,
             {
                 "prompt": prompt,
                 "negative_prompt": shot.negative_prompt or None,
                 "seed": shot.seed,
-                "width": self.gen_width or self.width,
-                "height": self.gen_height or self.height,
-                "filename_prefix": "videogen/keyframe",
+                "width": requested[0],
+                "height": requested[1],
+                "filename_prefix": f"{folder}/keyframe",
                 **_lora_values(wf, job.characters),
             },
         )
@@ -340,19 +394,31 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         ref = next((c.reference_image for c in job.characters if c.reference_image), None)
         if ref is not None and wf.has_slot("reference_image"):
             uploads["reference_image"] = Path(ref)
-        out_path = Path(job.out_path)
 
         def complete(run: RunResult) -> ImageResult:
             from PIL import Image, ImageOps
+            from PIL.PngImagePlugin import PngInfo
 
             src = _pick_output(run, wf)
             with Image.open(src) as im:
                 im.load()
                 rgb = im.convert("RGB")
-            if rgb.size != (self.width, self.height):
+            made = rgb.size
+            info = None
+            if made != (self.width, self.height):
                 rgb = ImageOps.fit(rgb, (self.width, self.height), Image.Resampling.LANCZOS)
+                info = PngInfo()
+                info.add_text(GENERATED_SIZE_KEY, f"{made[0]}x{made[1]}")
             with atomic_path(out_path) as tmp_png:
-                rgb.save(tmp_png, format="PNG")
+                rgb.save(tmp_png, format="PNG", pnginfo=info)
+            extra = _extra(run, wf, shot.seed)
+            extra.update(
+                {
+                    "requested_size": f"{requested[0]}x{requested[1]}",
+                    "generated_size": f"{made[0]}x{made[1]}",
+                    "upscale": round(upscale_factor(made, (self.width, self.height)), 2),
+                }
+            )
             return ImageResult(
                 path=out_path,
                 width=self.width,
@@ -360,13 +426,13 @@ class ComfyUIKeyframes(KeyframeMakerResource):
                 seed=shot.seed,
                 engine=ENGINE,
                 workflow_version=wf.version,
-                extra=_extra(run, wf, shot.seed),
+                extra=extra,
             )
 
         return _submit(
             self.comfyui,
             wf,
-            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            _make_prompt_builder(self.comfyui, wf, values, uploads, folder),
             out_path,
             progress=job.progress,
             cancel_check=job.cancel_check,
@@ -442,33 +508,42 @@ class ComfyUIClips(ClipMakerResource):
         seconds = _wav_seconds(narration)
         gen_fps = self.gen_fps or round(float(wf.slot_default("fps") or 24))
         frames = max(1, math.ceil(round(seconds * gen_fps, 6)))
+        requested = wf.fit_size(self.gen_width, self.gen_height)
+        out_path = Path(job.out_path)
+        folder = server_folder(self.comfyui, out_path)
         values = _only_slots(
             wf,
             {
                 "prompt": shot.video_prompt.strip() or shot.image_prompt,
                 "negative_prompt": shot.negative_prompt or None,
                 "seed": shot.seed,
-                "width": self.gen_width,
-                "height": self.gen_height,
+                "width": requested[0],
+                "height": requested[1],
                 "frames": frames,
                 "fps": gen_fps,
-                "filename_prefix": "videogen/clip",
+                "filename_prefix": f"{folder}/clip",
             },
         )
         uploads = {"image": Path(job.keyframe)}
-        out_path = Path(job.out_path)
+        sent: list[str] = []  # the keyframe's upload: this clip's alone, deleted once made
 
         def complete(run: RunResult) -> ClipResult:
             from videogen_resources import media
 
             src = _pick_output(run, wf)
+            made = media.probe(src, count="packets").video
             if progress:
                 progress(f"conforming {src.name} to {seconds:.2f}s at {self.fps} fps")
             info = media.conform_clip(
                 src, narration, out_path, fps=self.fps, width=self.width, height=self.height
             )
+            self.comfyui.remove_uploads(sent, progress)
             extra = _extra(run, wf, shot.seed)
             extra.update({"generated_frames": frames, "generated_fps": gen_fps})
+            extra["requested_size"] = f"{requested[0]}x{requested[1]}"
+            if made is not None and made.width and made.height:
+                extra["generated_size"] = f"{made.width}x{made.height}"
+                extra["upscale"] = round(min(self.width / made.width, self.height / made.height), 2)
             return ClipResult(
                 path=out_path,
                 duration_s=info.duration_s,
@@ -482,7 +557,7 @@ class ComfyUIClips(ClipMakerResource):
         return _submit(
             self.comfyui,
             wf,
-            _make_prompt_builder(self.comfyui, wf, values, uploads),
+            _make_prompt_builder(self.comfyui, wf, values, uploads, folder, sent),
             out_path,
             progress=progress,
             cancel_check=job.cancel_check,
@@ -490,4 +565,13 @@ class ComfyUIClips(ClipMakerResource):
         )
 
 
-__all__ = ["ComfyUIClips", "ComfyUIKeyframes", "check_server_nodes"]
+__all__ = [
+    "GENERATED_SIZE_KEY",
+    "ComfyUIClips",
+    "ComfyUIKeyframes",
+    "check_server_nodes",
+    "generated_size",
+    "server_folder",
+    "upload_name",
+    "upscale_factor",
+]

@@ -196,13 +196,35 @@ class Workflow(BaseModel):
         t = slot.targets[0]
         return self.prompt[t.node]["inputs"].get(t.input)
 
+    def fit_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size this workflow is asked for ``width`` x ``height``: both sides scaled down by
+        one factor when either exceeds its slot's ``maximum`` (a 16:9 request stays 16:9), then
+        each rounded per its slot (``multiple_of``/``plus``)."""
+        slots = self.binding.slots
+        w_slot, h_slot = slots.get("width"), slots.get("height")
+        factor = 1.0
+        if w_slot is not None and w_slot.maximum is not None and width > w_slot.maximum:
+            factor = min(factor, w_slot.maximum / width)
+        if h_slot is not None and h_slot.maximum is not None and height > h_slot.maximum:
+            factor = min(factor, h_slot.maximum / height)
+        w, h = max(1, math.floor(width * factor)), max(1, math.floor(height * factor))
+        return (w_slot.round(w) if w_slot else w, h_slot.round(h) if h_slot else h)
+
+    def _fit_size_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        w, h = values.get("width"), values.get("height")
+        if not (isinstance(w, int) and isinstance(h, int)) or bool in (type(w), type(h)):
+            return values
+        fitted_w, fitted_h = self.fit_size(w, h)
+        return {**values, "width": fitted_w, "height": fitted_h}
+
     def apply(self, values: dict[str, Any]) -> dict[str, Any]:
         """A fresh API prompt with ``values`` bound; unused optional parts bypassed and pruned.
 
         A slot whose value is None (or not given) keeps the template's value, unless it has a
         ``bypass``: then the named nodes are removed and their consumers rewired. Integers are
-        rounded up per the slot (e.g. frames to 8k+1). Nodes the output no longer needs are
-        dropped. Unknown slot names are an error.
+        rounded up per the slot (e.g. frames to 8k+1); a width and height over their slots'
+        ``maximum`` are scaled down together, keeping the aspect (`fit_size`). Nodes the
+        output no longer needs are dropped. Unknown slot names are an error.
         """
         unknown = sorted(set(values) - set(self.binding.slots))
         if unknown:
@@ -210,6 +232,7 @@ class Workflow(BaseModel):
                                 f"it has: {', '.join(sorted(self.binding.slots))}",
                                 file=self.binding_path, field="slots")
         prompt = copy.deepcopy(self.prompt)
+        values = self._fit_size_values(values)
         for name, slot in self.binding.slots.items():
             value = values.get(name)
             if value is None:

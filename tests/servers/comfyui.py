@@ -10,7 +10,11 @@ Fault knobs: ``fail_next`` / ``fail_rate`` (HTTP 5xx), ``drop_ws_next_job`` (clo
 mid-job), ``job_seconds`` (slow), ``error_node`` (execution_error at a node),
 ``error_jobs`` (only these job numbers hit ``error_node``), ``truncate_downloads``,
 ``output_filename`` (a hostile output name), ``stop()`` / ``start()`` (refuse connections on the
-same port). Every request is recorded in ``requests``; every job's times (received, started,
+same port), ``restart()`` (a killed and restarted ComfyUI: every socket dropped, queue, running
+prompt and history forgotten, files on disk kept), ``restart_at_step`` (restart during the next
+``restart_jobs`` jobs at that sampler step), ``image_scale`` (image outputs that many times the
+requested size, e.g. 1/8: a model that makes small images).
+Every request is recorded in ``requests``; every job's times (received, started,
 ended, on ``time.monotonic()``) in ``job_times``; ``POST /queue`` deletes waiting prompts.
 """
 
@@ -74,6 +78,7 @@ class Job:
     outputs: list[str]
     interrupted: bool = False
     current_node: str | None = None
+    forgotten: bool = False  # the server restarted while it ran: no history, no messages
 
 
 @dataclass
@@ -85,7 +90,7 @@ class JobTimes:
     received: float
     started: float | None = None
     ended: float | None = None
-    status: str | None = None  # "success", "error" or "deleted"
+    status: str | None = None  # "success", "error", "deleted" or "forgotten" (a restart)
 
 
 def free_port() -> int:
@@ -154,6 +159,10 @@ class FakeComfyUI:
         self.error_message = "Allocation on device 0 would exceed allowed memory. (out of memory)"
         self.truncate_downloads = 0  # how many next /view answers are cut in half
         self.output_filename: str | None = None  # e.g. "../../x.png" to test the client
+        self.image_scale = 1.0  # image outputs at this fraction of the requested size
+        self.restart_at_step: int | None = None  # restart (forgetting) at this sampler step
+        self.restart_jobs = 1  # ...during this many next jobs
+        self.restarts = 0
         self.interrupts: list[dict[str, Any]] = []
         self.deleted: list[str] = []  # prompt ids POST /queue removed from the queue
         self.job_times: dict[str, JobTimes] = {}
@@ -204,6 +213,26 @@ class FakeComfyUI:
             self._thread.join(5)
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def restart(self) -> None:
+        """A killed and restarted ComfyUI on the same port: it forgets every prompt (queued,
+        running and finished); files in input/ and output/ stay."""
+        self._call(self._restart())
+
+    async def _restart(self) -> None:
+        await self._unlisten()
+        self._forget()
+        await asyncio.sleep(0.05)
+        await self._listen()
+
+    def _forget(self) -> None:
+        self.restarts += 1
+        for job in [*self._queue, *([self._running] if self._running else [])]:
+            job.forgotten = True
+            job.interrupted = True
+            self.job_times[job.prompt_id].status = "forgotten"
+        self._queue.clear()
+        self.history.clear()
+
     def fail_next(self, n: int, status: int = 500, paths: tuple[str, ...] | None = None) -> None:
         """Answer the next ``n`` requests (to ``paths`` when given) with ``status``."""
         self.fail_next_count, self.fail_status, self.fail_paths = n, status, paths
@@ -236,20 +265,22 @@ class FakeComfyUI:
     async def _listen(self) -> None:
         if self._runner is None:
             app = web.Application(middlewares=[self._middleware], client_max_size=200 * 1024**2)
-            app.add_routes([
-                web.get("/object_info", self._object_info),
-                web.get("/object_info/{node}", self._object_info_one),
-                web.get("/system_stats", self._system_stats),
-                web.get("/queue", self._get_queue),
-                web.get("/history", self._get_history_all),
-                web.get("/history/{prompt_id}", self._get_history),
-                web.get("/view", self._view),
-                web.post("/prompt", self._post_prompt),
-                web.post("/upload/image", self._upload),
-                web.post("/interrupt", self._interrupt),
-                web.post("/queue", self._post_queue),
-                web.get("/ws", self._ws),
-            ])
+            app.add_routes(
+                [
+                    web.get("/object_info", self._object_info),
+                    web.get("/object_info/{node}", self._object_info_one),
+                    web.get("/system_stats", self._system_stats),
+                    web.get("/queue", self._get_queue),
+                    web.get("/history", self._get_history_all),
+                    web.get("/history/{prompt_id}", self._get_history),
+                    web.get("/view", self._view),
+                    web.post("/prompt", self._post_prompt),
+                    web.post("/upload/image", self._upload),
+                    web.post("/interrupt", self._interrupt),
+                    web.post("/queue", self._post_queue),
+                    web.get("/ws", self._ws),
+                ]
+            )
             self._runner = web.AppRunner(app, shutdown_timeout=0.5)
             await self._runner.setup()
         if self._site is None:
@@ -291,11 +322,12 @@ class FakeComfyUI:
         if body:
             with contextlib.suppress(ValueError):
                 parsed = json.loads(body)
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             body, parsed, form))
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.query), body, parsed, form)
+        )
         if request.path != "/ws" and (
-            self.fail_next_count > 0 and (self.fail_paths is None
-                                          or request.path in self.fail_paths)
+            self.fail_next_count > 0
+            and (self.fail_paths is None or request.path in self.fail_paths)
         ):
             self.fail_next_count -= 1
             return web.Response(status=self.fail_status, text="Server got itself in trouble")
@@ -310,8 +342,7 @@ class FakeComfyUI:
 
     async def _object_info_one(self, request: web.Request) -> web.Response:
         name = request.match_info["node"]
-        return web.json_response({name: self.object_info[name]} if name in self.object_info
-                                 else {})
+        return web.json_response({name: self.object_info[name]} if name in self.object_info else {})
 
     async def _system_stats(self, request: web.Request) -> web.Response:
         stats = json.loads(RECORDED_SYSTEM_STATS.read_text())
@@ -323,8 +354,9 @@ class FakeComfyUI:
 
     async def _get_queue(self, request: web.Request) -> web.Response:
         running = [self._queue_item(self._running)] if self._running else []
-        return web.json_response({"queue_running": running,
-                                  "queue_pending": [self._queue_item(j) for j in self._queue]})
+        return web.json_response(
+            {"queue_running": running, "queue_pending": [self._queue_item(j) for j in self._queue]}
+        )
 
     async def _get_history(self, request: web.Request) -> web.Response:
         pid = request.match_info["prompt_id"]
@@ -355,8 +387,7 @@ class FakeComfyUI:
             if transport is not None:
                 transport.close()
             return resp
-        return web.Response(body=data, headers={
-            "Content-Disposition": f'filename="{filename}"'})
+        return web.Response(body=data, headers={"Content-Disposition": f'filename="{filename}"'})
 
     async def _upload(self, request: web.Request) -> web.Response:
         form = request.get(FORM_KEY) or {}
@@ -417,28 +448,40 @@ class FakeComfyUI:
         try:
             data = json.loads(body)
         except ValueError:
-            return web.Response(status=500, text="500 Internal Server Error\n\n"
-                                "Server got itself in trouble")
+            return web.Response(
+                status=500, text="500 Internal Server Error\n\nServer got itself in trouble"
+            )
         if not isinstance(data, dict) or "prompt" not in data:
             return self._error(400, "no_prompt", "No prompt provided", "No prompt provided")
         prompt = data["prompt"]
         for nid, node in prompt.items():
             cls = node.get("class_type") if isinstance(node, dict) else None
             if cls not in self.object_info:
-                return self._error(400, "invalid_prompt",
-                                   f"Cannot execute because node {cls} does not exist.",
-                                   f"Node ID '#{nid}'")
-        outputs = [nid for nid, n in prompt.items()
-                   if self.object_info[n["class_type"]].get("output_node")]
+                return self._error(
+                    400,
+                    "invalid_prompt",
+                    f"Cannot execute because node {cls} does not exist.",
+                    f"Node ID '#{nid}'",
+                )
+        outputs = [
+            nid for nid, n in prompt.items() if self.object_info[n["class_type"]].get("output_node")
+        ]
         if not outputs:
             return self._error(400, "prompt_no_outputs", "Prompt has no outputs", "")
         node_errors = self._validate(prompt, outputs)
         if node_errors:
             return web.json_response(
-                {"error": {"type": "prompt_outputs_failed_validation",
-                           "message": "Prompt outputs failed validation", "details": "",
-                           "extra_info": {}},
-                 "node_errors": node_errors}, status=400)
+                {
+                    "error": {
+                        "type": "prompt_outputs_failed_validation",
+                        "message": "Prompt outputs failed validation",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": node_errors,
+                },
+                status=400,
+            )
         pid = str(data.get("prompt_id") or uuid.uuid4())
         job = Job(self._number, pid, prompt, data.get("client_id"), outputs)
         self._number += 1
@@ -450,9 +493,13 @@ class FakeComfyUI:
         return web.json_response({"prompt_id": pid, "number": job.number, "node_errors": {}})
 
     def _error(self, status: int, kind: str, message: str, details: str) -> web.Response:
-        return web.json_response({"error": {"type": kind, "message": message,
-                                            "details": details, "extra_info": {}},
-                                  "node_errors": {}}, status=status)
+        return web.json_response(
+            {
+                "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
+                "node_errors": {},
+            },
+            status=status,
+        )
 
     # ---------------------------------------------------------------------- validation
 
@@ -469,13 +516,18 @@ class FakeComfyUI:
             info = self.object_info[node["class_type"]]
             errs = errors.setdefault(nid, [])
             inputs = node.get("inputs") or {}
-            required = (info["input"].get("required") or {})
-            optional = (info["input"].get("optional") or {})
+            required = info["input"].get("required") or {}
+            optional = info["input"].get("optional") or {}
             for name in required:
                 if name not in inputs:
-                    errs.append({"type": "required_input_missing",
-                                 "message": "Required input is missing", "details": name,
-                                 "extra_info": {"input_name": name}})
+                    errs.append(
+                        {
+                            "type": "required_input_missing",
+                            "message": "Required input is missing",
+                            "details": name,
+                            "extra_info": {"input_name": name},
+                        }
+                    )
             for name, value in inputs.items():
                 spec = required.get(name, optional.get(name))
                 if spec is None:
@@ -484,46 +536,76 @@ class FakeComfyUI:
                 if _is_link(value):
                     src_id, idx = value
                     if src_id not in prompt:
-                        errs.append({"type": "exception_during_validation",
-                                     "message": "Exception when validating node",
-                                     "details": f"'{src_id}'",
-                                     "extra_info": {"exception_type": "KeyError"}})
+                        errs.append(
+                            {
+                                "type": "exception_during_validation",
+                                "message": "Exception when validating node",
+                                "details": f"'{src_id}'",
+                                "extra_info": {"exception_type": "KeyError"},
+                            }
+                        )
                         continue
                     src_out = self.object_info[prompt[src_id]["class_type"]]["output"]
                     got = src_out[idx] if 0 <= idx < len(src_out) else None
                     got = "COMBO" if isinstance(got, list) else got
-                    if got is not None and typ != "*" and got != "*" and not (
-                        set(str(got).split(",")) & set(typ.split(","))
+                    if (
+                        got is not None
+                        and typ != "*"
+                        and got != "*"
+                        and not (set(str(got).split(",")) & set(typ.split(",")))
                     ):
-                        errs.append({
-                            "type": "return_type_mismatch",
-                            "message": "Return type mismatch between linked nodes",
-                            "details": f"{name}, received_type({got}) mismatch "
-                                       f"input_type({typ})",
-                            "extra_info": {"input_name": name, "input_config": spec,
-                                           "received_type": got, "linked_node": value}})
+                        errs.append(
+                            {
+                                "type": "return_type_mismatch",
+                                "message": "Return type mismatch between linked nodes",
+                                "details": f"{name}, received_type({got}) mismatch "
+                                f"input_type({typ})",
+                                "extra_info": {
+                                    "input_name": name,
+                                    "input_config": spec,
+                                    "received_type": got,
+                                    "linked_node": value,
+                                },
+                            }
+                        )
                     visit(src_id, out, seen)
                     continue
-                errs.extend(self._check_value(node["class_type"], name, typ, options, cfg,
-                                              value, spec))
+                errs.extend(
+                    self._check_value(node["class_type"], name, typ, options, cfg, value, spec)
+                )
 
         for out in outputs:
             visit(out, out, set())
         result: dict[str, Any] = {}
         for nid, errs in errors.items():
             if errs:
-                result[nid] = {"errors": errs, "dependent_outputs": sorted(deps.get(nid, [])),
-                               "class_type": prompt[nid]["class_type"]}
+                result[nid] = {
+                    "errors": errs,
+                    "dependent_outputs": sorted(deps.get(nid, [])),
+                    "class_type": prompt[nid]["class_type"],
+                }
         return result
 
-    def _check_value(self, cls: str, name: str, typ: str, options: list[Any] | None,
-                     cfg: dict[str, Any], value: Any, spec: Any) -> list[dict[str, Any]]:
+    def _check_value(
+        self,
+        cls: str,
+        name: str,
+        typ: str,
+        options: list[Any] | None,
+        cfg: dict[str, Any],
+        value: Any,
+        spec: Any,
+    ) -> list[dict[str, Any]]:
         if cls == "LoadImage" and name == "image":
             if not (self.root / "input" / str(value)).is_file():
-                return [{"type": "custom_validation_failed",
-                         "message": "Custom validation failed for node",
-                         "details": f"image - Invalid image file: {value}",
-                         "extra_info": {"input_name": name}}]
+                return [
+                    {
+                        "type": "custom_validation_failed",
+                        "message": "Custom validation failed for node",
+                        "details": f"image - Invalid image file: {value}",
+                        "extra_info": {"input_name": name},
+                    }
+                ]
             return []
         if typ == "COMBO":
             allowed = list(options or [])
@@ -532,33 +614,62 @@ class FakeComfyUI:
                     return []
                 allowed = allowed + list(self.models)
             if value not in allowed:
-                return [{"type": "value_not_in_list", "message": "Value not in list",
-                         "details": f"{name}: '{value}' not in {allowed}",
-                         "extra_info": {"input_name": name, "input_config": spec,
-                                        "received_value": value}}]
+                return [
+                    {
+                        "type": "value_not_in_list",
+                        "message": "Value not in list",
+                        "details": f"{name}: '{value}' not in {allowed}",
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": spec,
+                            "received_value": value,
+                        },
+                    }
+                ]
             return []
         if typ in ("INT", "FLOAT"):
             try:
                 num = int(value) if typ == "INT" else float(value)
             except (TypeError, ValueError) as exc:
-                return [{"type": "invalid_input_type",
-                         "message": f"Failed to convert an input value to a {typ} value",
-                         "details": f"{name}, {value}, {exc}",
-                         "extra_info": {"input_name": name, "input_config": spec,
-                                        "received_value": value,
-                                        "exception_message": str(exc)}}]
+                return [
+                    {
+                        "type": "invalid_input_type",
+                        "message": f"Failed to convert an input value to a {typ} value",
+                        "details": f"{name}, {value}, {exc}",
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": spec,
+                            "received_value": value,
+                            "exception_message": str(exc),
+                        },
+                    }
+                ]
             if "min" in cfg and num < cfg["min"]:
-                return [{"type": "value_smaller_than_min",
-                         "message": f"Value {num} smaller than min of {cfg['min']}",
-                         "details": name, "extra_info": {"input_name": name,
-                                                         "input_config": spec,
-                                                         "received_value": value}}]
+                return [
+                    {
+                        "type": "value_smaller_than_min",
+                        "message": f"Value {num} smaller than min of {cfg['min']}",
+                        "details": name,
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": spec,
+                            "received_value": value,
+                        },
+                    }
+                ]
             if "max" in cfg and num > cfg["max"]:
-                return [{"type": "value_bigger_than_max",
-                         "message": f"Value {num} bigger than max of {cfg['max']}",
-                         "details": name, "extra_info": {"input_name": name,
-                                                         "input_config": spec,
-                                                         "received_value": value}}]
+                return [
+                    {
+                        "type": "value_bigger_than_max",
+                        "message": f"Value {num} bigger than max of {cfg['max']}",
+                        "details": name,
+                        "extra_info": {
+                            "input_name": name,
+                            "input_config": spec,
+                            "received_value": value,
+                        },
+                    }
+                ]
         return []
 
     # ---------------------------------------------------------------------- WebSocket
@@ -569,8 +680,15 @@ class FakeComfyUI:
         sid = request.query.get("clientId") or uuid.uuid4().hex
         self._sockets.setdefault(sid, []).append(ws)
         try:
-            await ws.send_json({"type": "status", "data": {
-                "status": {"exec_info": {"queue_remaining": self._remaining()}}, "sid": sid}})
+            await ws.send_json(
+                {
+                    "type": "status",
+                    "data": {
+                        "status": {"exec_info": {"queue_remaining": self._remaining()}},
+                        "sid": sid,
+                    },
+                }
+            )
             job = self._running
             if job is not None and job.client_id == sid and job.current_node is not None:
                 # a reconnect mid-run: the server tells where it is, without prompt_id
@@ -603,8 +721,12 @@ class FakeComfyUI:
             await self._send(cid, msg)
 
     async def _broadcast_status(self) -> None:
-        await self._broadcast({"type": "status", "data": {
-            "status": {"exec_info": {"queue_remaining": self._remaining()}}}})
+        await self._broadcast(
+            {
+                "type": "status",
+                "data": {"status": {"exec_info": {"queue_remaining": self._remaining()}}},
+            }
+        )
 
     async def _drop_client(self, client_id: str | None) -> None:
         for ws in list(self._sockets.get(client_id or "", [])):
@@ -627,17 +749,34 @@ class FakeComfyUI:
             try:
                 await self._execute(job)
             except Exception as exc:  # pragma: no cover - a bug in the fake itself
-                self.history[job.prompt_id] = self._history_entry(job, {}, "error", [
-                    ("execution_error", {"prompt_id": job.prompt_id,
-                                         "exception_message": repr(exc)})])
+                self.history[job.prompt_id] = self._history_entry(
+                    job,
+                    {},
+                    "error",
+                    [
+                        (
+                            "execution_error",
+                            {"prompt_id": job.prompt_id, "exception_message": repr(exc)},
+                        )
+                    ],
+                )
             finally:
                 times.ended = time.monotonic()
-                times.status = str(self.history.get(job.prompt_id, {}).get("status", {})
-                                   .get("status_str") or "error")
+                times.status = (
+                    "forgotten"
+                    if job.forgotten
+                    else str(
+                        self.history.get(job.prompt_id, {}).get("status", {}).get("status_str")
+                        or "error"
+                    )
+                )
                 self._running = None
             await self._broadcast_status()
-            await self._send(job.client_id, {"type": "executing", "data": {
-                "node": None, "prompt_id": job.prompt_id}})
+            if not job.forgotten:
+                await self._send(
+                    job.client_id,
+                    {"type": "executing", "data": {"node": None, "prompt_id": job.prompt_id}},
+                )
 
     def _order(self, prompt: dict[str, Any], outputs: list[str]) -> list[str]:
         order: list[str] = []
@@ -654,16 +793,31 @@ class FakeComfyUI:
             visit(out)
         return order
 
-    def _history_entry(self, job: Job, outputs: dict[str, Any], status: str,
-                       messages: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    def _history_entry(
+        self,
+        job: Job,
+        outputs: dict[str, Any],
+        status: str,
+        messages: list[tuple[str, dict[str, Any]]],
+    ) -> dict[str, Any]:
         return {
-            "prompt": [job.number, job.prompt_id, job.prompt, {"client_id": job.client_id},
-                       job.outputs],
+            "prompt": [
+                job.number,
+                job.prompt_id,
+                job.prompt,
+                {"client_id": job.client_id},
+                job.outputs,
+            ],
             "outputs": outputs,
-            "status": {"status_str": status, "completed": status == "success",
-                       "messages": [list(m) for m in messages]},
-            "meta": {nid: {"node_id": nid, "display_node": nid, "parent_node": None,
-                           "real_node_id": nid} for nid in outputs},
+            "status": {
+                "status_str": status,
+                "completed": status == "success",
+                "messages": [list(m) for m in messages],
+            },
+            "meta": {
+                nid: {"node_id": nid, "display_node": nid, "parent_node": None, "real_node_id": nid}
+                for nid in outputs
+            },
         }
 
     async def _execute(self, job: Job) -> None:
@@ -685,19 +839,45 @@ class FakeComfyUI:
         for nid in order:
             cls = job.prompt[nid]["class_type"]
             job.current_node = nid
-            await self._broadcast({"type": "progress_state", "data": {"prompt_id": pid, "nodes": {
-                nid: {"value": 0.0, "max": 1.0, "state": "running", "node_id": nid,
-                      "prompt_id": pid, "display_node_id": nid, "parent_node_id": None,
-                      "real_node_id": nid}}}})
-            await self._send(cid, {"type": "executing", "data": {
-                "node": nid, "display_node": nid, "prompt_id": pid}})
-            if nid == self.error_node and (self.error_jobs is None
-                                           or job.number in self.error_jobs):
-                err = {"prompt_id": pid, "node_id": nid, "node_type": cls, "executed": [],
-                       "exception_message": self.error_message + "\n",
-                       "exception_type": "torch.OutOfMemoryError",
-                       "traceback": ["  File \"execution.py\", line 496, in execute\n"],
-                       "current_inputs": {}, "current_outputs": {}, "timestamp": ts}
+            await self._broadcast(
+                {
+                    "type": "progress_state",
+                    "data": {
+                        "prompt_id": pid,
+                        "nodes": {
+                            nid: {
+                                "value": 0.0,
+                                "max": 1.0,
+                                "state": "running",
+                                "node_id": nid,
+                                "prompt_id": pid,
+                                "display_node_id": nid,
+                                "parent_node_id": None,
+                                "real_node_id": nid,
+                            }
+                        },
+                    },
+                }
+            )
+            await self._send(
+                cid,
+                {"type": "executing", "data": {"node": nid, "display_node": nid, "prompt_id": pid}},
+            )
+            if nid == self.error_node and (
+                self.error_jobs is None or job.number in self.error_jobs
+            ):
+                err = {
+                    "prompt_id": pid,
+                    "node_id": nid,
+                    "node_type": cls,
+                    "executed": [],
+                    "exception_message": self.error_message + "\n",
+                    "exception_type": "torch.OutOfMemoryError",
+                    "traceback": ['  File "execution.py", line 496, in execute\n'],
+                    "current_inputs": {},
+                    "current_outputs": {},
+                    "timestamp": ts,
+                }
                 messages.append(("execution_error", err))
                 self.history[pid] = self._history_entry(job, {}, "error", messages)
                 await self._send(cid, {"type": "execution_error", "data": err})
@@ -707,21 +887,39 @@ class FakeComfyUI:
                     if await self._sleep_or_interrupt(job, per_step):
                         await self._interrupted(job, nid, cls, messages)
                         return
-                    await self._broadcast({"type": "progress", "data": {
-                        "value": step, "max": self.sampler_steps, "prompt_id": pid,
-                        "node": nid}})
+                    await self._broadcast(
+                        {
+                            "type": "progress",
+                            "data": {
+                                "value": step,
+                                "max": self.sampler_steps,
+                                "prompt_id": pid,
+                                "node": nid,
+                            },
+                        }
+                    )
                     await self._broadcast(_PREVIEW)
+                    if self.restart_at_step == step and self.restart_jobs > 0:
+                        self.restart_jobs -= 1
+                        await self._restart()
+                        return
                     if drop and step == 1:
                         drop = False
                         await self._drop_client(cid)
             if cls in IMAGE_SAVERS | VIDEO_SAVERS:
                 out = await asyncio.to_thread(self._write_output, job, nid)
                 outputs[nid] = out
-                await self._send(cid, {"type": "executed", "data": {
-                    "node": nid, "display_node": nid, "output": out, "prompt_id": pid}})
+                await self._send(
+                    cid,
+                    {
+                        "type": "executed",
+                        "data": {"node": nid, "display_node": nid, "output": out, "prompt_id": pid},
+                    },
+                )
+        if job.forgotten:
+            return
         if job.interrupted:
-            await self._interrupted(job, order[-1], job.prompt[order[-1]]["class_type"],
-                                    messages)
+            await self._interrupted(job, order[-1], job.prompt[order[-1]]["class_type"], messages)
             return
         done = {"prompt_id": pid, "timestamp": int(time.time() * 1000)}
         messages.append(("execution_success", done))
@@ -737,10 +935,18 @@ class FakeComfyUI:
             await asyncio.sleep(min(0.02, max(0.0, end - time.monotonic())))
         return job.interrupted
 
-    async def _interrupted(self, job: Job, nid: str, cls: str,
-                           messages: list[tuple[str, dict[str, Any]]]) -> None:
-        data = {"prompt_id": job.prompt_id, "node_id": nid, "node_type": cls, "executed": [],
-                "timestamp": int(time.time() * 1000)}
+    async def _interrupted(
+        self, job: Job, nid: str, cls: str, messages: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        if job.forgotten:
+            return
+        data = {
+            "prompt_id": job.prompt_id,
+            "node_id": nid,
+            "node_type": cls,
+            "executed": [],
+            "timestamp": int(time.time() * 1000),
+        }
         messages.append(("execution_interrupted", data))
         self.history[job.prompt_id] = self._history_entry(job, {}, "error", messages)
         await self._send(job.client_id, {"type": "execution_interrupted", "data": data})
@@ -759,8 +965,11 @@ class FakeComfyUI:
                 continue
             seen.add(nid)
             ins = prompt[nid]["inputs"]
-            if w is None and isinstance(ins.get("width"), int) and isinstance(ins.get("height"),
-                                                                                int):
+            if (
+                w is None
+                and isinstance(ins.get("width"), int)
+                and isinstance(ins.get("height"), int)
+            ):
                 w, h = ins["width"], ins["height"]
             for key in ("length", "frames_number"):
                 if frames is None and isinstance(ins.get(key), int):
@@ -791,7 +1000,8 @@ class FakeComfyUI:
             folder = self.root / kind / sub
             folder.mkdir(parents=True, exist_ok=True)
             if not self.output_filename:
-                Image.new("RGB", (w, h), color).save(folder / name, format="PNG")
+                size = (max(1, round(w * self.image_scale)), max(1, round(h * self.image_scale)))
+                Image.new("RGB", size, color).save(folder / name, format="PNG")
             return {"images": [{"filename": name, "subfolder": sub, "type": kind}]}
         if cls == "SaveVideo":
             name, sub = self._next_name(prefix, "mp4")
@@ -799,33 +1009,62 @@ class FakeComfyUI:
             folder.mkdir(parents=True, exist_ok=True)
             if not self.output_filename:
                 _write_mp4(folder / name, w, h, frames, fps, color)
-            return {"images": [{"filename": name, "subfolder": sub, "type": kind}],
-                    "animated": [True]}
+            return {
+                "images": [{"filename": name, "subfolder": sub, "type": kind}],
+                "animated": [True],
+            }
         name, sub = self._next_name(prefix, "webp")
         folder = self.root / kind / sub
         folder.mkdir(parents=True, exist_ok=True)
         if not self.output_filename:
-            imgs = [Image.new("RGB", (w, h), (color[0], (color[1] + 8 * i) % 256, color[2]))
-                    for i in range(frames)]
+            imgs = [
+                Image.new("RGB", (w, h), (color[0], (color[1] + 8 * i) % 256, color[2]))
+                for i in range(frames)
+            ]
             buf = io.BytesIO()
-            imgs[0].save(buf, format="WEBP", save_all=True, append_images=imgs[1:],
-                         duration=int(1000 / fps), loop=0, quality=50)
+            imgs[0].save(
+                buf,
+                format="WEBP",
+                save_all=True,
+                append_images=imgs[1:],
+                duration=int(1000 / fps),
+                loop=0,
+                quality=50,
+            )
             (folder / name).write_bytes(buf.getvalue())
-        return {"images": [{"filename": name, "subfolder": sub, "type": kind}],
-                "animated": [True]}
+        return {"images": [{"filename": name, "subfolder": sub, "type": kind}], "animated": [True]}
 
 
-def _write_mp4(path: Path, w: int, h: int, frames: int, fps: float,
-               color: tuple[int, int, int]) -> None:
+def _write_mp4(
+    path: Path, w: int, h: int, frames: int, fps: float, color: tuple[int, int, int]
+) -> None:
     import imageio_ffmpeg
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     hexcolor = "0x{:02x}{:02x}{:02x}".format(*color)
     subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"color=c={hexcolor}:s={w}x{h}:r={fps:g}", "-frames:v", str(frames),
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-        check=True, timeout=120, capture_output=True,
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c={hexcolor}:s={w}x{h}:r={fps:g}",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
 
 
