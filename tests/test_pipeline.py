@@ -73,7 +73,7 @@ def test_every_file_is_real(rendered) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> None:  # type: ignore[no-untyped-def]
-    _root, _folder, instance = rendered
+    _root, folder, instance = rendered
     for kind in ("narration", "shot", "keyframe", "clip"):
         assert _mats(instance, kind) == dict.fromkeys(IDS, 1), kind
     ev = instance.get_latest_materialization_event(key("volcanoes", "narration"))
@@ -88,8 +88,20 @@ def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> Non
         dg.AssetRecordsFilter(asset_key=key("volcanoes", "keyframe"), asset_partitions=[IDS[0]]),
         limit=1,
     ).records[0]
-    preview = rec.asset_materialization.metadata["preview"].value  # type: ignore[union-attr]
-    assert "data:image/png;base64," in str(preview)
+    # made without a media server running: still a short inline preview and links to the
+    # server `videogen ui` starts (its default address), never an inline data URI
+    md = rec.asset_materialization.metadata  # type: ignore[union-attr]
+    preview = str(md["preview"].value)
+    assert len(preview) < 1000 and "data:" not in preview
+    base = f"http://127.0.0.1:3031/projects/volcanoes/sentences/{IDS[0]}"
+    assert preview == f"[![keyframe of {IDS[0]}]({base}/preview/keyframe.jpg)]({base}/keyframe.png)"
+    assert md["open"].value == f"{base}/keyframe.png"
+    assert md["storyboard"].value.endswith(f"/projects/volcanoes/storyboard.html#shot-{IDS[0]}")
+    assert md["sentence"].value == 's0001 · "The sky over the volcano glows red."'
+    assert md["section"].value == "Opening"
+    for name in ("keyframe.jpg", "clip.jpg", "narration.png"):  # small previews, 480 px wide
+        with Image.open(folder / "sentences" / IDS[0] / "preview" / name) as im:
+            assert im.width == 480 and im.height <= 270, name
 
 
 def test_checks_passed(rendered) -> None:  # type: ignore[no-untyped-def]

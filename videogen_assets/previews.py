@@ -1,0 +1,216 @@
+"""What the Dagster UI shows of a made thing: a small inline preview, links, the sentence's words.
+
+Every materialization carries, whoever made it (``videogen render``/``demo`` without the UI, a
+run launched from the UI, the daemon's automation):
+
+- ``preview``: markdown with a small picture (``PREVIEW_WIDTH`` pixels wide, a JPEG/PNG written
+  beside the media under ``preview/``), itself a link to the full media. The markdown is a few
+  hundred characters, so the Dagster UI renders it inline in the metadata table (it only folds
+  values of 1,000 characters and more into a "[Show Markdown]" dialog);
+- ``watch`` / ``listen`` / ``open`` / ``storyboard``: links through the studio's media server.
+
+Links point at the media server that ``videogen ui`` starts (``DEFAULT_MEDIA_URL`` unless
+``VIDEOGEN_MEDIA_URL`` names another), so they work whenever the UI runs, whoever made the
+asset and whenever. Per-sentence metadata also names the sentence (``sentence_label``: its id,
+section and first ~80 characters) so partitions, runs and events say which sentence is which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from videogen.atomic import atomic_path
+
+DEFAULT_MEDIA_URL = "http://127.0.0.1:3031"
+PREVIEW_WIDTH = 480
+PREVIEW_DIR = "preview"
+TEXT_CHARS = 80
+WAVE_HEIGHT = 72
+# run tags naming the sentence of a run over one sentence
+SENTENCE_TAG = "videogen/sentence"
+SECTION_TAG = "videogen/section"
+
+
+def short_id(sentence_id: str) -> str:
+    """``how_volcanoes_work.s0004`` -> ``s0004`` (the id within its project)."""
+    return sentence_id.rsplit(".", 1)[-1]
+
+
+def short_text(text: str, limit: int = TEXT_CHARS) -> str:
+    """The first ``limit`` characters of ``text`` on one line, cut at a word with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def sentence_label(sentence_id: str, text: str, limit: int = TEXT_CHARS) -> str:
+    """``s0004 · "Gas bubbles expand…"``: how the UI names a sentence."""
+    return f'{short_id(sentence_id)} · "{short_text(text, limit)}"'
+
+
+def media_link(base_url: str, root: Path, path: Path) -> str:
+    """The media server URL of a file inside the studio root."""
+    from videogen.media_server import media_url
+
+    return media_url(base_url, root, path)
+
+
+def preview_path(media: Path) -> Path:
+    """Where the preview of a media file is kept: ``preview/<stem>.jpg`` beside it."""
+    return media.parent / PREVIEW_DIR / f"{media.stem}.jpg"
+
+
+def _save_jpeg(img, out: Path) -> Path:  # type: ignore[no-untyped-def]
+    with atomic_path(out) as tmp:
+        img.convert("RGB").save(tmp, format="JPEG", quality=80, optimize=True)
+    return out
+
+
+def image_preview(source: Path, out: Path | None = None, width: int = PREVIEW_WIDTH) -> Path:
+    """A ``width``-pixel-wide JPEG of a picture (aspect kept)."""
+    from PIL import Image
+
+    out = out or preview_path(source)
+    with Image.open(source) as src:
+        src.draft("RGB", (width, width))  # JPEG sources decode at a reduced scale
+        img = src.convert("RGB")
+    height = max(1, round(img.height * width / img.width))
+    small = img.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return _save_jpeg(small, out)
+
+
+def video_preview(
+    source: Path, out: Path | None = None, *, at: float = 0.5, width: int = PREVIEW_WIDTH
+) -> Path:
+    """A ``width``-pixel-wide JPEG of the frame at fraction ``at`` of a video (PyAV, no
+    process spawned)."""
+    import av
+    from PIL import Image
+
+    out = out or preview_path(source)
+    picture = None
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        base = float(stream.time_base or 0)
+        duration = float(stream.duration * base) if stream.duration and base else 0.0
+        if duration > 0 and at > 0:
+            target = int(duration * at / base)
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            picture = frame.to_image()
+            if frame.pts is None or duration <= 0 or frame.time is None:
+                break
+            if frame.time >= duration * at - 1e-3:
+                break
+    if picture is None:
+        raise ValueError(f"{source.name} has no video frame")
+    height = max(2, round(picture.height * width / picture.width))
+    small = picture.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return _save_jpeg(small, out)
+
+
+def waveform_preview(
+    samples,  # type: ignore[no-untyped-def]
+    out: Path,
+    *,
+    width: int = PREVIEW_WIDTH,
+    height: int = WAVE_HEIGHT,
+) -> Path:
+    """A ``width`` x ``height`` PNG of a narration's waveform (peak envelope per column)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    data = np.abs(np.asarray(samples, dtype=np.float32).reshape(-1))
+    img = Image.new("RGB", (width, height), (24, 24, 27))
+    draw = ImageDraw.Draw(img)
+    mid = height / 2
+    draw.line((0, mid, width - 1, mid), fill=(70, 70, 78))
+    if data.size:
+        edges = np.linspace(0, data.size, width + 1).astype(np.int64)
+        for x in range(width):
+            chunk = data[edges[x] : max(edges[x + 1], edges[x] + 1)]
+            peak = float(chunk.max()) if chunk.size else 0.0
+            half = max(0.5, min(1.0, peak) * (mid - 2))
+            draw.line((x, mid - half, x, mid + half), fill=(96, 165, 250))
+    with atomic_path(out) as tmp:
+        img.save(tmp, format="PNG", optimize=True)
+    return out
+
+
+class MediaLinks:
+    """Links and previews through the studio's media server, for one studio root."""
+
+    def __init__(self, base_url: str | None, root: Path) -> None:
+        self.base_url = (base_url or DEFAULT_MEDIA_URL).rstrip("/")
+        self.root = Path(root)
+
+    def url(self, path: Path) -> str:
+        """The media server URL of ``path``."""
+        return media_link(self.base_url, self.root, path)
+
+    def link(self, path: Path) -> dg.MetadataValue:
+        """A clickable URL metadata value."""
+        return dg.MetadataValue.url(self.url(path))
+
+    def preview(self, picture: Path, target: Path, label: str) -> dg.MetadataValue:
+        """Inline markdown: the small ``picture``, a link to the full ``target``."""
+        alt = label.replace("[", "(").replace("]", ")")
+        return dg.MetadataValue.md(f"[![{alt}]({self.url(picture)})]({self.url(target)})")
+
+    def storyboard(self, project_dir: Path, sentence_id: str | None = None) -> dg.MetadataValue:
+        """The storyboard page, at a sentence's card when given."""
+        url = self.url(project_dir / "storyboard.html")
+        if sentence_id:
+            from urllib.parse import quote
+
+            url += f"#shot-{quote(sentence_id)}"
+        return dg.MetadataValue.url(url)
+
+
+def sentence_facts(sentence_id: str, text: str, section: str) -> dict[str, object]:
+    """The first metadata entries of every per-sentence materialization."""
+    return {"sentence": sentence_label(sentence_id, text), "section": section or "-"}
+
+
+def sentence_links(
+    links: MediaLinks, folder: Path, project_dir: Path, sentence_id: str
+) -> dict[str, dg.MetadataValue]:
+    """``watch`` (the clip), ``listen`` (the narration), ``open`` (the keyframe) where those
+    files exist, and ``storyboard`` (the sentence's card)."""
+    out: dict[str, dg.MetadataValue] = {}
+    for name, file in (
+        ("watch", folder / "clip.mp4"),
+        ("listen", folder / "narration.wav"),
+        ("open", folder / "keyframe.png"),
+    ):
+        if file.is_file():
+            out[name] = links.link(file)
+    out["storyboard"] = links.storyboard(project_dir, sentence_id)
+    return out
+
+
+def run_sentence_tags(sentence_id: str, text: str, section: str) -> dict[str, str]:
+    """Run tags naming the one sentence a run makes."""
+    return {SENTENCE_TAG: sentence_label(sentence_id, text), SECTION_TAG: section or "-"}
+
+
+def tag_single_sentence_run(context: dg.AssetExecutionContext, tags: Mapping[str, str]) -> None:
+    """Add ``tags`` to this run when it makes one sentence and does not carry them yet.
+
+    Runs requested by declarative automation get their tags from the sensor, which knows no
+    sentence text; the step adds them, so the Runs page names the sentence of every
+    single-sentence run, whoever launched it.
+    """
+    if len(context.partition_keys) != 1:
+        return
+    current = context.run.tags
+    missing = {k: v for k, v in tags.items() if current.get(k) != v}
+    if missing:
+        context.instance.add_run_tags(context.run_id, missing)
