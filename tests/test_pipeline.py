@@ -1,6 +1,6 @@
 """The embedded pipeline end to end on a temporary instance: every asset materialized for a small
 project, real decoded files, per-sentence metadata and checks, and an edit regenerating only the
-edited sentence's chain."""
+edited sentence's chain; every run over one sentence names it in its tags."""
 
 from __future__ import annotations
 
@@ -155,3 +155,30 @@ def test_everything_fresh_then_an_edit_makes_one_chain_stale(rendered) -> None: 
     assert _mats(instance, "clip") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}
     statuses = sentence_statuses(instance, defs, "volcanoes", IDS)
     assert all(v == "done" for row in statuses.values() for v in row.values()), statuses
+
+    # the render's runs over the one edited sentence name it: words and section, as run tags
+    label = 's0002 · "Ash falls like soft grey snow."'
+    named = instance.get_runs(dg.RunsFilter(tags={"videogen/sentence": label}))
+    assert len(named) == 4, [r.tags for r in instance.get_runs()]
+    assert {r.tags["videogen/section"] for r in named} == {"Opening"}
+    assert {r.tags["dagster/asset_partition_range_start"] for r in named} == {IDS[1]}
+
+
+def test_a_run_over_one_sentence_is_named_whoever_launched_it(rendered) -> None:  # type: ignore[no-untyped-def]
+    """A run launched without the tags (as declarative automation does) gets them from its
+    step."""
+    root, _folder, instance = rendered
+    defs = build_definitions(root, SETTINGS)
+    assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources=dict(defs.resources or {}),
+        selection=[key("volcanoes", "shot")],
+        partition_key=IDS[2],
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run.tags["videogen/sentence"] == 's0003 · "Life returns to the slopes."'
+    assert run.tags["videogen/section"] == "Ending"
+    assert run.tags["dagster/partition"] == IDS[2]
