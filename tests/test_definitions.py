@@ -63,8 +63,9 @@ def test_automation_is_per_project(studio_root: Path, tmp_path: Path) -> None:
     assert graph.get(dg.AssetKey(["alpha", "rough_cut"])).automation_condition is not None
     assert graph.get(dg.AssetKey(["beta", "narration"])).automation_condition is None
     sensors = {s.name: s for s in defs.sensors or []}
-    assert set(sensors) == {"script_watcher", "automation"}
+    assert set(sensors) == {"script_watcher", "automation", "progress"}
     assert sensors["script_watcher"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["progress"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["automation"].default_status == dg.DefaultSensorStatus.RUNNING
 
 
