@@ -182,18 +182,16 @@ def sentence_facts(sentence_id: str, text: str, section: str) -> dict[str, objec
 def sentence_links(
     links: MediaLinks, folder: Path, project_dir: Path, sentence_id: str
 ) -> dict[str, dg.MetadataValue]:
-    """``watch`` (the clip), ``listen`` (the narration), ``open`` (the keyframe) where those
-    files exist, and ``storyboard`` (the sentence's card)."""
-    out: dict[str, dg.MetadataValue] = {}
-    for name, file in (
-        ("watch", folder / "clip.mp4"),
-        ("listen", folder / "narration.wav"),
-        ("open", folder / "keyframe.png"),
-    ):
-        if file.is_file():
-            out[name] = links.link(file)
-    out["storyboard"] = links.storyboard(project_dir, sentence_id)
-    return out
+    """``watch`` (the clip), ``listen`` (the narration), ``open`` (the keyframe) and
+    ``storyboard`` (the sentence's card): from any of the sentence's assets, the others are one
+    click away (a link answers once its file is made: a keyframe made before its clip links
+    the clip to come)."""
+    return {
+        "watch": links.link(folder / "clip.mp4"),
+        "listen": links.link(folder / "narration.wav"),
+        "open": links.link(folder / "keyframe.png"),
+        "storyboard": links.storyboard(project_dir, sentence_id),
+    }
 
 
 def run_sentence_tags(sentence_id: str, text: str, section: str) -> dict[str, str]:
