@@ -450,9 +450,9 @@ def assert_served(url: str, content_type: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "picture"),
     [
-        ("narration", "preview/narration.png"),
-        ("keyframe", "preview/keyframe.jpg"),
-        ("clip", "preview/clip.jpg"),
+        ("narration", "narration.png"),
+        ("keyframe", "keyframe.jpg"),
+        ("clip", "clip.jpg"),
     ],
 )
 def test_ui_shows_a_sentence_preview_links_and_words(
@@ -473,7 +473,8 @@ def test_ui_shows_a_sentence_preview_links_and_words(
         )
         folder = f"{rendered.media}/projects/{PROJECT}/sentences/{sid}"
         previews = inline_previews(page, rendered.media)
-        assert [p["src"] for p in previews] == [f"{folder}/{picture}"], previews
+        small = f"{rendered.media}/projects/{PROJECT}/preview/{sid}/{picture}"
+        assert [p["src"] for p in previews] == [small], previews
         shown = previews[0]
         # inline, small, inside its column: not a pop-up, not a 1920-pixel frame
         assert shown["natural"] == 480 and 0 < shown["shown"] <= 480, shown
@@ -498,7 +499,7 @@ def test_ui_shows_a_sentence_preview_links_and_words(
     ("kind", "picture", "watch"),
     [
         ("rough_cut", "preview/rough_cut.jpg", "rough_cut.mp4"),
-        ("storyboard", "preview/storyboard_contact.jpg", "rough_cut.mp4"),
+        ("storyboard", "preview/storyboard.jpg", "rough_cut.mp4"),
     ],
 )
 def test_ui_shows_the_rough_cut_and_storyboard(

@@ -94,13 +94,14 @@ def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> Non
     preview = str(md["preview"].value)
     assert len(preview) < 1000 and "data:" not in preview
     base = f"http://127.0.0.1:3031/projects/volcanoes/sentences/{IDS[0]}"
-    assert preview == f"[![keyframe of {IDS[0]}]({base}/preview/keyframe.jpg)]({base}/keyframe.png)"
+    small = f"http://127.0.0.1:3031/projects/volcanoes/preview/{IDS[0]}/keyframe.jpg"
+    assert preview == f"[![keyframe of {IDS[0]}]({small})]({base}/keyframe.png)"
     assert md["open"].value == f"{base}/keyframe.png"
     assert md["storyboard"].value.endswith(f"/projects/volcanoes/storyboard.html#shot-{IDS[0]}")
     assert md["sentence"].value == 's0001 · "The sky over the volcano glows red."'
     assert md["section"].value == "Opening"
     for name in ("keyframe.jpg", "clip.jpg", "narration.png"):  # small previews, 480 px wide
-        with Image.open(folder / "sentences" / IDS[0] / "preview" / name) as im:
+        with Image.open(folder / "preview" / IDS[0] / name) as im:
             assert im.width == 480 and im.height <= 270, name
 
 

@@ -18,7 +18,13 @@ from videogen_assets.context import (
     file_digest,
     key,
 )
-from videogen_assets.previews import MediaLinks, image_preview, video_preview
+from videogen_assets.previews import (
+    MediaLinks,
+    image_preview,
+    preview_path,
+    safe_preview,
+    video_preview,
+)
 from videogen_assets.views import project_view
 from videogen_resources.database import StudioDatabase
 from videogen_resources.llm import LLMResource
@@ -129,11 +135,17 @@ def build_project_assets(
         frame_s = 1.0 / brief.fps
         drift = abs(info.drift_s)
         links = MediaLinks(studio.media_base_url, studio.root_path)
-        poster = video_preview(out, at=0.1)
+        poster = safe_preview(
+            context.log.warning,
+            video_preview,
+            out,
+            preview_path(out.parent, "rough_cut.jpg"),
+            at=0.1,
+        )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(file_digest(out)),
             metadata={
-                "preview": links.preview(poster, out, "rough cut"),
+                **links.preview(poster, out, "rough cut"),
                 "watch": links.link(out),
                 "storyboard": links.storyboard(out.parent),
                 "duration_s": round(info.video_duration_s, 3),
@@ -212,12 +224,14 @@ def build_project_assets(
         report = write_storyboard(view, folder)
         sheet = contact_sheet(view, folder / "storyboard_contact.png")
         links = MediaLinks(studio.media_base_url, studio.root_path)
-        small = image_preview(sheet)
+        small = safe_preview(
+            context.log.warning, image_preview, sheet, preview_path(folder, "storyboard.jpg")
+        )
         cut = folder / "rough_cut.mp4"
         return dg.MaterializeResult(
             data_version=dg.DataVersion(file_digest(report.path)),
             metadata={
-                "preview": links.preview(small, report.path, "storyboard"),
+                **links.preview(small, report.path, "storyboard"),
                 "open": links.link(report.path),
                 **({"watch": links.link(cut)} if cut.is_file() else {}),
                 "shots": len(view.items),

@@ -34,6 +34,7 @@ from videogen_assets.previews import (
     image_preview,
     preview_path,
     run_sentence_tags,
+    safe_preview,
     sentence_facts,
     sentence_links,
     tag_single_sentence_run,
@@ -237,7 +238,12 @@ def build_sentence_assets(
             elapsed = time.perf_counter() - t0
             samples, rate = read_wav(out)
             facts = audio_levels(samples, rate)
-            wave = waveform_preview(samples, preview_path(out).with_suffix(".png"))
+            wave = safe_preview(
+                context.log.warning,
+                waveform_preview,
+                samples,
+                preview_path(studio.project_dir(project), "narration.png", pk),
+            )
             db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
             audible = not facts.silent and facts.clipped_fraction < 0.001
             results.add(
@@ -245,7 +251,7 @@ def build_sentence_assets(
                 data_version=file_digest(out),
                 metadata={
                     **sentence_facts(s.id, s.text, s.section),
-                    "preview": links.preview(wave, out, f"narration of {s.id}"),
+                    **links.preview(wave, out, f"narration of {s.id}"),
                     **sentence_links(links, out.parent, studio.project_dir(project), pk),
                     "text": s.text,
                     "duration_ms": res.duration_ms,
@@ -396,13 +402,18 @@ def build_sentence_assets(
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
                 db.record_output(pk, image_file=str(out))
                 size_check, size = _keyframe_size_check(out)
-                small = image_preview(out)
+                small = safe_preview(
+                    context.log.warning,
+                    image_preview,
+                    out,
+                    preview_path(studio.project_dir(project), "keyframe.jpg", pk),
+                )
                 results.add(
                     pk,
                     data_version=file_digest(out),
                     metadata={
                         **sentence_facts(pk, job.sentence_text, job.section_title),
-                        "preview": links.preview(small, out, f"keyframe of {pk}"),
+                        **links.preview(small, out, f"keyframe of {pk}"),
                         **sentence_links(links, out.parent, studio.project_dir(project), pk),
                         "image_prompt": shot_.image_prompt,
                         "seed": res.seed,
@@ -474,13 +485,18 @@ def build_sentence_assets(
                 db.record_output(pk, video_file=str(out), status="done")
                 length_check, (frames, fps, narr_s) = _clip_length_check(out, brief.fps)
                 s = load_sentence(db, pk)
-                poster = video_preview(out)
+                poster = safe_preview(
+                    context.log.warning,
+                    video_preview,
+                    out,
+                    preview_path(studio.project_dir(project), "clip.jpg", pk),
+                )
                 results.add(
                     pk,
                     data_version=file_digest(out),
                     metadata={
                         **sentence_facts(pk, s.text, s.section),
-                        "preview": links.preview(poster, out, f"clip of {pk}"),
+                        **links.preview(poster, out, f"clip of {pk}"),
                         **sentence_links(links, out.parent, studio.project_dir(project), pk),
                         "duration_s": round(frames / fps, 3) if fps else 0.0,
                         "frames": frames,
