@@ -421,8 +421,8 @@ def media_links(page: Page, media: str) -> dict[str, str]:
     """The metadata table's links into the media server, by their row's label."""
     rows: list[list[str]] = page.evaluate(
         """media => [...document.querySelectorAll('tr')].map(tr => {
-            const cells = tr.querySelectorAll('td');  // key, (timestamp,) value
-            const a = cells.length > 1 ? cells[cells.length - 1].querySelector('a[href]') : null;
+            const cells = [...tr.querySelectorAll('td')];  // the key, then its value
+            const a = cells.slice(1).map(c => c.querySelector('a[href]')).find(Boolean);
             return a && a.href.startsWith(media) ? [cells[0].innerText.trim(), a.href] : null;
         }).filter(Boolean)""",
         media,

@@ -68,8 +68,18 @@ def _links(studio: StudioResource) -> MediaLinks:
 def _name_run(context: dg.AssetExecutionContext, db: StudioDatabase) -> None:
     """Tag a run over one sentence with that sentence's words and section (the Runs page)."""
     if len(context.partition_keys) == 1:
-        s = load_sentence(db, context.partition_keys[0])
-        tag_single_sentence_run(context, run_sentence_tags(s.id, s.text, s.section))
+        with contextlib.suppress(dg.Failure):  # deleted meanwhile: the step says so itself
+            s = load_sentence(db, context.partition_keys[0])
+            tag_single_sentence_run(context, run_sentence_tags(s.id, s.text, s.section))
+
+
+def _facts(db: StudioDatabase, sentence_id: str) -> dict[str, object]:
+    """The sentence's metadata entries (none when it was deleted while its media was made)."""
+    try:
+        s = load_sentence(db, sentence_id)
+    except dg.Failure:
+        return {}
+    return sentence_facts(s.id, s.text, s.section)
 
 
 _CANCEL_POLL_S = 1.0
@@ -484,7 +494,6 @@ def build_sentence_assets(
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
                 db.record_output(pk, video_file=str(out), status="done")
                 length_check, (frames, fps, narr_s) = _clip_length_check(out, brief.fps)
-                s = load_sentence(db, pk)
                 poster = safe_preview(
                     context.log.warning,
                     video_preview,
@@ -495,7 +504,7 @@ def build_sentence_assets(
                     pk,
                     data_version=file_digest(out),
                     metadata={
-                        **sentence_facts(pk, s.text, s.section),
+                        **_facts(db, pk),
                         **links.preview(poster, out, f"clip of {pk}"),
                         **sentence_links(links, out.parent, studio.project_dir(project), pk),
                         "duration_s": round(frames / fps, 3) if fps else 0.0,
