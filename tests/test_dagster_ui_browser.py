@@ -7,11 +7,21 @@ workspace.yaml``; the code location loads without an error in the log; its Graph
 the group ``volcanoes`` with every asset of the project and the three sentence ids as the
 partitions of ``volcanoes/narration`` (and of the other per-sentence assets); the group's
 lineage page and the narration asset's partitions page render those names in Chromium, with no
-uncaught script error. Screenshots go to ``test-artifacts/``.
+uncaught script error.
+
+A project rendered by ``videogen render`` (no UI running), one sentence then edited and
+rendered again, another edited and only synced: each sentence asset's partition shows its
+sentence (id, words, section), an inline preview 480 pixels wide (never a "[Show Markdown]"
+pop-up) and ``watch``/``listen``/``open``/``storyboard`` links that the media server answers;
+the rough cut and storyboard show theirs; the Runs page names the sentence of each run over
+one sentence; the lineage page's nodes show the ``up_to_date`` checks warning for the stale
+sentence and how far partitions are filled, and the check names the sentence by its words.
+Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -31,8 +41,11 @@ import pytest
 from browser import artifact_path, launch_chromium, require_chromium
 from samples import SMALL_SCRIPT
 
-from videogen.operations import create_project
+from videogen.media_server import start_in_thread
+from videogen.operations import create_project, render, sync
+from videogen_assets.definitions import build_definitions
 from videogen_assets.instance import INSTANCE_DEFAULTS
+from videogen_resources.settings import BackendSettings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -190,12 +203,14 @@ def wait_until_loaded(server: Webserver, proc: subprocess.Popen[bytes]) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
-    base = tmp_path_factory.mktemp("dagster_ui")
-    root, home = make_studio(base)
+@contextlib.contextmanager
+def serve(
+    base: Path, root: Path, home: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Webserver]:
+    """The Dagster webserver on a studio, its code location loaded; stopped on exit."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
     env.update(DAGSTER_HOME=str(home), VIDEOGEN_HOME=str(root), PYTHONUNBUFFERED="1")
+    env.update(extra_env or {})
     port = free_port()
     log = base / "webserver.log"
     command = [
@@ -227,6 +242,14 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
         yield server
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
+    base = tmp_path_factory.mktemp("dagster_ui")
+    root, home = make_studio(base)
+    with serve(base, root, home) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +354,223 @@ def test_ui_shows_narration_partitions(webserver: Webserver, browser: Browser) -
         for sid in SENTENCE_IDS:
             assert page.get_by_text(sid, exact=True).first.is_visible(), sid
         assert "Missing (3)" in text  # nothing rendered yet: all three partitions missing
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+# --------------------------------------------------------------------------------------------
+# a rendered project: what the creator watches in the UI
+
+
+EDITED = ("Ash falls like grey snow.", "Ash falls like soft grey snow.")
+STALE = ("Life returns to the slopes.", "Life slowly returns to the green slopes.")
+EDITED_LABEL = 's0002 · "Ash falls like soft grey snow."'
+FIRST_LABEL = 's0001 · "The sky over the volcano glows red."'
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A webserver on a rendered studio, and its media server's URL."""
+
+    server: Webserver
+    media: str
+
+
+def edit_script(root: Path, old: str, new: str) -> None:
+    script = root / "projects" / PROJECT / "script.md"
+    text = script.read_text(encoding="utf-8")
+    assert old in text
+    script.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def progress_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    """One tick of the progress sensor, as the daemon runs it."""
+    repo = defs.get_repository_def()
+    with dg.build_sensor_context(
+        instance=instance, repository_def=repo, resources=defs.resources
+    ) as ctx:
+        repo.get_sensor_def("progress")(ctx)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
+    """Rendered by `videogen render` (no UI running), then one sentence edited and rendered
+    again (runs over one sentence), then another edited and only synced (stale)."""
+    base = tmp_path_factory.mktemp("dagster_ui_rendered")
+    root, home = make_studio(base)
+    media, stop_media = start_in_thread(root, port=0)
+    try:
+        settings = BackendSettings(clip_preset="ultrafast", media_base_url=media)
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            render(root, PROJECT, instance=instance, settings=settings)
+            edit_script(root, *EDITED)
+            render(root, PROJECT, instance=instance, settings=settings)
+            edit_script(root, *STALE)
+            sync(root, PROJECT, instance=instance)
+            progress_tick(build_definitions(root, settings), instance)
+        finally:
+            instance.dispose()
+        with serve(base, root, home, {"VIDEOGEN_MEDIA_URL": media}) as server:
+            yield Rendered(server, media)
+    finally:
+        stop_media()
+
+
+def media_links(page: Page, media: str) -> dict[str, str]:
+    """The metadata table's links into the media server, by their row's label."""
+    rows: list[list[str]] = page.evaluate(
+        """media => [...document.querySelectorAll('tr')].map(tr => {
+            const cells = [...tr.querySelectorAll('td')];  // the key, then its value
+            const a = cells.slice(1).map(c => c.querySelector('a[href]')).find(Boolean);
+            return a && a.href.startsWith(media) ? [cells[0].innerText.trim(), a.href] : null;
+        }).filter(Boolean)""",
+        media,
+    )
+    return dict((label, href) for label, href in rows)
+
+
+def inline_previews(page: Page, media: str) -> list[dict[str, Any]]:
+    """The media server's pictures on the page, as laid out."""
+    found: list[dict[str, Any]] = page.evaluate(
+        """media => [...document.images].filter(i => i.src.startsWith(media)).map(i => ({
+            src: i.src, natural: i.naturalWidth, shown: i.getBoundingClientRect().width,
+            complete: i.complete, link: i.closest('a') ? i.closest('a').href : null}))""",
+        media,
+    )
+    return found
+
+
+def assert_served(url: str, content_type: str) -> None:
+    response = httpx.get(url, timeout=10.0)
+    assert response.status_code == 200, url
+    assert response.headers["content-type"].startswith(content_type), (url, response.headers)
+
+
+@pytest.mark.parametrize(
+    ("kind", "picture"),
+    [
+        ("narration", "narration.png"),
+        ("keyframe", "keyframe.jpg"),
+        ("clip", "clip.jpg"),
+    ],
+)
+def test_ui_shows_a_sentence_preview_links_and_words(
+    rendered: Rendered, browser: Browser, kind: str, picture: str
+) -> None:
+    sid = SENTENCE_IDS[0]
+    url = f"{rendered.server.url}/assets/{PROJECT}/{kind}?view=partitions&partition={sid}"
+    page, errors = open_page(browser, url)
+    try:
+        text = wait_for_texts(
+            page, [FIRST_LABEL, "preview", "watch", "listen"], f"dagster_ui_{kind}_partition.png"
+        )
+        assert "Opening" in text  # the section
+        page.wait_for_function(
+            "media => [...document.images].some(i => i.src.startsWith(media) && i.complete"
+            " && i.naturalWidth > 0)",
+            arg=rendered.media,
+        )
+        folder = f"{rendered.media}/projects/{PROJECT}/sentences/{sid}"
+        previews = inline_previews(page, rendered.media)
+        small = f"{rendered.media}/projects/{PROJECT}/preview/{sid}/{picture}"
+        assert [p["src"] for p in previews] == [small], previews
+        shown = previews[0]
+        # inline, small, inside its column: not a pop-up, not a 1920-pixel frame
+        assert shown["natural"] == 480 and 0 < shown["shown"] <= 480, shown
+        assert "[Show Markdown]" not in text
+        links = media_links(page, rendered.media)
+        assert links["watch"] == f"{folder}/clip.mp4"
+        assert links["listen"] == f"{folder}/narration.wav"
+        assert links["open"] == f"{folder}/keyframe.png"
+        assert links["storyboard"] == (
+            f"{rendered.media}/projects/{PROJECT}/storyboard.html#shot-{sid}"
+        )
+        assert_served(links["watch"], "video/mp4")
+        assert_served(links["listen"], "audio/")
+        assert_served(links["open"], "image/png")
+        assert_served(links["storyboard"].split("#")[0], "text/html")
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize(
+    ("kind", "picture", "watch"),
+    [
+        ("rough_cut", "preview/rough_cut.jpg", "rough_cut.mp4"),
+        ("storyboard", "preview/storyboard.jpg", "rough_cut.mp4"),
+    ],
+)
+def test_ui_shows_the_rough_cut_and_storyboard(
+    rendered: Rendered, browser: Browser, kind: str, picture: str, watch: str
+) -> None:
+    page, errors = open_page(browser, f"{rendered.server.url}/assets/{PROJECT}/{kind}")
+    try:
+        wait_for_texts(page, ["preview", "watch"], f"dagster_ui_{kind}.png")
+        page.wait_for_function(
+            "media => [...document.images].some(i => i.src.startsWith(media) && i.complete"
+            " && i.naturalWidth > 0)",
+            arg=rendered.media,
+        )
+        folder = f"{rendered.media}/projects/{PROJECT}"
+        previews = inline_previews(page, rendered.media)
+        assert [p["src"] for p in previews] == [f"{folder}/{picture}"], previews
+        assert previews[0]["natural"] == 480 and 0 < previews[0]["shown"] <= 480
+        links = media_links(page, rendered.media)
+        assert links["watch"] == f"{folder}/{watch}"
+        assert_served(links["watch"], "video/mp4")
+        board = links.get("storyboard") or links["open"]
+        assert board.split("#")[0] == f"{folder}/storyboard.html"
+        assert_served(board.split("#")[0], "text/html")
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_ui_runs_name_their_sentence(rendered: Rendered, browser: Browser) -> None:
+    page, errors = open_page(browser, f"{rendered.server.url}/runs")
+    try:
+        text = wait_for_texts(page, [f"videogen/sentence: {EDITED_LABEL}"], "dagster_ui_runs.png")
+        # the edited sentence was rendered again in one run per asset, each naming it
+        assert text.count(f"videogen/sentence: {EDITED_LABEL}") == 4
+        assert "videogen/section: Opening" in text
+    finally:
+        page.close()
+    assert not errors, errors
+
+
+def test_ui_lineage_shows_stale_and_progress(rendered: Rendered, browser: Browser) -> None:
+    """The group's lineage page: each per-sentence node's ``up_to_date`` check warns while a
+    sentence is stale, and the nodes show how far their partitions are filled."""
+    repo_path = f"{rendered.server.repository}@{LOCATION}"
+    url = f"{rendered.server.url}/locations/{repo_path}/asset-groups/{PROJECT}"
+    page, errors = open_page(browser, url)
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    try:
+        wait_for_texts(page, ["narration", "clip"], "dagster_ui_lineage_overview.png")
+        zoom_in = page.locator("button:has([aria-label=zoom_in])")
+        for _ in range(3):  # close enough for the nodes to show their details
+            zoom_in.click()
+            page.wait_for_timeout(300)
+        # narration and shot: the stale sentence's check warns; clip still passes
+        text = wait_for_texts(
+            page, ["Asset checks", "0 / 1 Passed", "2 / 2 Passed", "100% filled"], "lineage.png"
+        )  # (the README's picture, docs/img/lineage.png, is this screenshot)
+        assert text.count("1 / 2 Passed") >= 2, text  # narration (audible passes) and rough_cut
+    finally:
+        page.close()
+    assert not errors, errors
+
+    # the check's own page says what is stale, by the sentence's words
+    page, errors = open_page(browser, f"{rendered.server.url}/assets/{PROJECT}/shot?view=checks")
+    try:
+        page.get_by_text("up_to_date", exact=True).first.click()
+        text = wait_for_texts(
+            page, ["2/3 sentences current · 1 stale", "s0003 · "], "dagster_ui_check.png"
+        )
+        assert 's0003 · "Life slowly returns to the green slopes."' in text
     finally:
         page.close()
     assert not errors, errors

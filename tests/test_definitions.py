@@ -63,7 +63,8 @@ def test_automation_is_per_project(studio_root: Path, tmp_path: Path) -> None:
     assert graph.get(dg.AssetKey(["alpha", "rough_cut"])).automation_condition is not None
     assert graph.get(dg.AssetKey(["beta", "narration"])).automation_condition is None
     sensors = {s.name: s for s in defs.sensors or []}
-    assert set(sensors) == {"script_watcher", "automation_alpha"}  # none for beta
+    assert set(sensors) == {"script_watcher", "progress", "automation_alpha"}  # none for beta
+    assert sensors["progress"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["script_watcher"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["automation_alpha"].default_status == dg.DefaultSensorStatus.RUNNING
     alpha_keys = sensors["automation_alpha"].asset_selection.resolve(graph)

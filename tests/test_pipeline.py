@@ -1,6 +1,6 @@
 """The embedded pipeline end to end on a temporary instance: every asset materialized for a small
 project, real decoded files, per-sentence metadata and checks, and an edit regenerating only the
-edited sentence's chain."""
+edited sentence's chain; every run over one sentence names it in its tags."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_every_file_is_real(rendered) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> None:  # type: ignore[no-untyped-def]
-    _root, _folder, instance = rendered
+    _root, folder, instance = rendered
     for kind in ("narration", "shot", "keyframe", "clip"):
         assert _mats(instance, kind) == dict.fromkeys(IDS, 1), kind
     ev = instance.get_latest_materialization_event(key("volcanoes", "narration"))
@@ -88,8 +88,21 @@ def test_each_sentence_has_its_own_materialization_and_metadata(rendered) -> Non
         dg.AssetRecordsFilter(asset_key=key("volcanoes", "keyframe"), asset_partitions=[IDS[0]]),
         limit=1,
     ).records[0]
-    preview = rec.asset_materialization.metadata["preview"].value  # type: ignore[union-attr]
-    assert "data:image/png;base64," in str(preview)
+    # made without a media server running: still a short inline preview and links to the
+    # server `videogen ui` starts (its default address), never an inline data URI
+    md = rec.asset_materialization.metadata  # type: ignore[union-attr]
+    preview = str(md["preview"].value)
+    assert len(preview) < 1000 and "data:" not in preview
+    base = f"http://127.0.0.1:3031/projects/volcanoes/sentences/{IDS[0]}"
+    small = f"http://127.0.0.1:3031/projects/volcanoes/preview/{IDS[0]}/keyframe.jpg"
+    assert preview == f"[![keyframe of {IDS[0]}]({small})]({base}/keyframe.png)"
+    assert md["open"].value == f"{base}/keyframe.png"
+    assert md["storyboard"].value.endswith(f"/projects/volcanoes/storyboard.html#shot-{IDS[0]}")
+    assert md["sentence"].value == 's0001 · "The sky over the volcano glows red."'
+    assert md["section"].value == "Opening"
+    for name in ("keyframe.jpg", "clip.jpg", "narration.png"):  # small previews, 480 px wide
+        with Image.open(folder / "preview" / IDS[0] / name) as im:
+            assert im.width == 480 and im.height <= 270, name
 
 
 def test_checks_passed(rendered) -> None:  # type: ignore[no-untyped-def]
@@ -144,3 +157,30 @@ def test_everything_fresh_then_an_edit_makes_one_chain_stale(rendered) -> None: 
     assert _mats(instance, "clip") == {IDS[0]: 1, IDS[1]: 2, IDS[2]: 1}
     statuses = sentence_statuses(instance, defs, "volcanoes", IDS)
     assert all(v == "done" for row in statuses.values() for v in row.values()), statuses
+
+    # the render's runs over the one edited sentence name it: words and section, as run tags
+    label = 's0002 · "Ash falls like soft grey snow."'
+    named = instance.get_runs(dg.RunsFilter(tags={"videogen/sentence": label}))
+    assert len(named) == 4, [r.tags for r in instance.get_runs()]
+    assert {r.tags["videogen/section"] for r in named} == {"Opening"}
+    assert {r.tags["dagster/asset_partition_range_start"] for r in named} == {IDS[1]}
+
+
+def test_a_run_over_one_sentence_is_named_whoever_launched_it(rendered) -> None:  # type: ignore[no-untyped-def]
+    """A run launched without the tags (as declarative automation does) gets them from its
+    step."""
+    root, _folder, instance = rendered
+    defs = build_definitions(root, SETTINGS)
+    assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources=dict(defs.resources or {}),
+        selection=[key("volcanoes", "shot")],
+        partition_key=IDS[2],
+    )
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run.tags["videogen/sentence"] == 's0003 · "Life returns to the slopes."'
+    assert run.tags["videogen/section"] == "Ending"
+    assert run.tags["dagster/partition"] == IDS[2]

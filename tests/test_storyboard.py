@@ -9,7 +9,9 @@ the size ``contact_sheet_size`` promises, one numbered tile per sentence and a p
 a missing keyframe; its markdown is an http link with a media server and a small data URI
 without one. The media server binds 127.0.0.1, answers GET/HEAD with the right content types
 and byte ranges, and refuses ``..``, absolute paths, symlink escapes, other methods, foreign
-Host headers and the studio database.
+Host headers and the studio database. With a rough cut (or every clip made) the page opens
+with the rough cut's player and one chapter mark per sentence, at the sentence's start in the
+cut (its clips back to back); each card carries that start, so a click plays from there.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from videogen.media_server import make_server, media_url, resolve_request_path, 
 from videogen.models import ProjectItem, ProjectView, Shot
 from videogen.storyboard import (
     CONTACT_SHEET_GAP,
+    ROUGH_CUT_NAME,
     STORYBOARD_NAME,
     THUMBS_DIR,
+    chapter_starts,
     contact_sheet,
     contact_sheet_markdown,
     contact_sheet_size,
@@ -720,3 +724,64 @@ def test_media_url(tmp_path: Path) -> None:
         media_url("http://h:1", tmp_path / "studio", tmp_path / "elsewhere.png")
     with pytest.raises(ValueError):
         media_url("http://h:1", tmp_path, tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# the rough cut's player and its chapter marks
+
+
+def with_every_clip(view: ProjectView, mp4: Path, project: Path) -> ProjectView:
+    """``view`` with a 15-frame clip for every sentence (copies of ``mp4``)."""
+    items = []
+    for it in view.items:
+        clip = project / "clips" / f"{it.sentence_id}.mp4"
+        if not clip.exists():
+            clip.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(mp4, clip)
+        items.append(it.model_copy(update={"clip": str(clip), "clip_frames": 15}))
+    return view.model_copy(update={"items": items})
+
+
+def test_chapter_starts_are_clips_back_to_back(tmp_path: Path, tiny_mp4: Path) -> None:
+    view, project = build_project(tmp_path, 5, mp4=tiny_mp4)
+    full = with_every_clip(view, tiny_mp4, project)
+    starts = chapter_starts(full.items, full.fps)
+    assert starts == {it.sentence_id: 0.5 * n for n, it in enumerate(full.items)}
+    # a sentence without any length yet: no rough cut can hold it, so no chapters
+    untimed = [
+        it.model_copy(update={"clip_frames": None, "narration_ms": None}) for it in view.items
+    ]
+    assert chapter_starts(untimed, view.fps) is None
+
+
+def test_rough_cut_player_with_a_mark_per_sentence(tmp_path: Path, tiny_mp4: Path) -> None:
+    view, project = build_project(tmp_path, 6, mp4=tiny_mp4)
+    full = with_every_clip(view, tiny_mp4, project)
+    parsed = parse(write_storyboard(full, project).path.read_text(encoding="utf-8"))
+    videos = [a for t, a in parsed.tags if t == "video"]
+    player = [a for a in videos if a.get("id") == "roughcut"]
+    assert len(player) == 1 and player[0]["src"] == ROUGH_CUT_NAME
+    assert player[0].get("preload") == "none" and "controls" in player[0]
+    cards = [a for t, a in parsed.tags if t == "article"]
+    assert [float(a["data-start"]) for a in cards] == [0.5 * n for n in range(6)]
+    marks = [a for t, a in parsed.tags if t == "button" and "mark" in a.get("class", "")]
+    assert [float(a["data-start"]) for a in marks] == [0.5 * n for n in range(6)]
+    # marks sit at the sentence's share of the 3-second cut
+    lefts = [float(re.fullmatch(r"left:([0-9.]+)%", a["style"])[1]) for a in marks]  # type: ignore[index]
+    assert lefts == pytest.approx([100 * n / 6 for n in range(6)], abs=1e-3)
+    assert all(full.items[n].text in a["title"] for n, a in enumerate(marks))
+
+
+def test_rough_cut_player_only_when_a_cut_can_exist(tmp_path: Path, tiny_mp4: Path) -> None:
+    view, project = build_project(tmp_path, 6, mp4=tiny_mp4)  # sentences 3 and 6 lack a clip
+    page = write_storyboard(view, project).path.read_text(encoding="utf-8")
+    assert 'id="roughcut"' not in page and "data-start=" not in page
+    # an older rough cut on disk is still offered, its marks from the lengths known now
+    view = view.model_copy(
+        update={"items": [it.model_copy(update={"narration_ms": 300}) for it in view.items]}
+    )
+    shutil.copyfile(tiny_mp4, project / ROUGH_CUT_NAME)
+    parsed = parse(write_storyboard(view, project).path.read_text(encoding="utf-8"))
+    assert [a.get("id") for t, a in parsed.tags if t == "video"].count("roughcut") == 1
+    starts = [float(a["data-start"]) for t, a in parsed.tags if t == "article"]
+    assert starts == sorted(starts) and starts[0] == 0.0 and len(starts) == 6

@@ -5,7 +5,9 @@ renders every shot; each keyframe thumbnail loads once scrolled into view (lazy 
 ``naturalWidth > 0``); every narration has an audio player and every clip a video player; the
 page makes no request outside its own origin and logs no errors (its content security policy
 included); the status filter hides and shows cards; over http the players can load and seek
-the media (byte ranges). Screenshots go to ``test-artifacts/``.
+the media (byte ranges). With a rough cut, clicking a sentence's card (or its chapter mark)
+seeks the rough cut's player to that sentence's start and outlines the card playing.
+Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from browser import artifact_path, launch_chromium  # tests/ is on sys.path (rootdir imports)
-from test_storyboard import build_project, make_mp4
+from test_storyboard import build_project, make_mp4, with_every_clip
 
 from videogen.media_server import media_url, start_in_thread
 from videogen.models import ProjectView
-from videogen.storyboard import STORYBOARD_NAME, write_storyboard
+from videogen.storyboard import ROUGH_CUT_NAME, STORYBOARD_NAME, write_storyboard
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -173,4 +175,58 @@ def test_storyboard_over_media_server(
     assert all(u.startswith(url + "/") for u in watch.requests), [
         u for u in watch.requests if not u.startswith(url + "/")
     ]
+    assert not watch.errors, watch.errors
+
+
+SEEK = (
+    "v => new Promise(ok => { if (!v.seeking && v.readyState > 0) { ok(v.currentTime); return; }"
+    " v.addEventListener('seeked', () => ok(v.currentTime), {once: true}); })"
+)
+
+
+def test_card_click_seeks_the_rough_cut(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("cut_studio")
+    media = tmp_path_factory.mktemp("cut_media")
+    clip = make_mp4(media / "clip.mp4", frames=15)
+    view, project = build_project(root, 6, mp4=clip, keyframe_size=(320, 180))
+    view = with_every_clip(view, clip, project)
+    make_mp4(project / ROUGH_CUT_NAME, frames=90)  # six 0.5 s clips back to back
+    write_storyboard(view, project)
+    url, stop = start_in_thread(root, port=0)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        watch = Watch(page)
+        page.goto(media_url(url, root, project / STORYBOARD_NAME))
+        player = page.locator("video#roughcut")
+        assert player.is_visible()
+        assert page.locator(".marks .mark").count() == len(view.items)
+
+        card = page.locator("article.shot").nth(3)
+        card.scroll_into_view_if_needed()
+        card.locator("p.text").click()  # the card, not one of its own players
+        assert player.evaluate(SEEK) == pytest.approx(1.5, abs=0.05)
+        page.wait_for_function("() => document.querySelectorAll('.shot.playing').length === 1")
+        assert "playing" in (card.get_attribute("class") or "")
+        assert view.items[3].text in page.locator("#cut-now").inner_text()
+        assert player.is_visible()  # the player stays in sight (sticky) while cards scroll
+        page.screenshot(path=str(artifact_path("storyboard_rough_cut.png")))
+
+        page.locator(".marks .mark").nth(1).click()
+        page.wait_for_function(
+            "() => Math.abs(document.getElementById('roughcut').currentTime - 0.5) < 0.05"
+        )
+        assert player.evaluate(SEEK) == pytest.approx(0.5, abs=0.05)
+        page.close()
+
+        # a link to a sentence's card (as the Dagster UI's `storyboard` link) cues it up
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(
+            media_url(url, root, project / STORYBOARD_NAME) + f"#shot-{view.items[5].sentence_id}"
+        )
+        assert page.locator("video#roughcut").evaluate(SEEK) == pytest.approx(2.5, abs=0.05)
+        page.close()
+    finally:
+        stop()
     assert not watch.errors, watch.errors

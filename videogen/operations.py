@@ -207,6 +207,10 @@ def render(
     assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
     resources = dict(defs.resources or {})
     tag = uuid.uuid4().hex
+    from videogen_assets.context import sentence_order
+    from videogen_assets.previews import run_sentence_tags
+
+    sentences = {s.id: s for s in sentence_order(Studio(root).db, name)}
     owner = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname()}
     totals = {kind: len(todo) for kind in PER_SENTENCE}
     totals.update({kind: 1 for kind in PER_PROJECT})
@@ -222,6 +226,9 @@ def render(
         # One run per asset and key range: a batch run logs each sentence's materialization
         # itself, so a downstream asset in the same run would see no output and be skipped.
         for start, end in _contiguous_ranges(all_keys, todo):
+            # a run over one sentence names it (words and section) on the Runs page
+            one = sentences.get(start) if start == end else None
+            named = run_sentence_tags(one.id, one.text, one.section) if one else {}
             for kind in PER_SENTENCE:
                 _materialize(
                     render_job_name(name, kind),
@@ -234,6 +241,7 @@ def render(
                         "dagster/asset_partition_range_end": end,
                         "videogen/render": tag,
                         **owner,
+                        **named,
                     },
                 )
         result = _materialize(

@@ -39,11 +39,13 @@ __all__ = [
     "CONTACT_SHEET_GAP",
     "CONTACT_SHEET_NAME",
     "MEDIA_KINDS",
+    "ROUGH_CUT_NAME",
     "STATUSES",
     "STORYBOARD_NAME",
     "THUMBS_DIR",
     "THUMB_BOX",
     "StoryboardReport",
+    "chapter_starts",
     "contact_sheet",
     "contact_sheet_markdown",
     "contact_sheet_size",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 STORYBOARD_NAME = "storyboard.html"
+ROUGH_CUT_NAME = "rough_cut.mp4"
 CONTACT_SHEET_NAME = "storyboard_contact.png"
 THUMBS_DIR = "thumbs"
 THUMB_BOX = (384, 216)  # landscape bounding box; portrait projects use it turned on its side
@@ -316,6 +319,17 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .6rem;margin:.5r
 dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 .shot[hidden],section[hidden]{display:none}
 footer{padding:1rem 2rem;color:var(--muted);font-size:.8rem}
+.cut{position:sticky;top:0;z-index:1;background:var(--card);border-bottom:1px solid var(--line);
+padding:.5rem clamp(1rem,3vw,2rem);display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap}
+.cut video{width:min(480px,100%);max-height:34vh;aspect-ratio:var(--ar)}
+.cut .side{flex:1;min-width:14rem;font-size:.85rem}
+.cut .now{margin:.2rem 0 .5rem;color:var(--muted)}
+.marks{position:relative;height:22px;background:var(--chip);border-radius:4px;margin:.25rem 0}
+.mark{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:var(--focus);
+border:0;padding:0;cursor:pointer}
+.mark:hover,.mark:focus-visible{width:5px;margin-left:-2px}
+.shot[data-start]{cursor:pointer}
+.shot.playing{outline:3px solid var(--focus);outline-offset:-3px}
 """
 
 _JS = """
@@ -343,6 +357,36 @@ _JS = """
       if(m!==e.target&&!m.paused){m.pause();}
     });
   },true);
+  var rc=document.getElementById('roughcut'),now=document.getElementById('cut-now'),want=null;
+  function seek(t){
+    if(!rc){return;}
+    if(rc.readyState>0){rc.currentTime=t;return;}
+    if(want===null){
+      rc.addEventListener('loadedmetadata',function(){rc.currentTime=want;},{once:true});
+      rc.preload='metadata';rc.load();
+    }
+    want=t;
+  }
+  var cards=[].slice.call(document.querySelectorAll('.shot[data-start]'));
+  cards.forEach(function(c){
+    c.addEventListener('click',function(e){
+      if(e.target.closest('a,audio,video,button,summary,details,input,select')){return;}
+      seek(parseFloat(c.getAttribute('data-start')));
+    });
+  });
+  document.querySelectorAll('.mark').forEach(function(m){
+    m.addEventListener('click',function(){seek(parseFloat(m.getAttribute('data-start')));});
+  });
+  if(rc){
+    rc.addEventListener('timeupdate',function(){
+      var t=rc.currentTime+0.001,cur=null;
+      cards.forEach(function(c){if(parseFloat(c.getAttribute('data-start'))<=t){cur=c;}});
+      cards.forEach(function(c){c.classList.toggle('playing',c===cur);});
+      if(cur&&now){now.textContent=cur.getAttribute('data-label');}
+    });
+    var h=decodeURIComponent(location.hash.slice(1)),target=h&&document.getElementById(h);
+    if(target&&target.hasAttribute('data-start')){seek(parseFloat(target.getAttribute('data-start')));}
+  }
   apply();
 })();
 """
@@ -384,7 +428,11 @@ def _prompts(item: ProjectItem) -> str:
 
 
 def _card(
-    item: ProjectItem, view: ProjectView, project_dir: Path, thumb: _Thumb | None
+    item: ProjectItem,
+    view: ProjectView,
+    project_dir: Path,
+    thumb: _Thumb | None,
+    start: float | None = None,
 ) -> tuple[str, dict[str, str], float | None]:
     statuses = _statuses(item)
     worst = _worst(statuses.values())
@@ -433,8 +481,14 @@ def _card(
         if item.updated_at
         else ""
     )
+    chapter = (
+        f'data-start="{start:.3f}" data-label="{_esc(_chapter_label(item, start))}" '
+        f'title="Play the rough cut from here ({_esc(_format_seconds(start))})" '
+        if start is not None
+        else ""
+    )
     card = (
-        f'<article class="shot" id="shot-{_esc(item.sentence_id)}" '
+        f'<article class="shot" id="shot-{_esc(item.sentence_id)}" {chapter}'
         f'data-sentence="{_esc(item.sentence_id)}" data-worst="{_esc(worst)}" '
         f'data-statuses="{_esc(" ".join(sorted(set(statuses.values()))))}" '
         f'aria-label="{_esc(label)}">'
@@ -449,6 +503,48 @@ def _card(
     return card, statuses, seconds
 
 
+def chapter_starts(items: Sequence[ProjectItem], fps: int) -> dict[str, float] | None:
+    """Where each sentence starts in the rough cut (seconds): its clips back to back in script
+    order. None while a sentence has no length yet (no rough cut can hold it)."""
+    starts: dict[str, float] = {}
+    t = 0.0
+    for item in sorted(items, key=lambda it: it.index):
+        seconds = item_seconds(item, fps)
+        if seconds is None:
+            return None
+        starts[item.sentence_id] = t
+        t += seconds
+    return starts
+
+
+def _chapter_label(item: ProjectItem, start: float) -> str:
+    text = item.text if len(item.text) <= 80 else item.text[:79].rstrip() + "…"
+    return f"{_format_seconds(start)} · #{item.index} · {text}"
+
+
+def _rough_cut_player(
+    cut: Path, project_dir: Path, items: Sequence[ProjectItem], starts: dict[str, float], fps: int
+) -> str:
+    """The rough cut's player with a chapter mark at every sentence start."""
+    total = sum(item_seconds(it, fps) or 0.0 for it in items) or 1.0
+    marks = "".join(
+        f'<button type="button" class="mark" data-start="{starts[it.sentence_id]:.3f}" '
+        f'style="left:{100.0 * starts[it.sentence_id] / total:.3f}%" '
+        f'title="{_esc(_chapter_label(it, starts[it.sentence_id]))}" '
+        f'aria-label="{_esc(_chapter_label(it, starts[it.sentence_id]))}"></button>'
+        for it in items
+    )
+    return (
+        '<section class="cut" aria-label="Rough cut">'
+        f'<video id="roughcut" controls preload="none" playsinline '
+        f'src="{_esc(_rel_url(cut, project_dir))}" aria-label="Rough cut"></video>'
+        '<div class="side"><strong>Rough cut</strong> · '
+        f"{_esc(_format_seconds(total))} · {len(items)} chapters"
+        '<p class="now" id="cut-now">Click a shot or a mark to play from there.</p>'
+        f'<div class="marks" role="group" aria-label="Chapters">{marks}</div></div></section>'
+    )
+
+
 def _sections(items: Sequence[ProjectItem]) -> list[tuple[str, str, list[ProjectItem]]]:
     """Sentences grouped by section in order of first appearance: (slug, title, items)."""
     groups: dict[str, tuple[str, list[ProjectItem]]] = {}
@@ -458,8 +554,16 @@ def _sections(items: Sequence[ProjectItem]) -> list[tuple[str, str, list[Project
     return [(slug, title, members) for slug, (title, members) in groups.items()]
 
 
-def write_storyboard(view: ProjectView, project_dir: Path) -> StoryboardReport:
+def write_storyboard(
+    view: ProjectView, project_dir: Path, *, rough_cut: Path | None = None
+) -> StoryboardReport:
     """Write ``storyboard.html`` (and fresh ``thumbs/``) into ``project_dir``; report totals.
+
+    When a rough cut exists (``rough_cut``, default ``rough_cut.mp4`` in ``project_dir``), or
+    every sentence has its clip (the rough cut is made of them, maybe after this page), and
+    every sentence has a length, the page opens with its player and a chapter mark at every
+    sentence start; clicking a shot's card (or a mark) plays the rough cut from there, and the
+    card of the sentence playing is outlined.
 
     Media links are relative to ``project_dir`` so the page works from ``file://`` and from the
     studio's media server alike. Thumbnails are named after their keyframe's path, size and
@@ -487,11 +591,19 @@ def write_storyboard(view: ProjectView, project_dir: Path) -> StoryboardReport:
     body: list[str] = []
     toc: list[str] = []
     sections = _sections(items)
+    cut = rough_cut if rough_cut is not None else project_dir / ROUGH_CUT_NAME
+    # every clip made: the rough cut is (or is being) made of them, maybe after this page
+    complete = bool(items) and all(_existing(it.clip) for it in items)
+    starts = chapter_starts(items, view.fps) if complete or cut.is_file() else None
+    player = _rough_cut_player(cut, project_dir, items, starts, view.fps) if starts else ""
     for number, (slug, title, members) in enumerate(sections, start=1):
         cards: list[str] = []
         section_seconds = 0.0
         for item in members:
-            card, statuses, seconds = _card(item, view, project_dir, thumb_of[item.sentence_id])
+            start = starts.get(item.sentence_id) if starts else None
+            card, statuses, seconds = _card(
+                item, view, project_dir, thumb_of[item.sentence_id], start
+            )
             cards.append(card)
             for kind, st in statuses.items():
                 status_counts[st] = status_counts.get(st, 0) + 1
@@ -561,7 +673,7 @@ def write_storyboard(view: ProjectView, project_dir: Path) -> StoryboardReport:
         f'</option>{options}</select><label for="search">Find</label>'
         '<input id="search" type="search" placeholder="words, ids, prompts">'
         '<span id="shown" aria-live="polite"></span></div>'
-        f'<nav class="toc" aria-label="Sections">{"".join(toc)}</nav></header>'
+        f'<nav class="toc" aria-label="Sections">{"".join(toc)}</nav></header>{player}'
         f'<main id="shots">{"".join(body)}</main>'
         f"<footer>{_esc(view.name)} · written {_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}"
         f"</footer><script>{_JS}</script></body></html>\n"

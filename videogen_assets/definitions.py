@@ -16,6 +16,7 @@ from videogen.styles import STYLES_DIR
 from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
 from videogen_assets.executors import build_executor
 from videogen_assets.observed import build_observed_assets
+from videogen_assets.progress import build_progress_checks, build_progress_sensor
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
 from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
@@ -112,6 +113,7 @@ def build_definitions(
     }
     assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
     automated: set[str] = set()
+    checks: list[dg.AssetChecksDefinition] = []
     for brief in briefs:
         style_v = _style_version(brief.style)
         llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
@@ -139,7 +141,9 @@ def build_definitions(
             graph_assets=project_assets,
         )
         assets += project_assets
+        checks += build_progress_checks(brief.name, project_assets)
     sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
+    sensors.append(build_progress_sensor([b.name for b in briefs]))
     # One automation sensor per project: its on/off switch in the UI's Automation page and from
     # the CLI (`dagster sensor stop automation_<project>`), kept in the instance.
     for project in sorted(automated):
@@ -153,7 +157,11 @@ def build_definitions(
             )
         )
     return dg.Definitions(
-        assets=assets, sensors=sensors, resources=resources, executor=build_executor()
+        assets=assets,
+        asset_checks=checks,
+        sensors=sensors,
+        resources=resources,
+        executor=build_executor(),
     )
 
 

@@ -18,6 +18,13 @@ from videogen_assets.context import (
     file_digest,
     key,
 )
+from videogen_assets.previews import (
+    MediaLinks,
+    image_preview,
+    preview_path,
+    safe_preview,
+    video_preview,
+)
 from videogen_assets.views import project_view
 from videogen_resources.database import StudioDatabase
 from videogen_resources.llm import LLMResource
@@ -53,6 +60,26 @@ def _narration_loudness(
         if value is not None and isinstance(value.value, (int, float)):
             out[pk] = float(value.value)
     return out
+
+
+def _project_links(studio: StudioResource, project: str) -> dict[str, dg.MetadataValue]:
+    """``watch`` (the rough cut, when made) and ``storyboard`` links through the media server."""
+    links = MediaLinks(studio.media_base_url, studio.root_path)
+    folder = studio.project_dir(project)
+    cut = folder / "rough_cut.mp4"
+    out = {"watch": links.link(cut)} if cut.is_file() else {}
+    out["storyboard"] = links.storyboard(folder)
+    return out
+
+
+def _cues_markdown(cues: list[tuple[float, float, str]], limit: int = 3) -> str:
+    """The first cues as a short markdown list (shown inline by the Dagster UI)."""
+    from videogen_assets.previews import short_text
+
+    lines = [f"- `{start:7.2f}s` {short_text(text, 60)}" for start, _, text in cues[:limit]]
+    if len(cues) > limit:
+        lines.append(f"- … {len(cues) - limit} more")
+    return "\n".join(lines) or "-"
 
 
 def build_project_assets(
@@ -107,9 +134,20 @@ def build_project_assets(
         elapsed = time.perf_counter() - t0
         frame_s = 1.0 / brief.fps
         drift = abs(info.drift_s)
+        links = MediaLinks(studio.media_base_url, studio.root_path)
+        poster = safe_preview(
+            context.log.warning,
+            video_preview,
+            out,
+            preview_path(out.parent, "rough_cut.jpg"),
+            at=0.1,
+        )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(file_digest(out)),
             metadata={
+                **links.preview(poster, out, "rough cut"),
+                "watch": links.link(out),
+                "storyboard": links.storyboard(out.parent),
                 "duration_s": round(info.video_duration_s, 3),
                 "clips": len(view.items),
                 "audio_s": round(info.audio_duration_s, 3),
@@ -154,6 +192,8 @@ def build_project_assets(
         return dg.MaterializeResult(
             data_version=dg.DataVersion(file_digest(folder / "subtitles.vtt")),
             metadata={
+                "preview": dg.MetadataValue.md(_cues_markdown(cues)),
+                **_project_links(studio, project),
                 "cues": len(cues),
                 "duration_s": round(t, 3),
                 "srt": dg.MetadataValue.path(str(folder / "subtitles.srt")),
@@ -172,7 +212,7 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The storyboard: every shot by section with its keyframe, narration, clip and prompts."""
-        from videogen.storyboard import contact_sheet, contact_sheet_markdown, write_storyboard
+        from videogen.storyboard import contact_sheet, write_storyboard
         from videogen_assets.context import sentence_order
         from videogen_assets.status import sentence_statuses
 
@@ -183,12 +223,19 @@ def build_project_assets(
         folder = studio.project_dir(project)
         report = write_storyboard(view, folder)
         sheet = contact_sheet(view, folder / "storyboard_contact.png")
-        md = contact_sheet_markdown(sheet, studio.media_base_url, studio_root=studio.root_path)
+        links = MediaLinks(studio.media_base_url, studio.root_path)
+        small = safe_preview(
+            context.log.warning, image_preview, sheet, preview_path(folder, "storyboard.jpg")
+        )
+        cut = folder / "rough_cut.mp4"
         return dg.MaterializeResult(
             data_version=dg.DataVersion(file_digest(report.path)),
             metadata={
+                **links.preview(small, report.path, "storyboard"),
+                "open": links.link(report.path),
+                **({"watch": links.link(cut)} if cut.is_file() else {}),
                 "shots": len(view.items),
-                "contact_sheet": dg.MetadataValue.md(md),
+                "contact_sheet": links.link(sheet),
                 "html": dg.MetadataValue.path(str(report.path)),
             },
         )
@@ -226,6 +273,7 @@ def build_project_assets(
         )
         return dg.MaterializeResult(
             metadata={
+                **_project_links(studio, project),
                 "path": dg.MetadataValue.path(str(studio.export_dir(project))),
                 "items": len(view.items),
                 "files_written": len(report.written),

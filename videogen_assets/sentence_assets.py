@@ -29,6 +29,18 @@ from videogen_assets.context import (
     read_shot,
 )
 from videogen_assets.partitions import sentence_partitions
+from videogen_assets.previews import (
+    MediaLinks,
+    image_preview,
+    preview_path,
+    run_sentence_tags,
+    safe_preview,
+    sentence_facts,
+    sentence_links,
+    tag_single_sentence_run,
+    video_preview,
+    waveform_preview,
+)
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -49,24 +61,25 @@ SHOT_RULES_VERSION = "rules-1"
 _RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def _preview(studio: StudioResource, path: Path, label: str) -> str:
-    """Markdown that the Dagster UI shows inline: an http link through `videogen ui`'s media
-    server when it runs (rendered in the metadata table), else a base64 thumbnail."""
-    if studio.media_base_url:
-        from videogen.media_server import media_url
-
-        return f"![{label}]({media_url(studio.media_base_url, studio.root_path, path)})"
-    from videogen_resources.embedded.cards import thumbnail_markdown
-
-    return thumbnail_markdown(path)
+def _links(studio: StudioResource) -> MediaLinks:
+    return MediaLinks(studio.media_base_url, studio.root_path)
 
 
-def _link(studio: StudioResource, path: Path) -> dg.MetadataValue:
-    if studio.media_base_url:
-        from videogen.media_server import media_url
+def _name_run(context: dg.AssetExecutionContext, db: StudioDatabase) -> None:
+    """Tag a run over one sentence with that sentence's words and section (the Runs page)."""
+    if len(context.partition_keys) == 1:
+        with contextlib.suppress(dg.Failure):  # deleted meanwhile: the step says so itself
+            s = load_sentence(db, context.partition_keys[0])
+            tag_single_sentence_run(context, run_sentence_tags(s.id, s.text, s.section))
 
-        return dg.MetadataValue.url(media_url(studio.media_base_url, studio.root_path, path))
-    return dg.MetadataValue.path(str(path))
+
+def _facts(db: StudioDatabase, sentence_id: str) -> dict[str, object]:
+    """The sentence's metadata entries (none when it was deleted while its media was made)."""
+    try:
+        s = load_sentence(db, sentence_id)
+    except dg.Failure:
+        return {}
+    return sentence_facts(s.id, s.text, s.section)
 
 
 _CANCEL_POLL_S = 1.0
@@ -218,6 +231,8 @@ def build_sentence_assets(
         from videogen_resources.media import audio_levels, read_wav
 
         results = PartitionResults(context, parents=[(k_sentence, True)])
+        _name_run(context, db)
+        links = _links(studio)
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
         for pk in context.partition_keys:
@@ -231,13 +246,23 @@ def build_sentence_assets(
                     text=s.text, out_path=out, voice=voice, progress=context.log.info
                 )
             elapsed = time.perf_counter() - t0
-            facts = audio_levels(*read_wav(out))
+            samples, rate = read_wav(out)
+            facts = audio_levels(samples, rate)
+            wave = safe_preview(
+                context.log.warning,
+                waveform_preview,
+                samples,
+                preview_path(studio.project_dir(project), "narration.png", pk),
+            )
             db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
             audible = not facts.silent and facts.clipped_fraction < 0.001
             results.add(
                 pk,
                 data_version=file_digest(out),
                 metadata={
+                    **sentence_facts(s.id, s.text, s.section),
+                    **links.preview(wave, out, f"narration of {s.id}"),
+                    **sentence_links(links, out.parent, studio.project_dir(project), pk),
                     "text": s.text,
                     "duration_ms": res.duration_ms,
                     "voice": res.voice,
@@ -245,7 +270,6 @@ def build_sentence_assets(
                     "sample_rate": res.sample_rate,
                     "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
                     "path": dg.MetadataValue.path(str(out)),
-                    "listen": _link(studio, out),
                     "synthesis_s": round(elapsed, 3),
                 },
                 check_results=[
@@ -275,6 +299,8 @@ def build_sentence_assets(
     ):  # -> MaterializeResult for one partition, None for a batch
         """The shot of one sentence: image and video prompts, camera movement, motion strength."""
         results = PartitionResults(context, parents=[(k_sentence, True), (k_direction, True)])
+        _name_run(context, db)
+        links = _links(studio)
         brief = studio.brief(project)
         style = load_style(brief.style)
         refs = cast_of(db, studio, project)
@@ -311,6 +337,8 @@ def build_sentence_assets(
                 s.id,
                 data_version=file_digest(out),
                 metadata={
+                    **sentence_facts(s.id, s.text, s.section),
+                    **sentence_links(links, out.parent, studio.project_dir(project), s.id),
                     "image_prompt": shot_.image_prompt,
                     "video_prompt": shot_.video_prompt,
                     "camera_movement": shot_.camera_movement,
@@ -318,7 +346,6 @@ def build_sentence_assets(
                     "characters": ", ".join(shot_.characters) or "-",
                     "seed": shot_.seed,
                     "source": shot_.source,
-                    "section": s.section,
                 },
             )
         yield from results.outputs()
@@ -342,6 +369,8 @@ def build_sentence_assets(
     ):  # -> MaterializeResult for one partition, None for a batch
         """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
         results = PartitionResults(context, parents=[(k_shot, False)])
+        _name_run(context, db)
+        links = _links(studio)
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
         cancelled = run_cancel_check(context)
@@ -388,11 +417,19 @@ def build_sentence_assets(
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
                 db.record_output(pk, image_file=str(out))
                 size_check, size = _keyframe_size_check(out)
+                small = safe_preview(
+                    context.log.warning,
+                    image_preview,
+                    out,
+                    preview_path(studio.project_dir(project), "keyframe.jpg", pk),
+                )
                 results.add(
                     pk,
                     data_version=file_digest(out),
                     metadata={
-                        "preview": dg.MetadataValue.md(_preview(studio, out, "keyframe")),
+                        **sentence_facts(pk, job.sentence_text, job.section_title),
+                        **links.preview(small, out, f"keyframe of {pk}"),
+                        **sentence_links(links, out.parent, studio.project_dir(project), pk),
                         "image_prompt": shot_.image_prompt,
                         "seed": res.seed,
                         "engine": res.engine,
@@ -421,6 +458,8 @@ def build_sentence_assets(
         results = PartitionResults(
             context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
         )
+        _name_run(context, db)
+        links = _links(studio)
         brief = studio.brief(project)
         cancelled = run_cancel_check(context)
         partition_of: dict[Path, str] = {}
@@ -460,10 +499,19 @@ def build_sentence_assets(
                 pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
                 db.record_output(pk, video_file=str(out), status="done")
                 length_check, (frames, fps, narr_s) = _clip_length_check(out, brief.fps)
+                poster = safe_preview(
+                    context.log.warning,
+                    video_preview,
+                    out,
+                    preview_path(studio.project_dir(project), "clip.jpg", pk),
+                )
                 results.add(
                     pk,
                     data_version=file_digest(out),
                     metadata={
+                        **_facts(db, pk),
+                        **links.preview(poster, out, f"clip of {pk}"),
+                        **sentence_links(links, out.parent, studio.project_dir(project), pk),
                         "duration_s": round(frames / fps, 3) if fps else 0.0,
                         "frames": frames,
                         "fps": fps,
@@ -474,7 +522,6 @@ def build_sentence_assets(
                         "workflow_version": res.workflow_version or "-",
                         "encode_s": round(elapsed, 3),
                         "path": dg.MetadataValue.path(str(out)),
-                        "watch": _link(studio, out),
                         **service_metadata(res.engine, res.extra),
                     },
                     check_results=[length_check],

@@ -50,7 +50,11 @@ class StudioResource(dg.ConfigurableResource):
         return self.root_path / "exports" / paths.check_project_name(project)
 
     def remove_sentence_files(self, project: str, sentence_id: str) -> bool:
-        """Delete a deleted sentence's media folder; True when something was removed."""
+        """Delete a deleted sentence's media folder (and its previews for the UI); True when
+        something was removed."""
+        previews = paths.safe_join(self.project_dir(project), "preview", sentence_id)
+        if previews.exists():
+            shutil.rmtree(previews)
         folder = self.sentence_dir(project, sentence_id)
         if folder.exists():
             shutil.rmtree(folder)
