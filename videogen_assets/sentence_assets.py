@@ -244,6 +244,7 @@ def build_sentence_assets(
                     "engine": res.engine,
                     "sample_rate": res.sample_rate,
                     "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
+                    "true_peak_dbtp": dg.FloatMetadataValue(res.extra.get("true_peak_dbtp")),
                     "path": dg.MetadataValue.path(str(out)),
                     "listen": _link(studio, out),
                     "synthesis_s": round(elapsed, 3),
