@@ -262,17 +262,44 @@ def _progress_printer():  # type: ignore[no-untyped-def]
 @main.command()
 @click.argument("project")
 @click.option("--all", "everything", is_flag=True, help="Regenerate everything, not only stale.")
+@click.option(
+    "--keyframes",
+    "keyframe_engine",
+    type=click.Choice(["comfyui", "cards"]),
+    default=None,
+    help="Keyframe engine for this render (over project.yaml and VIDEOGEN_KEYFRAMES).",
+)
+@click.option(
+    "--clips",
+    "clip_engine",
+    type=click.Choice(["comfyui", "kenburns"]),
+    default=None,
+    help="Clip engine for this render (over project.yaml and VIDEOGEN_CLIPS).",
+)
 @click.pass_context
-def render(ctx: click.Context, project: str, everything: bool) -> None:
+def render(
+    ctx: click.Context,
+    project: str,
+    everything: bool,
+    keyframe_engine: str | None,
+    clip_engine: str | None,
+) -> None:
     """Materialize a project's missing and stale assets here, with a progress bar."""
     from videogen.operations import render as do_render
+    from videogen_resources.settings import BackendSettings
 
     root = _root(ctx)
     try:
+        settings = BackendSettings.from_env()
+        if keyframe_engine:
+            settings = settings.model_copy(update={"keyframes": keyframe_engine})
+        if clip_engine:
+            settings = settings.model_copy(update={"clips": clip_engine})
         do_render(
             root,
             project,
             instance=_instance(root),
+            settings=settings,
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
         )

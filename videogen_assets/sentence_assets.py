@@ -38,6 +38,7 @@ from videogen_resources.base import (
     KeyframeJob,
     KeyframeMakerResource,
     NarratorResource,
+    maker_for,
 )
 from videogen_resources.database import StudioDatabase
 from videogen_resources.errors import ServiceError
@@ -337,6 +338,7 @@ def build_sentence_assets(
         keyframes: KeyframeMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
+        keyframes = maker_for(keyframes, project)  # the project's engine (mixed backends)
         results = PartitionResults(context, parents=[(k_shot, False)])
         brief = studio.brief(project)
         cast = cast_of(db, studio, project)
@@ -414,6 +416,7 @@ def build_sentence_assets(
         clips: ClipMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
+        clips = maker_for(clips, project)  # the project's engine (mixed backends)
         results = PartitionResults(
             context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
         )
