@@ -31,6 +31,7 @@ import pytest
 from browser import artifact_path, launch_chromium, require_chromium
 from samples import SMALL_SCRIPT
 
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.operations import create_project
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def make_studio(base: Path) -> tuple[Path, Path]:
     root.mkdir()
     home = base / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
     script = base / "script.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
     instance = dg.DagsterInstance.from_config(str(home))
@@ -202,7 +203,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webserver]:
         "-m",
         "dagster_webserver",
         "-w",
-        str(REPO / "workspace.yaml"),
+        str(WORKSPACE_YAML),
         "-h",
         "127.0.0.1",
         "-p",

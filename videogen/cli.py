@@ -13,10 +13,9 @@ from typing import Any
 import click
 
 from videogen import paths
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.errors import InputError
 from videogen.styles import list_styles
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _root(ctx: click.Context) -> Path:
@@ -30,9 +29,7 @@ def dagster_home(root: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        src = REPO_ROOT / "dagster.yaml"
-        if src.exists():
-            shutil.copyfile(src, cfg)
+        shutil.copyfile(DAGSTER_YAML, cfg)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -99,6 +96,26 @@ def _fail_run(exc: Exception) -> None:
 )
 @click.option("--name", default=None, help="Project name (derived from the title if unset).")
 @click.option("--no-automation", is_flag=True, help="Do not regenerate by itself.")
+@click.option(
+    "--image-workflow",
+    default=None,
+    help="ComfyUI workflow for the keyframes (`videogen workflows` lists them).",
+)
+@click.option("--video-workflow", default=None, help="ComfyUI workflow for the clips.")
+@click.option(
+    "--keyframes",
+    "keyframe_engine",
+    type=click.Choice(["comfyui", "cards"]),
+    default=None,
+    help="Keyframe engine of this project (default: comfyui when COMFYUI_URL is set).",
+)
+@click.option(
+    "--clips",
+    "clip_engine",
+    type=click.Choice(["comfyui", "kenburns"]),
+    default=None,
+    help="Clip engine of this project (default: comfyui when COMFYUI_URL is set).",
+)
 @click.pass_context
 def new(
     ctx: click.Context,
@@ -109,6 +126,10 @@ def new(
     script_file: Path | None,
     name: str | None,
     no_automation: bool,
+    image_workflow: str | None,
+    video_workflow: str | None,
+    keyframe_engine: str | None,
+    clip_engine: str | None,
 ) -> None:
     """Create a project folder with project.yaml (and script.md when --script is given)."""
     from videogen.operations import create_project
@@ -124,6 +145,10 @@ def new(
             script_file=script_file,
             name=name,
             automation=not no_automation,
+            image_workflow=image_workflow,
+            video_workflow=video_workflow,
+            keyframes=keyframe_engine,
+            clips=clip_engine,
             instance=_instance(root),
         )
     except InputError as exc:
@@ -401,11 +426,11 @@ def ui(ctx: click.Context, port: int, media_port: int) -> None:
     origins = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
     media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
     env = dict(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE_YAML)]
     cmd += ["-h", "127.0.0.1", "-p", str(port)]
     click.echo(f"Dagster UI on http://127.0.0.1:{port}; studio media on {media} (studio {root})")
     try:
-        code = subprocess.call(cmd, env=env, cwd=str(REPO_ROOT))
+        code = subprocess.call(cmd, env=env, cwd=str(root))
     finally:
         stop()
     raise SystemExit(code)
@@ -413,9 +438,11 @@ def ui(ctx: click.Context, port: int, media_port: int) -> None:
 
 def _register_groups() -> None:
     from videogen.cli_characters import cast_group, character_group
+    from videogen.cli_workflows import workflows_cmd
 
     main.add_command(character_group)
     main.add_command(cast_group)
+    main.add_command(workflows_cmd)
 
 
 _register_groups()

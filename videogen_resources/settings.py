@@ -138,16 +138,19 @@ def build_resources(
 
     # Every engine is there; each project's choice is resolved here, once, so the code
     # versions the Definitions give its assets and the maker its runs use always agree.
+    from videogen_resources.workflows import studio_workflows
+
     comfy = ComfyUIResource(urls=settings.comfyui_urls)
+    overlay = str(studio_workflows(root))  # the studio's own workflows, over the shipped ones
     keyframes = KeyframeEngines(
         cards=CardKeyframes(),
-        comfyui=ComfyUIKeyframes(comfyui=comfy),
+        comfyui=ComfyUIKeyframes(comfyui=comfy, workflows_dir=overlay),
         default=settings.keyframe_engine(),  # type: ignore[arg-type]
         projects={b.name: settings.keyframe_engine(b.keyframes) for b in briefs},
     )
     clips = ClipEngines(
         kenburns=KenBurnsClips(preset=settings.clip_preset),
-        comfyui=ComfyUIClips(comfyui=comfy),
+        comfyui=ComfyUIClips(comfyui=comfy, workflows_dir=overlay),
         default=settings.clip_engine(),  # type: ignore[arg-type]
         projects={b.name: settings.clip_engine(b.clips) for b in briefs},
     )
