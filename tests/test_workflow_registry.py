@@ -4,7 +4,8 @@
   folder of ``VIDEOGEN_WORKFLOWS`` are overlays (weakest to strongest) that add workflows and
   replace shipped ones by name; the rest of the shipped registry stays. A folder named by the
   variable that has no ``workflows.yaml`` is one error naming the file. The Definitions use the
-  studio's overlay (a project's code version is its overlay workflow's).
+  studio's overlay (a project's code version is its overlay workflow's); a project naming a
+  workflow that is missing, or of the other kind, is left out with its error, not the studio.
 - `videogen new --image-workflow/--video-workflow/--keyframes/--clips` writes them into
   project.yaml; an unknown name or one of the other kind exits 2 with one line listing the known
   ones, and creates nothing.
@@ -156,6 +157,35 @@ def test_definitions_use_the_studios_workflows(studio_root: Path, tmp_path: Path
     studio_v = load_workflow("flux-1-dev-v1", studio_workflows(studio_root)).version
     assert spec.code_version is not None and spec.code_version.startswith(f"{studio_v}-")
     assert not spec.code_version.startswith(load_workflow("flux-1-dev-v1").version)
+
+
+def test_a_project_with_a_missing_workflow_is_left_out_alone(
+    studio_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner = CliRunner()
+    env = {"DAGSTER_HOME": str(tmp_path / "dh")}
+    (tmp_path / "dh").mkdir()
+    for title in ("Good", "Gone", "Wrong"):
+        out = runner.invoke(main, ["--home", str(studio_root), "new", title], env=env)
+        assert out.exit_code == 0, out.output
+    for name, field, value in (
+        ("gone", "image_workflow", "removed-v1"),
+        ("wrong", "video_workflow", "flux-2-v1"),
+    ):
+        path = studio_root / "projects" / name / "project.yaml"
+        brief = yaml.safe_load(path.read_text())
+        brief[field] = value
+        path.write_text(yaml.safe_dump(brief))
+    capsys.readouterr()
+    defs = build_definitions(studio_root, BackendSettings(comfyui_urls=["http://127.0.0.1:1"]))
+    groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
+    assert groups == {"good"}
+    err = capsys.readouterr().err
+    assert "videogen: project gone skipped:" in err and "unknown workflow 'removed-v1'" in err
+    assert "videogen: project wrong skipped:" in err and "makes images, not videos" in err
+    # With the embedded engines those workflows are not used: nothing is left out.
+    defs = build_definitions(studio_root, BackendSettings())
+    assert {s.group_name for s in defs.resolve_all_asset_specs()} == {"good", "gone", "wrong"}
 
 
 @pytest.fixture

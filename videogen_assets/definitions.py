@@ -19,6 +19,7 @@ from videogen_assets.observed import build_observed_assets
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
 from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
+from videogen_resources.errors import ServiceError
 from videogen_resources.settings import BackendSettings, build_resources
 
 
@@ -116,12 +117,16 @@ def build_definitions(
         llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
         key_maker = resources["keyframes"].maker(key_engine)
         clip_maker = resources["clips"].maker(clip_engine)
-        versions = {
-            NARRATION: resources["narrator"].version(),
-            SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
-            KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
-            CLIP: clip_maker.version(brief.video_workflow),
-        }
+        try:
+            versions = {
+                NARRATION: resources["narrator"].version(),
+                SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
+                KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
+                CLIP: clip_maker.version(brief.video_workflow),
+            }
+        except (InputError, ServiceError) as exc:  # a workflow it names is missing or wrong
+            print(f"videogen: project {brief.name} skipped: {exc}", file=sys.stderr)  # noqa: T201
+            continue
         if brief.automation:
             automated.add(brief.name)
         project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
