@@ -244,3 +244,13 @@ def test_comfyui_without_a_url_fails_saying_what_to_set_and_a_run_can_choose_emb
         env={"DAGSTER_HOME": str(home)},
     )
     assert bad.exit_code == 2 and "'wan' is not one of 'comfyui', 'kenburns'" in bad.output
+    for command in (["demo"], ["render", PROJECT], ["ui"]):
+        bad = runner.invoke(
+            main, ["--home", str(studio_root), *command],
+            env={"DAGSTER_HOME": str(home), "VIDEOGEN_KEYFRAMES": "flux"},
+        )  # fmt: skip
+        assert bad.exit_code == 2, (command, bad.output)
+        assert bad.output == (
+            "error: VIDEOGEN_KEYFRAMES: unknown engine 'flux'; use comfyui or cards "
+            "(or leave it unset)\n"
+        )

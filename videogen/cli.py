@@ -41,9 +41,13 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     from videogen_assets.concurrency import configure_pools
     from videogen_resources.settings import BackendSettings
 
+    try:
+        settings = BackendSettings.from_env()  # a bad VIDEOGEN_* value: one line, no traceback
+    except InputError as exc:
+        _fail(exc)
     dagster_home(root)
     instance = dg.DagsterInstance.get()
-    configure_pools(instance, gpu_servers=len(BackendSettings.from_env().comfyui_urls))
+    configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
     return instance
 
 
