@@ -263,24 +263,29 @@ def test_validate_against_a_live_server(cli, studio_root: Path, comfy: FakeComfy
     assert out.count(f"ok on {comfy.url} (ComfyUI 0.7.0)") == len(SHIPPED) + 1
     assert comfy.requests_to("GET", "/object_info")
 
-    # A server without the Flux 2 / LTX-2 nodes, older, and without the SD 1.5 checkpoint.
+    # With COMFYUI_URL, every server is checked (a job may go to any): here the good one and a
+    # server without the Flux 2 / LTX-2 nodes, older, and without the SD 1.5 checkpoint.
     old = FakeComfyUI(version="0.3.64", models=[m for m in MODELS if "v1-5" not in m])
     old.start()
     try:
-        code, out = cli("workflows", "--validate", "--json", COMFYUI_URL=old.url)
+        urls = f"{comfy.url},{old.url}"
+        code, out = cli("workflows", "--validate", "--json", COMFYUI_URL=urls)
     finally:
         old.close()
     assert code == 1
     items = {w["name"]: w for w in json.loads(out)["workflows"]}
-    flux2 = " | ".join(items["flux-2-v1"]["problems"])
+    for item in items.values():
+        assert [c["server"] for c in item["checks"]] == [comfy.url, old.url]
+        assert item["checks"][0]["problems"] == [] and item["checks"][0]["version"] == "0.7.0"
+    flux2 = " | ".join(items["flux-2-v1"]["checks"][1]["problems"])
     assert "node class 'EmptyFlux2LatentImage' does not exist on this server" in flux2
     assert "needs ComfyUI >= 0.3.72; the server has 0.3.64" in flux2
-    assert items[SD15]["problems"] == [
+    assert items[SD15]["checks"][1]["problems"] == [
         "node 1 (CheckpointLoaderSimple) input 'ckpt_name': model file "
         f"'v1-5-pruned-emaonly-fp16.safetensors' is not installed on the server "
         f"({len(MODELS) - 1} file(s) offered)"
     ]
-    assert items["flux-1-dev-v1"]["problems"] == []
+    assert items["flux-1-dev-v1"]["checks"][1]["problems"] == []
     code, out = cli("workflows", "--validate")
     assert code == 2 and "--validate needs a server: pass --url or set COMFYUI_URL" in out
 

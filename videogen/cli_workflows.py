@@ -63,7 +63,7 @@ def _binding_rows(wf: Any) -> list[dict[str, Any]]:
 @click.option(
     "--url",
     default=None,
-    help="The ComfyUI server to validate against (default: the first of COMFYUI_URL).",
+    help="The ComfyUI server to validate against (default: every server of COMFYUI_URL).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripting.")
 @click.pass_context
@@ -123,34 +123,39 @@ def workflows_cmd(
 
 
 def _validate(loaded: list[Any], report: list[dict[str, Any]], url: str | None) -> bool:
-    """Fill each report item's ``problems`` from a live server; True when any has one."""
+    """Fill each report item's ``checks`` (one per server) from live servers: ``--url``, else
+    every server of COMFYUI_URL (a job may go to any of them). True when any has a problem."""
     from videogen_resources.comfyui import ComfyUIResource, parse_version
     from videogen_resources.errors import ServiceError
     from videogen_resources.workflows import missing_models, validate_workflow
 
-    server = url or next(
-        (u.strip() for u in os.environ.get("COMFYUI_URL", "").split(",") if u.strip()), None
+    servers = (
+        [url]
+        if url
+        else [u.strip() for u in os.environ.get("COMFYUI_URL", "").split(",") if u.strip()]
     )
-    if not server:
+    if not servers:
         _fail(InputError("--validate needs a server: pass --url or set COMFYUI_URL"))
-    comfy = ComfyUIResource(urls=[server], max_retries=1)
-    try:
-        info = comfy.object_info(server)
-        version = comfy.system_stats(server).comfyui_version
-    except ServiceError as exc:
-        _fail(exc)
     failed = False
-    for wf, item in zip(loaded, report, strict=True):
-        problems = [str(p) for p in validate_workflow(wf, info)]
-        problems += [str(p) for p in missing_models(wf, info)]
-        if version and parse_version(version) < parse_version(wf.min_comfyui_version):
-            problems.append(
-                f"the workflow needs ComfyUI >= {wf.min_comfyui_version}; the server has {version}"
-            )
-        item["server"] = server
-        item["server_version"] = version
-        item["problems"] = problems
-        failed = failed or bool(problems)
+    for item in report:
+        item["checks"] = []
+    for server in servers:
+        comfy = ComfyUIResource(urls=[server], max_retries=1)
+        try:
+            info = comfy.object_info(server)
+            version = comfy.system_stats(server).comfyui_version
+        except ServiceError as exc:
+            _fail(exc)
+        for wf, item in zip(loaded, report, strict=True):
+            problems = [str(p) for p in validate_workflow(wf, info)]
+            problems += [str(p) for p in missing_models(wf, info)]
+            if version and parse_version(version) < parse_version(wf.min_comfyui_version):
+                problems.append(
+                    f"the workflow needs ComfyUI >= {wf.min_comfyui_version}; "
+                    f"the server has {version}"
+                )
+            item["checks"].append({"server": server, "version": version, "problems": problems})
+            failed = failed or bool(problems)
     return failed
 
 
@@ -168,9 +173,9 @@ def _print(report: list[dict[str, Any]]) -> None:
                     flags += f" (left out when unset: node {', '.join(row['optional_nodes'])})"
                 default = "" if row["default"] is None else f" = {row['default']!r}"
                 click.echo(f"  {row['slot']} -> {', '.join(row['targets'])}{default}{flags}")
-        if "problems" in item:
-            server = f"{item['server']} (ComfyUI {item['server_version'] or '?'})"
-            if not item["problems"]:
+        for check in item.get("checks", []):
+            server = f"{check['server']} (ComfyUI {check['version'] or '?'})"
+            if not check["problems"]:
                 click.echo(f"  ok on {server}")
-            for problem in item["problems"]:
+            for problem in check["problems"]:
                 click.echo(f"  problem on {server}: {problem}")
