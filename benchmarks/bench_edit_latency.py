@@ -26,9 +26,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.operations import create_project, render
 from videogen_assets.concurrency import configure_pools
-from videogen_assets.instance import INSTANCE_DEFAULTS
 from videogen_resources.settings import BackendSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="vg-latency-"))
     root, home = base / "studio", base / "home"
     home.mkdir()
-    shutil.copyfile(INSTANCE_DEFAULTS, home / "dagster.yaml")
+    shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["VIDEOGEN_HOME"] = str(root)
     os.environ["VIDEOGEN_CLIP_PRESET"] = "ultrafast"
@@ -121,7 +121,7 @@ def main() -> None:
     create_project(root, title="Latency", name="latency", script_file=script, instance=instance)
     render(root, "latency", instance=instance, settings=BackendSettings(clip_preset="ultrafast"))
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
+        [sys.executable, "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_YAML)],
         cwd=str(REPO),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -25,6 +25,9 @@ def studio_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "DEEPSEEK_API_KEY",
         "LLM_BASE_URL",
         "VIDEOGEN_TTS",
+        "VIDEOGEN_KEYFRAMES",
+        "VIDEOGEN_CLIPS",
+        "VIDEOGEN_WORKFLOWS",
     ):
         monkeypatch.delenv(name, raising=False)
     return root

@@ -5,7 +5,10 @@ travisvn/chatterbox-tts-api (``POST /v1/audio/speech``) and devnen/Chatterbox-TT
 (``POST /tts``); splitting of long text at sentence/clause boundaries under the limit and joining
 of the WAVs; retries of 5xx and refused connections; immediate failure with the server's own
 message on 400/404/422; a non-WAV answer named as such; an atomic, loudness-normalized WAV and a
-``SpeechResult`` describing it; ``version()``, ``health()`` and the voice lists.
+``SpeechResult`` describing it; ``version()``, ``health()`` and the voice lists. Chatterbox audio
+takes the audio path every narrator shares: the -1 dBTP true-peak limiter (inter-sample peaks
+included), polyphase resampling of pieces answered at another rate, and a measured true peak that
+reaches the narration asset's metadata.
 """
 
 from __future__ import annotations
@@ -21,22 +24,29 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from videogen_resources import media
 from videogen_resources.chatterbox import (
     ChatterboxNarrator,
     decode_wav,
-    measure_loudness,
     split_text,
 )
 from videogen_resources.errors import ServiceError
 
 try:
-    from tests.servers.tts import SAMPLE_RATE, SECONDS_PER_CHAR, ChatterboxServer, Fault
+    from tests.servers.tts import (
+        SAMPLE_RATE,
+        SECONDS_PER_CHAR,
+        ChatterboxServer,
+        Fault,
+        speech_like_wav,
+    )
 except ImportError:  # tests/ itself is on sys.path (no tests/__init__.py)
     from servers.tts import (  # type: ignore[no-redef]
         SAMPLE_RATE,
         SECONDS_PER_CHAR,
         ChatterboxServer,
         Fault,
+        speech_like_wav,
     )
 
 SENTENCE = "Magma rises through cracks in the crust."
@@ -338,13 +348,99 @@ def test_narration_is_loudness_normalized_to_the_target(openai_server, tmp_path)
     out = tmp_path / "a.wav"
     result = narrator(openai_server, loudness_target_lufs=-20.0).speak(text=SENTENCE, out_path=out)
     samples, rate = decode_wav(out.read_bytes())
-    assert measure_loudness(samples, rate) == pytest.approx(-20.0, abs=0.5)
+    assert media.loudness_lufs(samples, rate) == pytest.approx(-20.0, abs=0.5)
     assert result.loudness_lufs == pytest.approx(-20.0, abs=0.5)
 
+    # Normalization off: the server's own loudness is kept, and reported as measured.
     raw = narrator(openai_server, loudness_target_lufs=None).speak(
         text=SENTENCE, out_path=tmp_path / "raw.wav"
     )
-    assert raw.loudness_lufs is None
+    served = media.loudness_lufs(*decode_wav(speech_like_wav(SENTENCE)))
+    assert served < -17.0
+    assert raw.loudness_lufs == pytest.approx(served, abs=0.1)
+    written = media.loudness_lufs(*decode_wav(raw.path.read_bytes()))
+    assert written == pytest.approx(served, abs=0.1)
+
+
+@pytest.mark.parametrize("target", [-16.0, -20.0, None])
+def test_true_peak_is_held_under_minus_one_dbtp_between_the_samples(
+    openai_server, tmp_path, target
+):
+    openai_server.peaky = True  # bursts whose true peak is 3 dB over their highest sample
+    out = tmp_path / "peaky.wav"
+    result = narrator(openai_server, loudness_target_lufs=target).speak(
+        text=SENTENCE * 2, out_path=out
+    )
+    samples, rate = decode_wav(out.read_bytes())
+    measured = media.true_peak(samples, rate)
+    assert measured <= -1.0 + 0.05
+    assert result.extra["true_peak_dbtp"] == pytest.approx(measured, abs=0.05)
+    if target is not None:
+        assert result.loudness_lufs == pytest.approx(target, abs=0.5)
+
+
+def _band_db(samples: np.ndarray, rate: int, lo: float, hi: float) -> float:
+    """Energy between ``lo`` and ``hi`` Hz relative to the whole signal, in dB."""
+    power = np.abs(np.fft.rfft(samples * np.hanning(samples.size))) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    return float(10 * np.log10(power[(freqs > lo) & (freqs < hi)].sum() / power.sum()))
+
+
+def test_a_piece_at_another_rate_is_resampled_with_a_polyphase_filter(devnen_server, tmp_path):
+    first, second = "Magma rises through cracks.", "Ash falls like grey snow on the slopes."
+    devnen_server.sample_rates.extend([SAMPLE_RATE, 16_000])
+    tts = narrator(
+        devnen_server,
+        voice="Emily.wav",
+        max_chars_per_request=45,
+        loudness_target_lufs=None,
+        chunk_gap_ms=0,
+    )
+    result = tts.speak(text=f"{first} {second}", out_path=tmp_path / "mixed.wav")
+    samples, rate = decode_wav(result.path.read_bytes())
+    assert rate == result.sample_rate == SAMPLE_RATE
+    one = decode_wav(speech_like_wav(first))[0].size
+    two = decode_wav(speech_like_wav(second, sample_rate=16_000))[0].size
+    assert samples.size == one + round(two * SAMPLE_RATE / 16_000)
+    # The 16 kHz piece has nothing above 8 kHz; linear interpolation would leave images of its
+    # spectrum there (about -39 dB), a polyphase filter removes them.
+    assert _band_db(samples[one:], SAMPLE_RATE, 10_000, 12_000) < -60.0
+
+
+def test_the_narration_asset_records_the_true_peak(openai_server, studio_root, instance, tmp_path):
+    from samples import SMALL_SCRIPT
+
+    from videogen.operations import create_project
+    from videogen_assets.context import key
+    from videogen_assets.definitions import build_definitions
+    from videogen_resources.settings import BackendSettings
+
+    openai_server.peaky = True
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    create_project(
+        studio_root, title="Volcanoes", name="volcanoes", script_file=script, instance=instance
+    )
+    settings = BackendSettings(tts="chatterbox", chatterbox_url=openai_server.url)
+    defs = build_definitions(studio_root, settings)
+    assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
+    pk = instance.get_dynamic_partitions("volcanoes__sentences")[0]
+    narration = key("volcanoes", "narration")
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        resources=dict(defs.resources or {}),
+        selection=[narration],
+        partition_key=pk,
+    )
+    assert result.success
+    mat = instance.fetch_materializations(narration, limit=1).records[0].asset_materialization
+    assert mat is not None
+    wav = studio_root / "projects" / "volcanoes" / "sentences" / pk / "narration.wav"
+    measured = media.true_peak(*decode_wav(wav.read_bytes()))
+    assert measured <= -1.0 + 0.05
+    assert mat.metadata["true_peak_dbtp"].value == pytest.approx(measured, abs=0.05)
+    assert str(mat.metadata["engine"].value) == "chatterbox-openai"
 
 
 def test_decode_wav_reads_float_stereo_and_streaming_headers():

@@ -61,10 +61,10 @@ from helpers_crash import (
     videogen_cmd,
 )
 
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.operations import QUIET, sync
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_assets.definitions import build_definitions
-from videogen_assets.instance import INSTANCE_DEFAULTS
 from videogen_resources.media import probe, wav_num_samples
 from videogen_resources.settings import BackendSettings
 
@@ -183,7 +183,7 @@ class Studio:
     def start_daemon(self) -> subprocess.Popen[bytes]:
         logfile = open(self.s.base / f"daemon{len(self.daemons) + 1}.log", "wb")
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_YAML)],
             cwd=str(REPO),
             env=self.env,
             stdout=logfile,
@@ -263,7 +263,7 @@ def _run(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Iterator[Scenar
     studio = Studio(base, kind)
     s = studio.s
     s.home.mkdir()
-    config = yaml.safe_load(INSTANCE_DEFAULTS.read_text(encoding="utf-8"))
+    config = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
     assert config["run_launcher"]["class"] == "StudioRunLauncher"  # the product's setting
     config["run_monitoring"]["poll_interval_seconds"] = MONITOR_POLL_S
     (s.home / "dagster.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

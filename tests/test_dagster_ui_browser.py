@@ -41,10 +41,10 @@ import pytest
 from browser import artifact_path, launch_chromium, require_chromium
 from samples import SMALL_SCRIPT
 
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.media_server import start_in_thread
 from videogen.operations import create_project, render, sync
 from videogen_assets.definitions import build_definitions
-from videogen_assets.instance import INSTANCE_DEFAULTS
 from videogen_resources.settings import BackendSettings
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def make_studio(base: Path) -> tuple[Path, Path]:
     root.mkdir()
     home = base / "dagster_home"
     home.mkdir()
-    shutil.copyfile(INSTANCE_DEFAULTS, home / "dagster.yaml")
+    shutil.copyfile(DAGSTER_YAML, home / "dagster.yaml")
     script = base / "script.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
     instance = dg.DagsterInstance.from_config(str(home))
@@ -218,7 +218,7 @@ def serve(
         "-m",
         "dagster_webserver",
         "-w",
-        str(REPO / "workspace.yaml"),
+        str(WORKSPACE_YAML),
         "-h",
         "127.0.0.1",
         "-p",

@@ -48,8 +48,8 @@ from dagster_postgres import (
 )
 from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key
-from videogen_assets.instance import INSTANCE_DEFAULTS
 from videogen_assets.partitions import partitions_name
 
 pytestmark = pytest.mark.slow
@@ -290,7 +290,7 @@ def _sentence_ids(studio: Studio) -> set[str]:
 def test_example_keeps_the_studio_instance_settings() -> None:
     """Apart from `storage`, the example is the repository's dagster.yaml."""
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    defaults = yaml.safe_load(INSTANCE_DEFAULTS.read_text(encoding="utf-8"))
+    defaults = yaml.safe_load(DAGSTER_YAML.read_text(encoding="utf-8"))
     assert "storage" not in defaults
     assert set(example["storage"]) == {"postgres"}
     assert {k: v for k, v in example.items() if k != "storage"} == defaults
@@ -387,7 +387,7 @@ def test_the_daemon_heartbeats_into_postgres(studio: Studio, tmp_path: Path) -> 
     log = tmp_path / "daemon.log"
     with log.open("wb") as out:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(REPO / "workspace.yaml")],
+            [sys.executable, "-m", "dagster._daemon", "run", "-w", str(WORKSPACE_YAML)],
             env=studio.env,
             cwd=str(REPO),
             stdout=out,

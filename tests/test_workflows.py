@@ -1,10 +1,10 @@
 """Contract: registered ComfyUI workflows are valid graphs whose bindings fit them.
 
-Every workflow in workflows/workflows.yaml validates against the recorded ComfyUI 0.3.64 node
-definitions (those whose nodes exist there) and against the Flux 2 / LTX-2 node schemas
-established from ComfyUI's source; bad files give errors naming the file and field; binding
-application sets values, rounds frames, bypasses unused LoRA/reference nodes; the version is a
-content hash that changes when the workflow or binding changes.
+Every shipped workflow (videogen_resources/workflows_data/workflows.yaml) validates against the
+recorded ComfyUI 0.3.64 node definitions (those whose nodes exist there) and against the Flux 2 /
+LTX-2 node schemas established from ComfyUI's source; bad files give errors naming the file and
+field; binding application sets values, rounds frames, bypasses unused LoRA/reference nodes; the
+version is a content hash that changes when the workflow or binding changes.
 """
 
 from __future__ import annotations

@@ -12,10 +12,9 @@ from typing import Any
 import click
 
 from videogen import paths
+from videogen.dagster_files import DAGSTER_YAML, dg_project_dir
 from videogen.errors import InputError
 from videogen.styles import list_styles
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _root(ctx: click.Context) -> Path:
@@ -29,9 +28,7 @@ def dagster_home(root: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
     if not cfg.exists():
-        from videogen_assets.instance import INSTANCE_DEFAULTS
-
-        shutil.copyfile(INSTANCE_DEFAULTS, cfg)
+        shutil.copyfile(DAGSTER_YAML, cfg)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -43,9 +40,13 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     from videogen_assets.concurrency import configure_pools
     from videogen_resources.settings import BackendSettings
 
+    try:
+        settings = BackendSettings.from_env()  # a bad VIDEOGEN_* value: one line, no traceback
+    except InputError as exc:
+        _fail(exc)
     dagster_home(root)
     instance = dg.DagsterInstance.get()
-    configure_pools(instance, gpu_servers=len(BackendSettings.from_env().comfyui_urls))
+    configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
     return instance
 
 
@@ -98,6 +99,26 @@ def _fail_run(exc: Exception) -> None:
 )
 @click.option("--name", default=None, help="Project name (derived from the title if unset).")
 @click.option("--no-automation", is_flag=True, help="Do not regenerate by itself.")
+@click.option(
+    "--image-workflow",
+    default=None,
+    help="ComfyUI workflow for the keyframes (`videogen workflows` lists them).",
+)
+@click.option("--video-workflow", default=None, help="ComfyUI workflow for the clips.")
+@click.option(
+    "--keyframes",
+    "keyframe_engine",
+    type=click.Choice(["comfyui", "cards"]),
+    default=None,
+    help="Keyframe engine of this project (default: comfyui when COMFYUI_URL is set).",
+)
+@click.option(
+    "--clips",
+    "clip_engine",
+    type=click.Choice(["comfyui", "kenburns"]),
+    default=None,
+    help="Clip engine of this project (default: comfyui when COMFYUI_URL is set).",
+)
 @click.pass_context
 def new(
     ctx: click.Context,
@@ -108,6 +129,10 @@ def new(
     script_file: Path | None,
     name: str | None,
     no_automation: bool,
+    image_workflow: str | None,
+    video_workflow: str | None,
+    keyframe_engine: str | None,
+    clip_engine: str | None,
 ) -> None:
     """Create a project folder with project.yaml (and script.md when --script is given)."""
     from videogen.operations import create_project
@@ -123,6 +148,10 @@ def new(
             script_file=script_file,
             name=name,
             automation=not no_automation,
+            image_workflow=image_workflow,
+            video_workflow=video_workflow,
+            keyframes=keyframe_engine,
+            clips=clip_engine,
             instance=_instance(root),
         )
     except InputError as exc:
@@ -245,17 +274,44 @@ def _progress_printer():  # type: ignore[no-untyped-def]
 @main.command()
 @click.argument("project")
 @click.option("--all", "everything", is_flag=True, help="Regenerate everything, not only stale.")
+@click.option(
+    "--keyframes",
+    "keyframe_engine",
+    type=click.Choice(["comfyui", "cards"]),
+    default=None,
+    help="Keyframe engine for this render (over project.yaml and VIDEOGEN_KEYFRAMES).",
+)
+@click.option(
+    "--clips",
+    "clip_engine",
+    type=click.Choice(["comfyui", "kenburns"]),
+    default=None,
+    help="Clip engine for this render (over project.yaml and VIDEOGEN_CLIPS).",
+)
 @click.pass_context
-def render(ctx: click.Context, project: str, everything: bool) -> None:
+def render(
+    ctx: click.Context,
+    project: str,
+    everything: bool,
+    keyframe_engine: str | None,
+    clip_engine: str | None,
+) -> None:
     """Materialize a project's missing and stale assets here, with a progress bar."""
     from videogen.operations import render as do_render
+    from videogen_resources.settings import BackendSettings
 
     root = _root(ctx)
     try:
+        settings = BackendSettings.from_env()
+        if keyframe_engine:
+            settings = settings.model_copy(update={"keyframes": keyframe_engine})
+        if clip_engine:
+            settings = settings.model_copy(update={"clips": clip_engine})
         do_render(
             root,
             project,
             instance=_instance(root),
+            settings=settings,
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
         )
@@ -419,7 +475,7 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
         code = run_dagster_ui(
             dg_dev_command(port),
             env=env,
-            cwd=REPO_ROOT,
+            cwd=dg_project_dir(root),
             out=sys.stderr,
             on_ready=ready,
             base_url=base_url,
@@ -433,9 +489,11 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
 
 def _register_groups() -> None:
     from videogen.cli_characters import cast_group, character_group
+    from videogen.cli_workflows import workflows_cmd
 
     main.add_command(character_group)
     main.add_command(cast_group)
+    main.add_command(workflows_cmd)
 
 
 _register_groups()

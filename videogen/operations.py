@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -70,15 +71,34 @@ def create_project(
     script_file: Path | None = None,
     name: str | None = None,
     automation: bool = True,
+    image_workflow: str | None = None,
+    video_workflow: str | None = None,
+    keyframes: str | None = None,
+    clips: str | None = None,
     instance: dg.DagsterInstance | None = None,
 ) -> tuple[Path, SyncResult | None]:
     """Create a project folder (project.yaml, and script.md when a script is given).
 
     Everything is validated before anything is written; the folder appears atomically (it is
-    built under a temporary name and renamed), so a failure leaves nothing behind.
+    built under a temporary name and renamed), so a failure leaves nothing behind. Workflows
+    given by name must be in the registry (shipped, the studio's own ``workflows/`` or
+    ``$VIDEOGEN_WORKFLOWS``) with the right kind; unset ones keep the defaults.
     """
     name = name or paths.project_name_from_title(title)
     paths.check_project_name(name)
+    chosen: dict[str, Any] = {}
+    if image_workflow or video_workflow:
+        from videogen_resources.workflows import check_workflow_name, studio_workflows
+
+        overlay = studio_workflows(root)
+        if image_workflow:
+            chosen["image_workflow"] = check_workflow_name(image_workflow, "image", overlay)
+        if video_workflow:
+            chosen["video_workflow"] = check_workflow_name(video_workflow, "video", overlay)
+    if keyframes:
+        chosen["keyframes"] = keyframes
+    if clips:
+        chosen["clips"] = clips
     try:
         brief = ProjectBrief(
             name=name,
@@ -88,6 +108,7 @@ def create_project(
             style=style,
             voice=voice,
             automation=automation,
+            **chosen,
         )
     except Exception as exc:  # pydantic ValidationError -> InputError naming the field
         from pydantic import ValidationError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -60,6 +60,16 @@ class ProjectBrief(BaseModel):
     )
     image_workflow: str = DEFAULT_IMAGE_WORKFLOW
     video_workflow: str = DEFAULT_VIDEO_WORKFLOW
+    keyframes: Literal["comfyui", "cards"] | None = Field(
+        default=None,
+        description="Keyframe engine: comfyui (image_workflow) or cards; unset = the studio's "
+        "default (comfyui when COMFYUI_URL is set). VIDEOGEN_KEYFRAMES overrides it for a run.",
+    )
+    clips: Literal["comfyui", "kenburns"] | None = Field(
+        default=None,
+        description="Clip engine: comfyui (video_workflow) or kenburns; unset = the studio's "
+        "default (comfyui when COMFYUI_URL is set). VIDEOGEN_CLIPS overrides it for a run.",
+    )
     fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
     loudness_target: float = Field(default=-16.0, ge=-30.0, le=-9.0, description="LUFS.")
     start_timecode: str = Field(

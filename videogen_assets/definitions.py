@@ -20,6 +20,7 @@ from videogen_assets.progress import build_progress_checks, build_progress_senso
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
 from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
+from videogen_resources.errors import ServiceError
 from videogen_resources.settings import BackendSettings, build_resources
 
 
@@ -93,36 +94,46 @@ def build_definitions(
     """The Definitions of a studio root (default: $VIDEOGEN_HOME or ./studio)."""
     root_path = paths.studio_root(root)
     settings = settings or BackendSettings.from_env()
-    resources = build_resources(settings, root_path)
     briefs, errors = discover_projects(root_path)
     for err in errors:
         print(f"videogen: project skipped: {err}", file=sys.stderr)  # noqa: T201
+    resources = build_resources(settings, root_path, briefs)
 
-    gpu = settings.uses_gpu_server
-    pools = {
-        NARRATION: "tts",
-        KEYFRAME: "gpu" if gpu else "render",
-        CLIP: "gpu" if gpu else "render",
-    }
     engine_kind = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}[settings.tts]
-    kinds = {
-        NARRATION: {"wav", engine_kind},
-        SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
-        KEYFRAME: {"png", "comfyui" if gpu else "pillow"},
-        CLIP: {"mp4", "comfyui" if gpu else "ffmpeg"},
-    }
     assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
     automated: set[str] = set()
     checks: list[dg.AssetChecksDefinition] = []
     for brief in briefs:
+        # Each kind's engine is the project's own (mixed backends): the pool, the kinds shown
+        # in the UI and the code version follow it, so switching one kind's engine marks
+        # exactly that kind stale.
+        key_engine = resources["keyframes"].engine_for(brief.name)
+        clip_engine = resources["clips"].engine_for(brief.name)
+        pools = {
+            NARRATION: "tts",
+            KEYFRAME: "gpu" if key_engine == "comfyui" else "render",
+            CLIP: "gpu" if clip_engine == "comfyui" else "render",
+        }
+        kinds = {
+            NARRATION: {"wav", engine_kind},
+            SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
+            KEYFRAME: {"png", "comfyui" if key_engine == "comfyui" else "pillow"},
+            CLIP: {"mp4", "comfyui" if clip_engine == "comfyui" else "ffmpeg"},
+        }
         style_v = _style_version(brief.style)
         llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
-        versions = {
-            NARRATION: resources["narrator"].version(),
-            SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
-            KEYFRAME: f"{resources['keyframes'].version(brief.image_workflow)}-{style_v}",
-            CLIP: resources["clips"].version(brief.video_workflow),
-        }
+        key_maker = resources["keyframes"].maker(key_engine)
+        clip_maker = resources["clips"].maker(clip_engine)
+        try:
+            versions = {
+                NARRATION: resources["narrator"].version(),
+                SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
+                KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
+                CLIP: clip_maker.version(brief.video_workflow),
+            }
+        except (InputError, ServiceError) as exc:  # a workflow it names is missing or wrong
+            print(f"videogen: project {brief.name} skipped: {exc}", file=sys.stderr)  # noqa: T201
+            continue
         if brief.automation:
             automated.add(brief.name)
         project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []

@@ -1,19 +1,18 @@
-"""The settings a studio's Dagster instance starts with.
+"""Names of the studio's Dagster code location and where its instance defaults live.
 
-``dagster.yaml`` beside this module holds the studio's instance defaults (run queue, pools, run
-launcher, run monitoring, retries). `videogen` copies it into a studio's ``DAGSTER_HOME`` that has
-none and never overwrites one. It lives in the package, not at the repository root: Dagster
-reads instance settings only from ``DAGSTER_HOME``, and `dg dev` / `dagster dev` warn about a
-``dagster.yaml`` in the folder they start from that is not ``DAGSTER_HOME`` (the repository
-root is where `dg` runs); an installed studio carries the file with its code.
+The instance defaults (``dagster.yaml``) and the workspace file ship inside the package
+(``videogen/dagster_files/``): Dagster reads instance settings only from ``DAGSTER_HOME``, and
+`dg dev` / `dagster dev` warn about a ``dagster.yaml`` in the folder they start from that is not
+``DAGSTER_HOME``'s (the repository root is where `dg` runs); an installed studio carries both
+files with its code.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from videogen.dagster_files import DAGSTER_YAML as INSTANCE_DEFAULTS
+from videogen.dagster_files import WORKSPACE_YAML
 
-INSTANCE_DEFAULTS = Path(__file__).with_name("dagster.yaml")
-"""The studio's default ``dagster.yaml``."""
+__all__ = ["CODE_LOCATION", "INSTANCE_DEFAULTS", "REPOSITORY", "WORKSPACE_YAML"]
 
 CODE_LOCATION = "videogen_studio"
 """The code location's name (``[tool.dg.project]`` in pyproject.toml and workspace.yaml)."""

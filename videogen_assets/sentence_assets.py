@@ -50,6 +50,7 @@ from videogen_resources.base import (
     KeyframeJob,
     KeyframeMakerResource,
     NarratorResource,
+    maker_for,
 )
 from videogen_resources.database import StudioDatabase
 from videogen_resources.errors import ServiceError
@@ -269,6 +270,7 @@ def build_sentence_assets(
                     "engine": res.engine,
                     "sample_rate": res.sample_rate,
                     "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
+                    "true_peak_dbtp": dg.FloatMetadataValue(res.extra.get("true_peak_dbtp")),
                     "path": dg.MetadataValue.path(str(out)),
                     "synthesis_s": round(elapsed, 3),
                 },
@@ -368,6 +370,7 @@ def build_sentence_assets(
         keyframes: KeyframeMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
+        keyframes = maker_for(keyframes, project)  # the project's engine (mixed backends)
         results = PartitionResults(context, parents=[(k_shot, False)])
         _name_run(context, db)
         links = _links(studio)
@@ -455,6 +458,7 @@ def build_sentence_assets(
         clips: ClipMakerResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
+        clips = maker_for(clips, project)  # the project's engine (mixed backends)
         results = PartitionResults(
             context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
         )

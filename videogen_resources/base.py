@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import BaseModel, Field
@@ -169,3 +169,13 @@ class ClipMakerResource(dg.ConfigurableResource, ABC):
 
         ``workflow`` is the project's ``video_workflow``; makers without workflows ignore it.
         """
+
+
+M = TypeVar("M", KeyframeMakerResource, ClipMakerResource)
+
+
+def maker_for(resource: M, project: str) -> M:
+    """The maker that serves ``project``: its engine's when ``resource`` holds one per project
+    (`videogen_resources.engines`), else ``resource`` itself."""
+    pick = getattr(resource, "for_project", None)
+    return pick(project) if callable(pick) else resource

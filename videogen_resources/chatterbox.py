@@ -12,8 +12,11 @@ Two server flavours are in use and both are spoken here, chosen by ``api``:
   model state at ``GET /api/model-info``.
 
 Long text is split at sentence, then clause, then word boundaries so that every request stays
-under the server's limit; the WAVs that come back are joined, loudness-normalized and written
-atomically as 16-bit mono PCM at the server's sample rate.
+under the server's limit; the WAVs that come back are joined (pieces at another rate are
+resampled with a polyphase filter) and go through the audio path every narrator shares
+(`videogen_resources.embedded.speech.finish_speech`): loudness-normalized with a -1 dBTP
+true-peak limiter, written atomically as 16-bit mono PCM at the server's sample rate, and
+measured (loudness, true peak) as written.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import logging
 import re
 import struct
 import time
-import wave
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,8 +35,9 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
-from videogen.atomic import atomic_path
+from videogen_resources import media
 from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -184,58 +187,6 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     return np.clip(np.nan_to_num(samples), -1.0, 1.0).astype(np.float32), rate
 
 
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write mono float samples as 16-bit PCM WAV."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-
-
-def measure_loudness(samples: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness (LUFS, ITU-R BS.1770); ``-inf`` for silence.
-
-    Clips shorter than one 400 ms gating block are measured on the clip repeated to fill it.
-    """
-    import pyloudnorm
-
-    if samples.size == 0:
-        return float("-inf")
-    block = int(0.4 * sample_rate) + 1
-    measured = samples
-    if measured.size < block:
-        measured = np.tile(measured, block // measured.size + 1)
-    return float(pyloudnorm.Meter(sample_rate).integrated_loudness(measured.astype(np.float64)))
-
-
-def normalize_loudness(
-    samples: np.ndarray, sample_rate: int, target_lufs: float, *, peak_ceiling: float = 0.966
-) -> tuple[np.ndarray, float | None]:
-    """Scale ``samples`` to ``target_lufs`` without letting a peak pass ``peak_ceiling``.
-
-    Returns the scaled samples and their loudness afterwards (``None`` for silence).
-    """
-    before = measure_loudness(samples, sample_rate)
-    if not np.isfinite(before):
-        return samples, None
-    scaled = samples * np.float32(10.0 ** ((target_lufs - before) / 20.0))
-    peak = float(np.max(np.abs(scaled))) if scaled.size else 0.0
-    if peak > peak_ceiling:
-        scaled = scaled * np.float32(peak_ceiling / peak)
-    after = measure_loudness(scaled, sample_rate)
-    return scaled.astype(np.float32), (round(after, 2) if np.isfinite(after) else None)
-
-
-def _resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target or samples.size == 0:
-        return samples
-    n = max(1, round(samples.size * target / rate))
-    positions = np.linspace(0.0, samples.size - 1, n)
-    return np.interp(positions, np.arange(samples.size), samples).astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------
 # The resource
 # --------------------------------------------------------------------------------------------
@@ -312,7 +263,11 @@ class ChatterboxNarrator(NarratorResource):
     backoff_s: float = Field(default=1.0, description="First retry delay; doubles each retry.")
     max_backoff_s: float = Field(default=15.0, description="Longest single retry delay.")
     loudness_target_lufs: float | None = Field(
-        default=-16.0, description="Integrated loudness the narration is normalized to; None = off."
+        default=-16.0,
+        description="Integrated loudness the narration is normalized to; None = the server's.",
+    )
+    true_peak_db: float = Field(
+        default=-1.0, description="True-peak ceiling (dBTP) of the written narration."
     )
 
     _client: httpx.Client | None = PrivateAttr(default=None)
@@ -357,6 +312,8 @@ class ChatterboxNarrator(NarratorResource):
             "max_chars": self._max_chars(),
             "gap_ms": self.chunk_gap_ms,
             "loudness": self.loudness_target_lufs,
+            "true_peak_db": self.true_peak_db,
+            "audio_path": 2,  # the shared normalize-write-measure path (true-peak limiter)
         }
         if self.api == "devnen":
             settings.update(
@@ -560,7 +517,7 @@ class ChatterboxNarrator(NarratorResource):
         if not pieces:
             raise ValueError("nothing to say: the text is empty")
         voice = voice if voice is not None else self.voice
-        started = time.monotonic()
+        started = time.perf_counter()
         parts: list[np.ndarray] = []
         rate: int | None = None
         for i, piece in enumerate(pieces, 1):
@@ -575,32 +532,30 @@ class ChatterboxNarrator(NarratorResource):
                 rate = piece_rate
             if parts and self.chunk_gap_ms > 0:
                 parts.append(np.zeros(int(rate * self.chunk_gap_ms / 1000), dtype=np.float32))
-            parts.append(_resample(samples, piece_rate, rate))
+            parts.append(media.resample(samples, piece_rate, rate))
         assert rate is not None
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        loudness: float | None = None
-        if self.loudness_target_lufs is not None:
-            audio, loudness = normalize_loudness(audio, rate, self.loudness_target_lufs)
-        out_path = Path(out_path)
-        with atomic_path(out_path) as tmp:
-            write_wav(tmp, audio, rate)
-        duration_ms = round(audio.size * 1000 / rate)
-        if progress is not None:
-            progress(f"chatterbox: {duration_ms} ms of narration in {len(pieces)} request(s)")
-        return SpeechResult(
-            path=out_path,
-            duration_ms=duration_ms,
-            sample_rate=rate,
-            num_samples=int(audio.size),
+        result = finish_speech(
+            audio,
+            rate,
+            Path(out_path),
+            target_lufs=self.loudness_target_lufs,
+            true_peak_db=self.true_peak_db,
             voice=voice or "default",
             engine=f"chatterbox-{self.api}",
-            loudness_lufs=loudness,
+            version=self.version(),
+            started=started,
+            progress=None,
             extra={
                 "requests": len(pieces),
                 "server": self.base_url,
                 "exaggeration": self.exaggeration,
                 "cfg_weight": self.cfg_weight,
                 "temperature": self.temperature,
-                "seconds": round(time.monotonic() - started, 3),
             },
         )
+        if progress is not None:
+            progress(
+                f"chatterbox: {result.duration_ms} ms of narration in {len(pieces)} request(s)"
+            )
+        return result

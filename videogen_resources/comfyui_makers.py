@@ -1,6 +1,7 @@
 """Keyframes and clips made by ComfyUI workflows (the remote makers).
 
-Each maker holds a ``ComfyUIResource`` and a workflow name from ``workflows/workflows.yaml``.
+Each maker holds a ``ComfyUIResource`` and a workflow name from the workflow
+registry (``videogen_resources.workflows``).
 It binds the shot's prompt, negative prompt, seed, size, characters' LoRAs and reference image
 (uploaded to the chosen server) into the workflow, checks that the server has every node the
 workflow uses, runs it, and turns the output into the studio's file: a 1920x1080 PNG keyframe,
@@ -306,10 +307,10 @@ class ComfyUIKeyframes(KeyframeMakerResource):
     comfyui: ComfyUIResource
     workflow: str = Field(
         default="flux-1-dev-v1",
-        description="Workflow name in workflows/workflows.yaml (kind image).",
+        description="Workflow name in the registry (kind image).",
     )
     workflows_dir: str | None = Field(
-        default=None, description="Folder of workflows.yaml (default: the repo's)."
+        default=None, description="A studio's own workflows folder, over the shipped registry."
     )
     width: int = Field(default=1920, description="Width of the keyframe PNG written.")
     height: int = Field(default=1080, description="Height of the keyframe PNG written.")
@@ -445,10 +446,10 @@ class ComfyUIClips(ClipMakerResource):
 
     comfyui: ComfyUIResource
     workflow: str = Field(
-        default="wan-2.2-v1", description="Workflow name in workflows/workflows.yaml (kind video)."
+        default="wan-2.2-v1", description="Workflow name in the registry (kind video)."
     )
     workflows_dir: str | None = Field(
-        default=None, description="Folder of workflows.yaml (default: the repo's)."
+        default=None, description="A studio's own workflows folder, over the shipped registry."
     )
     gen_width: int = Field(default=1280, description="Width asked of the video model.")
     gen_height: int = Field(default=720, description="Height asked of the video model.")

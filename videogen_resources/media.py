@@ -404,10 +404,29 @@ def normalize_loudness(
         x = (x * np.float32(10.0 ** ((target_lufs - lufs) / 20.0))).astype(np.float32)
         if float(np.max(np.abs(x))) > ceiling:
             x = limit_peaks(x, sample_rate, ceiling)
+    return _hold_true_peak(x, sample_rate, true_peak_db)
+
+
+def _hold_true_peak(x: np.ndarray, sample_rate: int, true_peak_db: float) -> np.ndarray:
     peak = true_peak(x, sample_rate)
     if math.isfinite(peak) and peak > true_peak_db:
         x = (x * np.float32(10.0 ** ((true_peak_db - peak) / 20.0))).astype(np.float32)
     return x
+
+
+def limit_true_peak(
+    samples: np.ndarray, sample_rate: int, true_peak_db: float = -1.0
+) -> np.ndarray:
+    """``samples`` with the true peak held at or below ``true_peak_db`` and no other change.
+
+    Peaks over the ceiling go through the look-ahead limiter (as in `normalize_loudness`);
+    audio already under it is returned as it is.
+    """
+    x = np.asarray(samples, dtype=np.float32).reshape(-1)
+    ceiling = 10.0 ** ((true_peak_db - 0.5) / 20.0)  # margin for inter-sample peaks
+    if x.size and float(np.max(np.abs(x))) > ceiling:
+        x = limit_peaks(x, sample_rate, ceiling)
+    return _hold_true_peak(x, sample_rate, true_peak_db)
 
 
 class AudioLevels(BaseModel):

@@ -6,6 +6,9 @@ when it builds the Definitions, and tests pass settings explicitly.
 - ``VIDEOGEN_TTS``: ``piper`` (default), ``espeak`` or ``chatterbox``.
 - ``CHATTERBOX_URL``, ``CHATTERBOX_API`` (``openai`` or ``devnen``), ``VIDEOGEN_VOICE``.
 - ``COMFYUI_URL``: one or more ComfyUI servers, comma separated (keyframes and clips).
+- ``VIDEOGEN_KEYFRAMES`` (``comfyui`` or ``cards``), ``VIDEOGEN_CLIPS`` (``comfyui`` or
+  ``kenburns``): the engine of that kind for every project, over each project's
+  ``keyframes:`` / ``clips:`` (see `videogen_resources.engines`).
 - ``DEEPSEEK_API_KEY`` (or ``LLM_API_KEY``): enables the LLM; the key is never logged.
 - ``LLM_BASE_URL`` / ``LLM_MODEL``: any OpenAI-compatible server (e.g. Ollama) and model id.
 """
@@ -13,12 +16,29 @@ when it builds the Definitions, and tests pass settings explicitly.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import BaseModel, Field
+
+from videogen.errors import InputError
+
+KEYFRAME_ENGINES = ("comfyui", "cards")
+CLIP_ENGINES = ("comfyui", "kenburns")
+
+
+def _engine_env(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value not in allowed:
+        raise InputError(
+            f"unknown engine {value!r}; use {' or '.join(allowed)} (or leave it unset)",
+            field=name,
+        )
+    return value
 
 
 class BackendSettings(BaseModel):
@@ -29,6 +49,8 @@ class BackendSettings(BaseModel):
     chatterbox_url: str | None = None
     chatterbox_api: Literal["openai", "devnen"] = "openai"
     comfyui_urls: list[str] = Field(default_factory=list)
+    keyframes: Literal["comfyui", "cards"] | None = None  # the run's choice, over project.yaml
+    clips: Literal["comfyui", "kenburns"] | None = None
     llm_base_url: str | None = None
     llm_model: str = "deepseek-flash"
     llm_key_env: str | None = None  # the NAME of the env var holding the key, never the key
@@ -54,6 +76,8 @@ class BackendSettings(BaseModel):
             chatterbox_url=env.get("CHATTERBOX_URL") or None,
             chatterbox_api=(env.get("CHATTERBOX_API") or "openai"),  # type: ignore[arg-type]
             comfyui_urls=urls,
+            keyframes=_engine_env(env, "VIDEOGEN_KEYFRAMES", KEYFRAME_ENGINES),  # type: ignore[arg-type]
+            clips=_engine_env(env, "VIDEOGEN_CLIPS", CLIP_ENGINES),  # type: ignore[arg-type]
             llm_base_url=env.get("LLM_BASE_URL") or None,
             llm_model=env.get("LLM_MODEL") or "deepseek-flash",
             llm_key_env=key_env,
@@ -63,12 +87,27 @@ class BackendSettings(BaseModel):
 
     @property
     def uses_gpu_server(self) -> bool:
-        """True when keyframes and clips go to ComfyUI."""
+        """True when ComfyUI servers are configured (by default keyframes and clips use them)."""
         return bool(self.comfyui_urls)
 
+    def keyframe_engine(self, project_choice: str | None = None) -> str:
+        """The keyframe engine of a project: the run's choice, the project's, the default."""
+        default = "comfyui" if self.comfyui_urls else "cards"
+        return self.keyframes or project_choice or default
 
-def build_resources(settings: BackendSettings, root: Path) -> dict[str, Any]:
-    """The resources of a studio: embedded defaults unless a service is configured."""
+    def clip_engine(self, project_choice: str | None = None) -> str:
+        """The clip engine of a project: the run's choice, the project's, the default."""
+        default = "comfyui" if self.comfyui_urls else "kenburns"
+        return self.clips or project_choice or default
+
+
+def build_resources(
+    settings: BackendSettings, root: Path, briefs: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """The resources of a studio: embedded defaults unless a service is configured.
+
+    ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine.
+    """
     from videogen_resources.database import StudioDatabase
     from videogen_resources.llm import LLMResource
     from videogen_resources.studio import StudioResource
@@ -91,21 +130,30 @@ def build_resources(settings: BackendSettings, root: Path) -> dict[str, Any]:
 
         narrator = PiperNarrator()
 
-    keyframes: Any
-    clips: Any
-    if settings.comfyui_urls:
-        from videogen_resources.comfyui import ComfyUIResource
-        from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
+    from videogen_resources.comfyui import ComfyUIResource
+    from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
+    from videogen_resources.embedded.cards import CardKeyframes
+    from videogen_resources.embedded.kenburns import KenBurnsClips
+    from videogen_resources.engines import ClipEngines, KeyframeEngines
 
-        comfy = ComfyUIResource(urls=settings.comfyui_urls)
-        keyframes = ComfyUIKeyframes(comfyui=comfy)
-        clips = ComfyUIClips(comfyui=comfy)
-    else:
-        from videogen_resources.embedded.cards import CardKeyframes
-        from videogen_resources.embedded.kenburns import KenBurnsClips
+    # Every engine is there; each project's choice is resolved here, once, so the code
+    # versions the Definitions give its assets and the maker its runs use always agree.
+    from videogen_resources.workflows import studio_workflows
 
-        keyframes = CardKeyframes()
-        clips = KenBurnsClips(preset=settings.clip_preset)
+    comfy = ComfyUIResource(urls=settings.comfyui_urls)
+    overlay = str(studio_workflows(root))  # the studio's own workflows, over the shipped ones
+    keyframes = KeyframeEngines(
+        cards=CardKeyframes(),
+        comfyui=ComfyUIKeyframes(comfyui=comfy, workflows_dir=overlay),
+        default=settings.keyframe_engine(),  # type: ignore[arg-type]
+        projects={b.name: settings.keyframe_engine(b.keyframes) for b in briefs},
+    )
+    clips = ClipEngines(
+        kenburns=KenBurnsClips(preset=settings.clip_preset),
+        comfyui=ComfyUIClips(comfyui=comfy, workflows_dir=overlay),
+        default=settings.clip_engine(),  # type: ignore[arg-type]
+        projects={b.name: settings.clip_engine(b.clips) for b in briefs},
+    )
 
     llm_kwargs: dict[str, Any] = {"model": settings.llm_model}
     if settings.llm_base_url:

@@ -6,6 +6,12 @@ size, frames, fps, LoRAs, images) and which node's output is the result. ``workf
 maps a workflow name to its file, kind, minimum ComfyUI version and description. Adding a model
 means adding those three things; no code changes.
 
+The registry is layered. The shipped workflows (``workflows_data/``, package data, so an
+installed wheel has them) come first; a studio's own ``<studio>/workflows/`` folder, then each
+folder named in ``VIDEOGEN_WORKFLOWS`` (several separated by ``os.pathsep``) are overlays: each
+holds its own ``workflows.yaml`` whose entries add workflows or replace shipped ones of the same
+name, with files relative to that folder.
+
 ``Workflow.version`` is a short content hash of the JSON and the binding: it becomes the asset
 code version, so editing either file makes the affected assets stale.
 """
@@ -18,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -310,26 +317,57 @@ def _prune(prompt: dict[str, Any], output_node: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+SHIPPED_ROOT = Path(__file__).resolve().parent / "workflows_data"
+"""The workflows shipped with the studio (package data)."""
+
+STUDIO_FOLDER = "workflows"
+"""A studio's own overlay: ``<studio>/workflows/``."""
+
+ENV_VAR = "VIDEOGEN_WORKFLOWS"
+
+
 def workflows_root(root: str | Path | None = None) -> Path:
-    """The workflows folder: ``root``, else ``$VIDEOGEN_WORKFLOWS``, else the repo's."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get("VIDEOGEN_WORKFLOWS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "workflows"
+    """``root``, else the shipped workflows folder."""
+    return Path(root) if root is not None else SHIPPED_ROOT
 
 
-def load_registry(root: str | Path | None = None) -> dict[str, RegistryEntry]:
-    """Parse workflows.yaml into name -> entry."""
-    path = workflows_root(root) / REGISTRY_FILE
+def registry_folders(
+    root: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The registry's layers, weakest first: the shipped folder, ``root`` (a studio's
+    ``workflows/`` folder; skipped when it holds no ``workflows.yaml``), then each folder of
+    ``$VIDEOGEN_WORKFLOWS`` (an error when one holds no ``workflows.yaml``)."""
+    env = os.environ if env is None else env
+    layers = [SHIPPED_ROOT]
+    if root is not None and (Path(root) / REGISTRY_FILE).is_file():
+        layers.append(Path(root))
+    for part in env.get(ENV_VAR, "").split(os.pathsep):
+        if part.strip():
+            layers.append(Path(part.strip()).expanduser())
+    out: list[Path] = []
+    for layer in layers:
+        if all(layer.resolve() != seen.resolve() for seen in out):
+            out.append(layer)
+    return out
+
+
+def studio_workflows(studio: str | Path) -> Path:
+    """A studio's own workflows folder (an overlay of the shipped registry)."""
+    return Path(studio) / STUDIO_FOLDER
+
+
+def _read_registry(folder: Path) -> dict[str, RegistryEntry]:
+    path = folder / REGISTRY_FILE
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise WorkflowError("workflow registry not found", file=path) from exc
+        hint = f" (named by ${ENV_VAR})" if folder != SHIPPED_ROOT else ""
+        raise WorkflowError(f"workflow registry not found{hint}", file=path) from exc
     except yaml.YAMLError as exc:
         raise WorkflowError(f"not valid YAML: {exc}", file=path) from exc
     items = raw.get("workflows") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and "workflows" in raw and items is None:
+        items = {}  # an overlay that lists nothing yet
     if not isinstance(items, dict):
         raise WorkflowError("expected a mapping under 'workflows'", file=path, field="workflows")
     out: dict[str, RegistryEntry] = {}
@@ -341,19 +379,62 @@ def load_registry(root: str | Path | None = None) -> dict[str, RegistryEntry]:
     return out
 
 
+def registry_sources(root: str | Path | None = None) -> dict[str, Path]:
+    """Name -> the folder whose ``workflows.yaml`` defines it (the strongest layer wins)."""
+    out: dict[str, Path] = {}
+    for folder in registry_folders(root):
+        for name in _read_registry(folder):
+            out[name] = folder
+    return out
+
+
+def load_registry(root: str | Path | None = None) -> dict[str, RegistryEntry]:
+    """Every registered workflow, name -> entry, over all layers (see `registry_folders`)."""
+    out: dict[str, RegistryEntry] = {}
+    for folder in registry_folders(root):
+        out.update(_read_registry(folder))
+    return out
+
+
 def list_workflows(kind: str | None = None, root: str | Path | None = None) -> list[str]:
     """Names in the registry (of ``kind`` when given)."""
     return [n for n, e in load_registry(root).items() if kind is None or e.kind == kind]
 
 
-def load_workflow(name: str, root: str | Path | None = None) -> Workflow:
-    """Load a registered workflow and its binding, checking that they fit together."""
-    base = workflows_root(root)
-    registry = load_registry(base)
+def check_workflow_name(
+    name: str, kind: Literal["image", "video"], root: str | Path | None = None
+) -> str:
+    """``name`` when the registry has a workflow of ``kind`` by that name, else a WorkflowError
+    listing the ones it has."""
+    registry = load_registry(root)
     entry = registry.get(name)
+    known = ", ".join(sorted(n for n, e in registry.items() if e.kind == kind))
     if entry is None:
-        raise WorkflowError(f"unknown workflow {name!r}; known: {', '.join(sorted(registry))}",
-                            file=base / REGISTRY_FILE, field="workflows")
+        raise WorkflowError(
+            f"unknown {kind} workflow {name!r}; known {kind} workflows: {known} (add your own "
+            f"under <studio>/{STUDIO_FOLDER}/)",
+            field=f"{kind}_workflow",
+        )
+    if entry.kind != kind:
+        raise WorkflowError(
+            f"{name!r} is an {entry.kind} workflow, not a {kind} workflow; {kind} workflows: "
+            f"{known}",
+            field=f"{kind}_workflow",
+        )
+    return name
+
+
+def load_workflow(name: str, root: str | Path | None = None) -> Workflow:
+    """Load a registered workflow and its binding, checking that they fit together.
+
+    ``root`` is a studio's own workflows folder (an overlay; see `registry_folders`).
+    """
+    sources = registry_sources(root)
+    base = sources.get(name)
+    if base is None:
+        raise WorkflowError(f"unknown workflow {name!r}; known: {', '.join(sorted(sources))}",
+                            file=registry_folders(root)[-1] / REGISTRY_FILE, field="workflows")
+    entry = _read_registry(base)[name]
     path = base / entry.file
     binding_path = (base / entry.binding) if entry.binding else path.with_name(
         path.name.removesuffix(".json") + ".binding.yaml")
@@ -604,6 +685,34 @@ def _check_value(nid: str, cls: str, name: str, typ: str, options: list[Any] | N
     return out
 
 
+def missing_models(
+    workflow: Workflow, object_info: ObjectInfo | dict[str, Any]
+) -> list[WorkflowProblem]:
+    """Model files the workflow loads that the server does not list among the input's choices.
+
+    `validate_workflow` leaves model files alone (they depend on the server's disk); against a
+    live server they can be checked. Inputs a binding slot fills are skipped (the studio sets
+    them per job, e.g. a character's LoRA).
+    """
+    info = _as_info(object_info)
+    bound = {(t.node, t.input) for s in workflow.binding.slots.values() for t in s.targets}
+    problems: list[WorkflowProblem] = []
+    for nid, node in workflow.prompt.items():
+        schema = info.get(str(node.get("class_type")))
+        if schema is None:
+            continue
+        for in_name, value in (node.get("inputs") or {}).items():
+            spec = schema.inputs.get(in_name)
+            if spec is None or spec.type != "COMBO" or (nid, in_name) in bound:
+                continue
+            if _is_model_file(value) and spec.options is not None and value not in spec.options:
+                problems.append(WorkflowProblem(
+                    node=nid, class_type=schema.name, input=in_name,
+                    message=f"model file {value!r} is not installed on the server "
+                    f"({len(spec.options)} file(s) offered)"))
+    return problems
+
+
 def newer_node_schemas(root: str | Path | None = None) -> dict[str, Any]:
     """Node schemas (object_info form) of nodes newer than ComfyUI 0.3.64: Flux 2, LTX-2."""
     path = workflows_root(root) / "schemas" / "newer_nodes.json"
@@ -621,13 +730,18 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowProblem",
+    "check_workflow_name",
     "list_workflows",
     "load_registry",
     "load_workflow",
     "load_workflow_files",
+    "missing_models",
     "missing_nodes",
     "newer_node_schemas",
     "parse_api_workflow",
+    "registry_folders",
+    "registry_sources",
+    "studio_workflows",
     "validate_workflow",
     "workflows_root",
 ]

@@ -13,7 +13,9 @@ mid-job), ``job_seconds`` (slow), ``error_node`` (execution_error at a node),
 same port), ``restart()`` (a killed and restarted ComfyUI: every socket dropped, queue, running
 prompt and history forgotten, files on disk kept), ``restart_at_step`` (restart during the next
 ``restart_jobs`` jobs at that sampler step), ``image_scale`` (image outputs that many times the
-requested size, e.g. 1/8: a model that makes small images).
+requested size, e.g. 1/8: a model that makes small images). ``models``: the installed model
+files (listed as the choices of every model-file input in ``/object_info``, like a real server,
+and checked in prompts; None: any file name is accepted).
 Every request is recorded in ``requests``; every job's times (received, started,
 ended, on ``time.monotonic()``) in ``job_times``; ``POST /queue`` deletes waiting prompts.
 """
@@ -338,7 +340,38 @@ class FakeComfyUI:
         return response
 
     async def _object_info(self, request: web.Request) -> web.Response:
-        return web.json_response(self.object_info)
+        return web.json_response(self._object_info_with_models())
+
+    def _object_info_with_models(self) -> dict[str, Any]:
+        """Like a real server, list the installed model files (``models``) as the choices of
+        every model-file input (recorded with no files installed: empty or file-name lists)."""
+        if self.models is None:
+            return self.object_info
+        info = copy.deepcopy(self.object_info)
+
+        builtin = {"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"}  # VAELoader's own
+
+        def model_files(options: Any) -> bool:
+            return isinstance(options, list) and all(
+                isinstance(o, str) and (o.endswith(_MODEL_EXT) or o in builtin) for o in options
+            )
+
+        def installed(options: list[Any]) -> list[Any]:
+            return [o for o in options if o in builtin] + list(self.models or [])
+
+        for node in info.values():
+            for section in ("required", "optional"):
+                for spec in (node.get("input", {}).get(section) or {}).values():
+                    if not isinstance(spec, list) or not spec:
+                        continue
+                    cfg = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                    if cfg.get("image_upload"):
+                        continue
+                    if isinstance(spec[0], list) and model_files(spec[0]):
+                        spec[0] = installed(spec[0])  # old form: [[choices], {...}]
+                    elif spec[0] == "COMBO" and model_files(cfg.get("options") or []):
+                        cfg["options"] = installed(cfg.get("options") or [])  # ["COMBO", {}]
+        return info
 
     async def _object_info_one(self, request: web.Request) -> web.Response:
         name = request.match_info["node"]

@@ -15,7 +15,9 @@ temperature, seed, speed_factor, output_format, split_text, chunk_size}``;
 
 Audio is 24 kHz mono 16-bit PCM, a voiced tone plus noise whose length is proportional to the
 text. Every request is recorded; fault knobs: queued one-shot faults, a random 5xx rate, a fixed
-delay, and refusing connections for a while.
+delay, and refusing connections for a while. Audio knobs: ``sample_rates`` (the rates of the next
+answers, one per answer, like a server whose model changed between requests) and ``peaky``
+(short bursts whose true peak lies between the samples, 3 dB over the sample peak).
 """
 
 from __future__ import annotations
@@ -213,8 +215,14 @@ class ServerThread:
 # --------------------------------------------------------------------------------------------
 
 
-def speech_like_wav(text: str, *, speed: float = 1.0, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A deterministic voiced tone plus noise, as long as ``text`` would take to say."""
+def speech_like_wav(
+    text: str, *, speed: float = 1.0, sample_rate: int = SAMPLE_RATE, peaky: bool = False
+) -> bytes:
+    """A deterministic voiced tone plus noise, as long as ``text`` would take to say.
+
+    ``peaky`` adds a 10 ms burst every half second of a tone at a quarter of the sample rate,
+    sampled 45 degrees off its crests: its true peak is 3 dB above its highest sample.
+    """
     seconds = max(0.3, SECONDS_PER_CHAR * len(text)) / max(0.25, speed)
     n = int(seconds * sample_rate)
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
@@ -225,6 +233,11 @@ def speech_like_wav(text: str, *, speed: float = 1.0, sample_rate: int = SAMPLE_
     voiced = np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)
     syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t) ** 2
     signal = 0.2 * voiced * syllables + 0.02 * rng.standard_normal(n)
+    if peaky:
+        burst = int(0.01 * sample_rate)
+        for start in range(0, n - burst, sample_rate // 2):
+            k = np.arange(burst)
+            signal[start : start + burst] = 0.6 * np.sin(np.pi / 2 * k + np.pi / 4)
     pcm = (np.clip(signal, -1, 1) * 32767).astype("<i2")
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
@@ -270,6 +283,12 @@ class ChatterboxServer(ServerThread):
         self.voices = voices
         self.reference_files = reference_files
         self.model_loaded = True
+        self.sample_rates: deque[int] = deque()  # rates of the next answers (else SAMPLE_RATE)
+        self.peaky = False  # answers carry inter-sample peaks
+
+    def _speech(self, text: str, speed: float = 1.0) -> web.Response:
+        rate = self.sample_rates.popleft() if self.sample_rates else SAMPLE_RATE
+        return _wav_response(speech_like_wav(text, speed=speed, sample_rate=rate, peaky=self.peaky))
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
@@ -354,7 +373,7 @@ class ChatterboxServer(ServerThread):
                 return _validation_error(
                     [name], f"Input should be between {lo} and {hi}", "less_than_equal", value
                 )
-        return _wav_response(speech_like_wav(text.strip()))
+        return self._speech(text.strip())
 
     async def _openai_health(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(
@@ -420,14 +439,14 @@ class ChatterboxServer(ServerThread):
         if fmt != "wav":
             return web.Response(body=b"OggS\x00fake-opus", content_type=f"audio/{fmt}")
         speed = body.get("speed_factor") or 1.0
-        return _wav_response(speech_like_wav(text, speed=float(speed)))
+        return self._speech(text, speed=float(speed))
 
     async def _devnen_openai_speech(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         voice = body.get("voice")
         if voice not in self.voices:
             return self._error(404, f"Voice file '{voice}' not found.")
-        return _wav_response(speech_like_wav(str(body.get("input", ""))))
+        return self._speech(str(body.get("input", "")))
 
     async def _devnen_voices(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(

@@ -1,14 +1,20 @@
 """eSpeak NG speech through ctypes: the library and data of the ``espeakng-loader`` wheel.
 
-A fast, robotic, always-available fallback narrator. The library is initialized once per
-process in synchronous mode; `espeak_Synth` calls back with 16-bit samples, which are collected,
-loudness-normalized and written atomically as a WAV.
+A fast, robotic, always-available fallback narrator. The library is loaded in synchronous mode;
+`espeak_Synth` calls back with 16-bit samples, which are collected, loudness-normalized and
+written atomically as a WAV.
+
+eSpeak NG keeps synthesis state in globals that no call resets (the voice's flutter and
+wave-generator phase), so the same sentence came out a few samples different after every other
+one. Each sentence is therefore spoken by a freshly loaded library, unloaded afterwards (a few
+milliseconds): the same text, voice and settings give the same samples on every call.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -69,8 +75,20 @@ class _Engine:
             import espeakng_loader
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise ServiceError("espeak", "the espeakng-loader package is not installed") from exc
+        self.library_path = espeakng_loader.get_library_path()
+        self.data_path = espeakng_loader.get_data_path().encode()
+        self.lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        # Keep a reference to the callback for as long as a library may call it.
+        self._callback = _SYNTH_CALLBACK(self._on_samples)
+        with self.lock:
+            lib, self.sample_rate = self._open()
+            self._close(lib)
+
+    def _open(self) -> tuple[ctypes.CDLL, int]:
+        """Load and initialize a fresh copy of the library's state (hold ``lock``)."""
         try:
-            lib = ctypes.CDLL(espeakng_loader.get_library_path())
+            lib = ctypes.CDLL(self.library_path, mode=os.RTLD_LOCAL)
         except OSError as exc:
             raise ServiceError("espeak", f"cannot load libespeak-ng: {exc}") from exc
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
@@ -93,19 +111,26 @@ class _Engine:
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_Terminate.restype = ctypes.c_int
         lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_EspeakVoice))
-        data = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, _INITIALIZE_DONT_EXIT)
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self.data_path, _INITIALIZE_DONT_EXIT
+        )
         if rate <= 0:
+            self._close(lib, terminate=False)
             raise ServiceError("espeak", f"espeak_Initialize failed ({rate})")
-        self.lib = lib
-        self.sample_rate = int(rate)
-        self.lock = threading.Lock()
-        self._chunks: list[np.ndarray] = []
-        # Keep a reference to the callback for the library's lifetime.
-        self._callback = _SYNTH_CALLBACK(self._on_samples)
         lib.espeak_SetSynthCallback(self._callback)
+        return lib, int(rate)
+
+    @staticmethod
+    def _close(lib: ctypes.CDLL, *, terminate: bool = True) -> None:
+        """Terminate and unload the library, so the next `_open` starts from clean globals."""
+        import _ctypes
+
+        if terminate:
+            lib.espeak_Terminate()
+        _ctypes.dlclose(lib._handle)
 
     def _on_samples(self, wav: ctypes.Array[ctypes.c_short], count: int, _events: int) -> int:
         if wav and count > 0:
@@ -114,20 +139,24 @@ class _Engine:
 
     def synth(self, text: str, voice: str, rate_wpm: int, pitch: int) -> np.ndarray:
         with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise ServiceError(
-                    "espeak", f"unknown eSpeak NG voice {voice!r} (see list_voices())"
+            lib, _rate = self._open()
+            try:
+                if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                    raise ServiceError(
+                        "espeak", f"unknown eSpeak NG voice {voice!r} (see list_voices())"
+                    )
+                lib.espeak_SetParameter(_PARAM_RATE, int(rate_wpm), 0)
+                lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
+                lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
+                self._chunks = []
+                buf = text.encode("utf-8") + b"\0"
+                status = lib.espeak_Synth(
+                    buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
                 )
-            self.lib.espeak_SetParameter(_PARAM_RATE, int(rate_wpm), 0)
-            self.lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
-            self.lib.espeak_SetParameter(_PARAM_VOLUME, 100, 0)
-            self._chunks = []
-            buf = text.encode("utf-8") + b"\0"
-            status = self.lib.espeak_Synth(
-                buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None
-            )
-            self.lib.espeak_Synchronize()
-            chunks, self._chunks = self._chunks, []
+                lib.espeak_Synchronize()
+                chunks, self._chunks = self._chunks, []
+            finally:
+                self._close(lib)
         if status != _EE_OK:
             raise ServiceError("espeak", f"espeak_Synth failed with status {status}")
         if not chunks:
@@ -137,7 +166,8 @@ class _Engine:
     def voices(self) -> list[VoiceInfo]:
         out: list[VoiceInfo] = []
         with self.lock:
-            array = self.lib.espeak_ListVoices(None)
+            lib, _rate = self._open()
+            array = lib.espeak_ListVoices(None)
             i = 0
             while array and array[i]:
                 v = array[i].contents
@@ -151,6 +181,7 @@ class _Engine:
                     )
                 )
                 i += 1
+            self._close(lib)
         return out
 
 
