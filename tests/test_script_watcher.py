@@ -87,3 +87,61 @@ def test_sensor_syncs_edits_without_reload(
         "volcanoes/storyboard",
         "volcanoes/export",
     }
+
+
+def test_one_edit_is_one_run_unless_the_project_is_busy(
+    studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """An edit of one made sentence: the watcher asks for one run (its chain and the project
+    outputs) and leaves the new versions for that run to report. While a run of the project
+    is waiting or running, the edit is reported at once and left to automation, which waits
+    for that run."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from videogen.operations import render
+    from videogen_assets.context import key
+
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    folder, _ = create_project(
+        studio_root, title="V", name="volcanoes", script_file=script, instance=instance
+    )
+    settings = BackendSettings(clip_preset="ultrafast")
+    render(studio_root, "volcanoes", instance=instance, settings=settings)
+    defs = build_definitions(studio_root, settings)
+    result, cursor = _tick(defs, instance, None)
+    before = _observed(instance, "sentence")
+
+    text = SMALL_SCRIPT.replace("Ash falls like grey snow.", "Ash falls like wet snow.")
+    (folder / "script.md").write_text(text, encoding="utf-8")
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.partition_key == "volcanoes.s0002"
+    chain_and_outputs = ["narration", "shot", "keyframe", "clip"]
+    chain_and_outputs += ["rough_cut", "subtitles", "storyboard", "export"]
+    assert {k.to_user_string() for k in request.asset_selection or []} == {
+        f"volcanoes/{n}" for n in chain_and_outputs
+    }
+    assert _observed(instance, "sentence") == before, "left for the run to report"
+
+    # a run of the project is running: the next edit is reported now and left to automation
+    instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id="running-run",
+            status=DagsterRunStatus.STARTED,
+            asset_selection=frozenset({key("volcanoes", "rough_cut")}),
+        )
+    )
+    (folder / "script.md").write_text(
+        text.replace("Life returns to the slopes.", "Life returns to the green slopes."),
+        encoding="utf-8",
+    )
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    assert not result.run_requests
+    after = _observed(instance, "sentence")
+    # both pending edits are reported: the one left for the first run (which, in this test,
+    # never ran) and the new one
+    assert {k for k in before if before[k] != after[k]} == {"volcanoes.s0002", "volcanoes.s0003"}

@@ -57,6 +57,24 @@ class PartitionResults:
         in_run = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
         self._chained = any(p in in_run for p, is_source in parents if not is_source)
         self._checks: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
+        if any(is_source for _, is_source in parents):
+            self._report_script_versions()
+
+    def _report_script_versions(self) -> None:
+        """Report the observed versions of these sentences that the script sync left to this
+        run (``publish(defer=...)``: the watcher's one-run edit), before anything is recorded,
+        so the provenance names the words and directives this step reads."""
+        from videogen_assets.publish import publish_pending
+
+        db = getattr(self._context.resources, "db", None)
+        if db is None:
+            return
+        project = self._context.asset_key.path[0]
+        reported = publish_pending(
+            self._context.instance, db, project, self._context.partition_keys
+        )
+        if reported:
+            self._context.log.info(f"reported the script's new versions of {', '.join(reported)}")
 
     def unchanged(self, partition: str, output: Path) -> bool:
         """True when this run also made an input of this asset, and that input came out with
