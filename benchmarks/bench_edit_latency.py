@@ -188,6 +188,32 @@ def _print(m: Measured) -> None:
         print(f"orchestration beyond generation: {m.beyond:.1f} s  (target <= 10 s, <= 2 runs)")
 
 
+def _wait_for_sensor_ticks(
+    instance: dg.DagsterInstance, names: set[str], ticks: int, timeout: float
+) -> float:
+    """Wait until each named sensor has ended `ticks` ticks (the daemon is up and has seen the
+    unchanged studio: a save before the first ticks would be taken for the initial state);
+    the seconds waited."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    t0 = time.time()
+    ended = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]
+    while time.time() - t0 < timeout:
+        done = set()
+        for state in instance.all_instigator_state():
+            if state.instigator_name not in names:
+                continue
+            got = instance.get_ticks(
+                state.instigator_origin_id, state.selector_id, limit=ticks, statuses=ended
+            )
+            if len(got) >= ticks:
+                done.add(state.instigator_name)
+        if done == names:
+            return time.time() - t0
+        time.sleep(0.5)
+    raise SystemExit(f"the daemon's sensors {sorted(names)} did not tick within {timeout} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--timeout", type=float, default=300)
@@ -216,7 +242,8 @@ def main() -> None:
     burner: subprocess.Popen[bytes] | None = None
     results: list[Measured] = []
     try:
-        time.sleep(20)  # daemon start, first sensor ticks over the unchanged studio
+        waited = _wait_for_sensor_ticks(instance, {"script_watcher", "automation"}, 2, 300)
+        print(f"daemon up, sensors ticking after {waited:.0f} s")
         if args.only in (None, "idle"):
             results.append(
                 _edit_and_measure(

@@ -136,13 +136,23 @@ def test_a_directive_edit_makes_the_slow_clip_once_when_its_run_ends_during_a_ti
 def _watcher_tick(
     world: World, cursor: str | None
 ) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:
+    """One evaluation as the daemon makes it (run requests resolved against the jobs)."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
     sensor = world.defs.resolve_sensor_def("script_watcher")
-    with dg.build_sensor_context(
-        instance=world.instance, cursor=cursor, resources=dict(world.defs.resources or {})
-    ) as ctx:
-        result = sensor(ctx)
-    assert isinstance(result, (dg.SensorResult, dg.SkipReason))
-    return result, cursor if isinstance(result, dg.SkipReason) else result.cursor
+    with (
+        dg.build_sensor_context(
+            instance=world.instance,
+            cursor=cursor,
+            resources=dict(world.defs.resources or {}),
+            repository_def=world.defs.get_repository_def(),
+        ) as ctx,
+        partition_loading_context(dynamic_partitions_store=world.instance),
+    ):
+        data = sensor.evaluate_tick(ctx)
+    if not data.run_requests and data.cursor == cursor:
+        return dg.SkipReason(data.skip_message), cursor
+    return dg.SensorResult(run_requests=data.run_requests, cursor=data.cursor), data.cursor
 
 
 def _observed(world: World, name: str, partition: str) -> str | None:

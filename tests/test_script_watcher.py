@@ -16,12 +16,24 @@ from videogen_resources.settings import BackendSettings
 
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # type: ignore[no-untyped-def]
+    """One evaluation as the daemon makes it (its run requests resolved against the
+    repository's jobs): a SkipReason, or a SensorResult with the resolved run requests."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
     sensor = defs.resolve_sensor_def("script_watcher")
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=dict(defs.resources or {})
-    ) as ctx:
-        result = sensor(ctx)
-    return result, cursor if isinstance(result, dg.SkipReason) else result.cursor
+    with (
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources=dict(defs.resources or {}),
+            repository_def=defs.get_repository_def(),
+        ) as ctx,
+        partition_loading_context(dynamic_partitions_store=instance),
+    ):
+        data = sensor.evaluate_tick(ctx)
+    if not data.run_requests and data.cursor == cursor:
+        return dg.SkipReason(data.skip_message), cursor
+    return dg.SensorResult(run_requests=data.run_requests, cursor=data.cursor), data.cursor
 
 
 def _observed(instance: dg.DagsterInstance, name: str) -> dict[str, str]:

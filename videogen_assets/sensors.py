@@ -148,8 +148,13 @@ def build_script_watcher(
 ) -> dg.SensorDefinition:
     """A sensor that syncs every project's script.md when it changes on disk."""
 
+    # A sensor's RunRequests need a target: the automated projects' assets (a request names
+    # the subset it runs).
+    target = dg.AssetSelection.groups(*sorted(automated)) if automated else None
+
     @dg.sensor(
         name="script_watcher",
+        target=target,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Notices a saved script.md and syncs sentence partitions and data versions.",
