@@ -16,12 +16,24 @@ from videogen_resources.settings import BackendSettings
 
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # type: ignore[no-untyped-def]
+    """One evaluation as the daemon makes it (its run requests resolved against the
+    repository's jobs): a SkipReason, or a SensorResult with the resolved run requests."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
     sensor = defs.resolve_sensor_def("script_watcher")
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=dict(defs.resources or {})
-    ) as ctx:
-        result = sensor(ctx)
-    return result, cursor if isinstance(result, dg.SkipReason) else result.cursor
+    with (
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources=dict(defs.resources or {}),
+            repository_def=defs.get_repository_def(),
+        ) as ctx,
+        partition_loading_context(dynamic_partitions_store=instance),
+    ):
+        data = sensor.evaluate_tick(ctx)
+    if not data.run_requests and data.cursor == cursor:
+        return dg.SkipReason(data.skip_message), cursor
+    return dg.SensorResult(run_requests=data.run_requests, cursor=data.cursor), data.cursor
 
 
 def _observed(instance: dg.DagsterInstance, name: str) -> dict[str, str]:
@@ -87,3 +99,61 @@ def test_sensor_syncs_edits_without_reload(
         "volcanoes/storyboard",
         "volcanoes/export",
     }
+
+
+def test_one_edit_is_one_run_unless_the_project_is_busy(
+    studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """An edit of one made sentence: the watcher asks for one run (its chain and the project
+    outputs) and leaves the new versions for that run to report. While a run of the project
+    is waiting or running, the edit is reported at once and left to automation, which waits
+    for that run."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from videogen.operations import render
+    from videogen_assets.context import key
+
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    folder, _ = create_project(
+        studio_root, title="V", name="volcanoes", script_file=script, instance=instance
+    )
+    settings = BackendSettings(clip_preset="ultrafast")
+    render(studio_root, "volcanoes", instance=instance, settings=settings)
+    defs = build_definitions(studio_root, settings)
+    result, cursor = _tick(defs, instance, None)
+    before = _observed(instance, "sentence")
+
+    text = SMALL_SCRIPT.replace("Ash falls like grey snow.", "Ash falls like wet snow.")
+    (folder / "script.md").write_text(text, encoding="utf-8")
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests or []
+    assert request.partition_key == "volcanoes.s0002"
+    chain_and_outputs = ["narration", "shot", "keyframe", "clip"]
+    chain_and_outputs += ["rough_cut", "subtitles", "storyboard", "export"]
+    assert {k.to_user_string() for k in request.asset_selection or []} == {
+        f"volcanoes/{n}" for n in chain_and_outputs
+    }
+    assert _observed(instance, "sentence") == before, "left for the run to report"
+
+    # a run of the project is running: the next edit is reported now and left to automation
+    instance.add_run(
+        DagsterRun(
+            job_name="__ASSET_JOB",
+            run_id="running-run",
+            status=DagsterRunStatus.STARTED,
+            asset_selection=frozenset({key("volcanoes", "rough_cut")}),
+        )
+    )
+    (folder / "script.md").write_text(
+        text.replace("Life returns to the slopes.", "Life returns to the green slopes."),
+        encoding="utf-8",
+    )
+    result, cursor = _tick(defs, instance, cursor)
+    assert isinstance(result, dg.SensorResult)
+    assert not result.run_requests
+    after = _observed(instance, "sentence")
+    # both pending edits are reported: the one left for the first run (which, in this test,
+    # never ran) and the new one
+    assert {k for k in before if before[k] != after[k]} == {"volcanoes.s0002", "volcanoes.s0003"}

@@ -28,6 +28,10 @@ from videogen_assets.records import LatestRecords
 AUTOMATION_RUN_TAG = "dagster/from_automation_condition"
 """The tag (value "true") Dagster puts on the runs declarative automation requests."""
 
+WATCHER_REASON_TAG = "videogen/reason"
+"""The tag on the runs the `script_watcher` requests itself (an edit's chain, the outputs after a
+deletion): automatic runs like automation's, so the cascade rule applies to them too."""
+
 
 def _provenance_tags(
     latest: LatestRecords, partition: str, parents: Sequence[tuple[dg.AssetKey, bool]]
@@ -58,13 +62,34 @@ class PartitionResults:
         self._result: dg.MaterializeResult | None = None
         self._kept: list[dg.AssetCheckResult] = []
         in_run = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
-        # The cascade rule is automation's: a run a creator launched (the UI, `dg launch`,
-        # `dagster asset materialize`) regenerates everything it selects.
-        by_automation = context.run.tags.get(AUTOMATION_RUN_TAG) == "true"
+        # The cascade rule is automation's and the script watcher's: a run a creator launched
+        # (the UI, `dg launch`, `dagster asset materialize`) regenerates everything it selects.
+        by_automation = (
+            context.run.tags.get(AUTOMATION_RUN_TAG) == "true"
+            or WATCHER_REASON_TAG in context.run.tags
+        )
         self._chained = by_automation and any(
             p in in_run for p, is_source in parents if not is_source
         )
         self._checks: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
+        if any(is_source for _, is_source in parents):
+            self._report_script_versions()
+
+    def _report_script_versions(self) -> None:
+        """Report the observed versions of these sentences that the script sync left to this
+        run (``publish(defer=...)``: the watcher's one-run edit), before anything is recorded,
+        so the provenance names the words and directives this step reads."""
+        from videogen_assets.publish import publish_pending
+
+        db = getattr(self._context.resources, "db", None)
+        if db is None:
+            return
+        project = self._context.asset_key.path[0]
+        reported = publish_pending(
+            self._context.instance, db, project, self._context.partition_keys
+        )
+        if reported:
+            self._context.log.info(f"reported the script's new versions of {', '.join(reported)}")
 
     def unchanged(self, partition: str, output: Path) -> bool:
         """True when this run also made an input of this asset, and that input came out with

@@ -13,6 +13,7 @@ from videogen import paths
 from videogen.errors import InputError
 from videogen.project import ProjectBrief, load_brief
 from videogen.styles import STYLES_DIR
+from videogen_assets.conditions import OlderThanInputs, OutOfDate
 from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
 from videogen_assets.executors import build_executor
 from videogen_assets.observed import build_observed_assets
@@ -40,6 +41,11 @@ def regenerate_condition() -> dg.AutomationCondition:
     cascade. A batch over many sentences logs its materializations itself and yields no output,
     so the levels below it are skipped in that run and follow in the next evaluation, when
     their inputs' data versions changed.
+
+    The triggers are events; the last term asks for the state: a partition is requested only
+    when it is missing or stale now (or joins an input requested with it). An input change
+    seen while the asset's own run was still in progress therefore never requests it a second
+    time once that run has made it from that input (`conditions.OutOfDate`).
     """
     a: Any = dg.AutomationCondition  # the builders' generic types defeat mypy's operator checks
     return (
@@ -54,20 +60,41 @@ def regenerate_condition() -> dg.AutomationCondition:
         & ~a.any_deps_match(a.missing() & ~a.will_be_requested()).with_label("any_deps_missing")
         & ~a.any_deps_in_progress()
         & ~a.in_progress()
+        & (OutOfDate() | a.any_deps_match(a.will_be_requested())).with_label(
+            "out_of_date_or_joins_a_requested_input"
+        )
     ).with_label("regenerate")
+
+
+def refresh_condition() -> dg.AutomationCondition:
+    """Rebuild a project output once no input is missing or in progress after an input was
+    updated (Dagster's ``eager()``), and only while it is missing or older than an input's
+    latest materialization (`conditions.OlderThanInputs`): an output built in the same run as
+    the clip it follows is not built again. An output that reads another output (the export
+    reads the rough cut and the subtitles) waits while that one is out of date, unless both
+    are requested together (then one run builds them in order)."""
+    a: Any = dg.AutomationCondition
+    return (
+        a.eager()
+        & OlderThanInputs()
+        & ~a.any_deps_match(OlderThanInputs() & ~a.will_be_requested()).with_label(
+            "an_output_it_reads_is_out_of_date"
+        )
+    ).with_label("refresh")
 
 
 def automation_for(brief: ProjectBrief, *, partitioned: bool) -> dg.AutomationCondition | None:
     """How a project's assets regenerate by themselves, or None with `automation: false`.
 
     Per-sentence assets use `regenerate_condition` (an edited sentence's chain in one run, an
-    unchanged data version stops the cascade). Project-level outputs use `eager()`: they run
-    once no input is missing or in progress, after any input was updated. (A data-version rule
-    over all of a partitioned input's sentences did not fire for them under Dagster 1.13.)
+    unchanged data version stops the cascade). Project-level outputs use `refresh_condition`
+    (``eager()``): they run once no input is missing or in progress, after any input was
+    updated. (A data-version rule over all of a partitioned input's sentences did not fire for
+    them under Dagster 1.13.)
     """
     if not brief.automation:
         return None
-    return regenerate_condition() if partitioned else dg.AutomationCondition.eager()
+    return regenerate_condition() if partitioned else refresh_condition()
 
 
 def automation_sensor_name(project: str) -> str:
@@ -155,18 +182,7 @@ def build_definitions(
         checks += build_progress_checks(brief.name, project_assets)
     sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
     sensors.append(build_progress_sensor([b.name for b in briefs]))
-    # One automation sensor per project: its on/off switch in the UI's Automation page and from
-    # the CLI (`dagster sensor stop automation_<project>`), kept in the instance.
-    for project in sorted(automated):
-        sensors.append(
-            dg.AutomationConditionSensorDefinition(
-                automation_sensor_name(project),
-                target=dg.AssetSelection.groups(project),
-                default_status=dg.DefaultSensorStatus.RUNNING,
-                minimum_interval_seconds=3,
-                description=f"Regenerates {project}'s missing and stale sentences and outputs.",
-            )
-        )
+    sensors += automation_sensors(sorted(automated))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
@@ -174,6 +190,25 @@ def build_definitions(
         resources=resources,
         executor=build_executor(),
     )
+
+
+def automation_sensors(projects: list[str]) -> list[dg.AutomationConditionSensorDefinition]:
+    """One automation sensor per project with automation (`automation_<project>`): its on/off
+    switch in the UI's Automation page and from the CLI (`dagster sensor stop ...`), kept in the
+    instance. Evaluated in the code location's process every 3 s, as Dagster requires for the
+    studio's own state checks in the conditions (`conditions.py`); Dagster allows such a sensor
+    at most 500 assets and checks, and one project has a few dozen."""
+    return [
+        dg.AutomationConditionSensorDefinition(
+            automation_sensor_name(project),
+            target=dg.AssetSelection.groups(project),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=3,
+            use_user_code_server=True,
+            description=f"Regenerates {project}'s missing and stale sentences and outputs.",
+        )
+        for project in projects
+    ]
 
 
 @dg.definitions

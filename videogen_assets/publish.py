@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -46,13 +47,16 @@ def publish(
     result: SyncResult,
     *,
     observe: bool = True,
+    defer: Collection[str] = (),
 ) -> PublishReport:
     """Add/delete dynamic partitions and report new data versions of `sentence`/`direction`.
 
     Idempotent: only versions that differ from the last published ones are reported, so calling
     it from both the CLI and the sensor never reports a change twice. ``observe=False`` only
     syncs partitions (a new project: Dagster's SQLite event log stores ~12 ms per event, so the
-    two observations per sentence are left to the first render or sensor tick).
+    two observations per sentence are left to the first render or sensor tick). ``defer``: sentences
+    whose new versions are left for the run that regenerates them to report (`publish_pending`),
+    so that no automation tick sees them changed before that run exists.
     """
     project = result.project
     report = PublishReport(project=project)
@@ -70,43 +74,10 @@ def publish(
     report.script_reported = report_script(instance, studio, project, sentences=len(result.order))
     if not observe:
         return report
-    k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
-    events: list[dg.AssetObservation] = []
     with db.session() as s:
         rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
-        for row in rows:
-            if row.published_sentence_version != row.sentence_version:
-                events.append(
-                    dg.AssetObservation(
-                        asset_key=k_sentence,
-                        partition=row.id,
-                        tags={DATA_VERSION_TAG: row.sentence_version},
-                        metadata={"text": row.text, "line": row.line},
-                    )
-                )
-                row.published_sentence_version = row.sentence_version
-                report.sentence_observed.append(row.id)
-            if row.published_direction_version != row.direction_version:
-                events.append(
-                    dg.AssetObservation(
-                        asset_key=k_direction,
-                        partition=row.id,
-                        tags={DATA_VERSION_TAG: row.direction_version},
-                        metadata={
-                            "camera": row.camera_movement or "-",
-                            "motion": row.motion_strength
-                            if row.motion_strength is not None
-                            else -1,
-                            "image_prompt": row.image_prompt or "-",
-                            "characters": ", ".join(row.characters or []) or "-",
-                        },
-                    )
-                )
-                row.published_direction_version = row.direction_version
-                report.direction_observed.append(row.id)
-        # Stored before the session commits the "published" marks: a crash in between reports
-        # the same versions again next time, which changes nothing.
-        report_observations(instance, events)
+        deferred = set(defer)
+        _report_pending(instance, project, [r for r in rows if r.id not in deferred], report)
     return report
 
 
@@ -142,6 +113,64 @@ def report_script(
         )
     )
     return True
+
+
+def publish_pending(
+    instance: dg.DagsterInstance, db: StudioDatabase, project: str, partitions: Sequence[str]
+) -> list[str]:
+    """Report the observed data versions of these sentences that the script sync has not
+    reported yet (see ``publish(defer=...)``); the sentences reported.
+
+    Called by a step that reads a sentence's words or directives before it records its
+    materialization, so the provenance it records names the version it used.
+    """
+    if not partitions:
+        return []
+    report = PublishReport(project=project)
+    with db.session() as s:
+        rows = s.scalars(select(Sentence).where(Sentence.id.in_(list(partitions)))).all()
+        _report_pending(instance, project, list(rows), report)
+    return sorted(set(report.sentence_observed) | set(report.direction_observed))
+
+
+def _report_pending(
+    instance: dg.DagsterInstance, project: str, rows: Sequence[Sentence], report: PublishReport
+) -> None:
+    """Report the rows' unreported versions and mark them reported (the caller's session
+    commits the marks)."""
+    k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
+    events: list[dg.AssetObservation] = []
+    for row in rows:
+        if row.published_sentence_version != row.sentence_version:
+            events.append(
+                dg.AssetObservation(
+                    asset_key=k_sentence,
+                    partition=row.id,
+                    tags={DATA_VERSION_TAG: row.sentence_version},
+                    metadata={"text": row.text, "line": row.line},
+                )
+            )
+            row.published_sentence_version = row.sentence_version
+            report.sentence_observed.append(row.id)
+        if row.published_direction_version != row.direction_version:
+            events.append(
+                dg.AssetObservation(
+                    asset_key=k_direction,
+                    partition=row.id,
+                    tags={DATA_VERSION_TAG: row.direction_version},
+                    metadata={
+                        "camera": row.camera_movement or "-",
+                        "motion": row.motion_strength if row.motion_strength is not None else -1,
+                        "image_prompt": row.image_prompt or "-",
+                        "characters": ", ".join(row.characters or []) or "-",
+                    },
+                )
+            )
+            row.published_direction_version = row.direction_version
+            report.direction_observed.append(row.id)
+    # Stored before the session commits the "published" marks: a crash in between reports
+    # the same versions again next time, which changes nothing.
+    report_observations(instance, events)
 
 
 def report_observations(

@@ -1,14 +1,28 @@
 """Sensors: the script watcher that turns a saved script.md into partitions and data versions."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
 from videogen import paths
 from videogen.errors import InputError
-from videogen.sync import sync_project
-from videogen_assets.context import PER_PROJECT, key
+from videogen.sync import SyncResult, sync_project
+from videogen_assets.context import (
+    CLIP,
+    EXPORT,
+    KEYFRAME,
+    NARRATION,
+    PER_PROJECT,
+    PER_SENTENCE,
+    ROUGH_CUT,
+    SHOT,
+    STORYBOARD,
+    SUBTITLES,
+    key,
+)
+from videogen_assets.partitions import partitions_name
 from videogen_assets.publish import publish
 from videogen_resources.database import StudioDatabase
 from videogen_resources.studio import StudioResource
@@ -36,13 +50,111 @@ def _characters_stamp(db: StudioDatabase) -> str:
     return f"{count}:{latest}"
 
 
+# Runs that are waiting or running: a run for this project in one of these states means an
+# edit is left to automation, which waits for it.
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+@dataclass(frozen=True)
+class SentenceEdit:
+    """One made sentence whose words and/or directives changed, and nothing else did."""
+
+    project: str
+    sentence: str
+    words: bool  # the words or the speaker changed (the narration is made again)
+    stamp: str  # the saved file's stamp and the new versions: one run per save
+
+    def run_request(self) -> dg.RunRequest:
+        """One run: the sentence's chain and the project outputs that follow from it."""
+        chain = [NARRATION, SHOT, KEYFRAME, CLIP] if self.words else [SHOT, KEYFRAME, CLIP]
+        outputs = [ROUGH_CUT, STORYBOARD, EXPORT] + ([SUBTITLES] if self.words else [])
+        return dg.RunRequest(
+            run_key=f"{self.sentence}:{self.stamp}",
+            partition_key=self.sentence,
+            asset_selection=[key(self.project, n) for n in chain + outputs],
+            tags={
+                "videogen/reason": "sentence edited" if self.words else "directives edited",
+                "videogen/sentence": self.sentence,
+            },
+        )
+
+
+def one_sentence_edit(
+    instance: dg.DagsterInstance,
+    db: StudioDatabase,
+    project: str,
+    result: SyncResult,
+    studio_dir: Path,
+) -> SentenceEdit | None:
+    """The edit the watcher regenerates with one run of its own, or None to leave the sync to
+    declarative automation.
+
+    One run (chain and project outputs together) needs: exactly one sentence with versions not
+    yet reported, that sentence's four assets made before, no sentence added, deleted or
+    moved, and no run or backfill of this project waiting or running (automation waits for
+    those; two runs building the rough cut at once could record the older one last).
+    """
+    from sqlalchemy import select
+
+    from videogen_resources.database import Sentence
+
+    if result.added or result.removed or result.reordered:
+        return None
+    existing = set(instance.get_dynamic_partitions(partitions_name(project)))
+    if existing != set(result.order):
+        return None
+    with db.session() as s:
+        rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
+        pending = [
+            (r.id, r.published_sentence_version != r.sentence_version, r)
+            for r in rows
+            if r.published_sentence_version != r.sentence_version
+            or r.published_direction_version != r.direction_version
+        ]
+        if len(pending) != 1:
+            return None
+        sentence, words, row = pending[0]
+        stamp = f"{_stamp(studio_dir)}|{row.sentence_version}-{row.direction_version}"
+    for kind in PER_SENTENCE:
+        if sentence not in instance.get_materialized_partitions(key(project, kind)):
+            return None
+    if _project_busy(instance, project):
+        return None
+    return SentenceEdit(project=project, sentence=sentence, words=words, stamp=stamp)
+
+
+def _project_busy(instance: dg.DagsterInstance, project: str) -> bool:
+    from dagster._core.execution.backfill import BulkActionStatus
+    from dagster._core.storage.dagster_run import RunsFilter
+
+    for run in instance.get_runs(RunsFilter(statuses=_ACTIVE)):
+        if any(k.path[0] == project for k in run.asset_selection or ()):
+            return True
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        keys = backfill.asset_selection or ()
+        if any(k.path[0] == project for k in keys):
+            return True
+    return False
+
+
 def build_script_watcher(
     projects: list[str], automated: set[str], *, interval_s: int = 2
 ) -> dg.SensorDefinition:
     """A sensor that syncs every project's script.md when it changes on disk."""
 
+    # A sensor's RunRequests need a target: the automated projects' assets (a request names
+    # the subset it runs).
+    target = dg.AssetSelection.groups(*sorted(automated)) if automated else None
+
     @dg.sensor(
         name="script_watcher",
+        target=target,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Notices a saved script.md and syncs sentence partitions and data versions.",
@@ -70,9 +182,17 @@ def build_script_watcher(
                 notes.append(f"{project}: {exc}")
                 cursor[project] = stamp
                 continue
-            report = publish(context.instance, db, studio, result)
+            edit = None
+            if project in automated and not cast_changed:
+                edit = one_sentence_edit(context.instance, db, project, result, folder)
+            report = publish(
+                context.instance, db, studio, result, defer=[edit.sentence] if edit else ()
+            )
             cursor[project] = stamp
-            if report.changed or result.changed:
+            if edit is not None:
+                runs.append(edit.run_request())
+                notes.append(f"{project}: {edit.sentence} edited: one run regenerates it")
+            elif report.changed or result.changed:
                 notes.append(
                     f"{project}: +{len(report.partitions_added)} -{len(report.partitions_deleted)}"
                     f" sentence~{len(report.sentence_observed)}"
