@@ -262,12 +262,20 @@ def _progress_printer():  # type: ignore[no-untyped-def]
 @main.command()
 @click.argument("project")
 @click.option("--all", "everything", is_flag=True, help="Regenerate everything, not only stale.")
+@click.option("--wait", is_flag=True, help="Wait for a render of the project already running.")
+@click.option("--debug", is_flag=True, help="Full tracebacks and Dagster's console log.")
 @click.pass_context
-def render(ctx: click.Context, project: str, everything: bool) -> None:
-    """Materialize a project's missing and stale assets here, with a progress bar."""
-    from videogen.operations import render as do_render
+def render(ctx: click.Context, project: str, everything: bool, wait: bool, debug: bool) -> None:
+    """Materialize a project's missing and stale assets here, with a progress bar.
 
+    One render per project runs at a time; Ctrl-C stops it (exit status 130)."""
+    from videogen.operations import render as do_render
+    from videogen.render_control import RenderCanceled
+
+    if debug:
+        os.environ["VIDEOGEN_DEBUG"] = "1"
     root = _root(ctx)
+    note = _note_printer()
     try:
         do_render(
             root,
@@ -275,15 +283,32 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
             instance=_instance(root),
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
+            wait=wait,
+            on_wait=note,
+            on_note=note,
         )
-    except InputError as exc:
-        _fail(exc)
-        return
-    except Exception as exc:
-        _fail_run(exc)
-        return
+    except RenderCanceled as exc:
+        click.echo(f"canceled: {exc}", err=True)
+        # Leave at once: the runs are marked, the services told; steps of this process still
+        # winding down (exc.abandoned) and the interpreter's shutdown would only delay it.
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
+    except KeyboardInterrupt:  # before any work started (syncing, waiting for the lock)
+        click.echo(f"canceled: render of {project!r} stopped before it started", err=True)
+        sys.exit(130)
+    except InputError as exc:  # a bad input, a busy project, a failed render (with its log)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     cut = paths.project_dir(root, project) / "rough_cut.mp4"
     click.echo(f"rough cut: {cut}")
+
+
+def _note_printer():  # type: ignore[no-untyped-def]
+    def note(line: str) -> None:
+        click.echo(line, err=True)
+
+    return note
 
 
 @main.command(name="export")
