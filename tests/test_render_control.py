@@ -379,3 +379,25 @@ def test_render_makes_only_what_is_stale_per_asset_and_partition(
     (folder / "script.md").write_text("".join(moved), encoding="utf-8")
     render(studio_root, "t", instance=instance, settings=settings)
     assert sum(_mats(instance, "t", "rough_cut").values()) == 4
+
+
+def test_status_warns_when_the_script_is_far_longer_than_the_brief(
+    studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
+    runner = CliRunner()
+    home = ["--home", str(studio_root)]
+    long_script = tmp_path / "long.md"
+    body = "".join(f"Wave number {i} rolls onto the grey beach.\n" for i in range(30))
+    long_script.write_text("# Sea\n" + body, encoding="utf-8")  # 30 x 8 = 240 words
+    short_script = tmp_path / "short.md"
+    short_script.write_text(SCRIPT, encoding="utf-8")
+    for name, script in (("long", long_script), ("short", short_script)):
+        res = runner.invoke(main, [*home, "new", name, "--minutes", "1", "--script", str(script)])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(main, [*home, "status", "long"])
+    assert res.exit_code == 0
+    [line] = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
+    assert "240 words" in line and "1.6x" in line and "1 minutes (150 words)" in line
+    res = runner.invoke(main, [*home, "status", "short"])
+    assert res.exit_code == 0 and "warning:" not in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -220,13 +221,21 @@ def show(ctx: click.Context, project: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    from videogen.operations import length_warning, project_brief
+
+    with contextlib.suppress(InputError):
+        warning = length_warning(project_brief(root, project), [r.text for r in rows])
+        if warning:
+            click.echo(warning, err=True)
+    lines: list[str] = []
     section = None
     for s in data["sentences"]:
         if s["section"] != section:
             section = s["section"]
-            click.echo(f"\n## {section}")
+            lines.append(f"\n## {section}")
         st = " ".join(f"{k}:{v}" for k, v in s["status"].items())
-        click.echo(f"{s['order']:>4} {s['id']:<28} {st}\n     {s['text']}")
+        lines.append(f"{s['order']:>4} {s['id']:<28} {st}\n     {s['text']}")
+    click.echo("\n".join(lines))  # one write: thousands of echo calls are slow
 
 
 @main.command()
@@ -288,12 +297,7 @@ def render(ctx: click.Context, project: str, everything: bool, wait: bool, debug
             on_note=note,
         )
     except RenderCanceled as exc:
-        click.echo(f"canceled: {exc}", err=True)
-        # Leave at once: the runs are marked, the services told; steps of this process still
-        # winding down (exc.abandoned) and the interpreter's shutdown would only delay it.
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os._exit(130)
+        _canceled(exc)
     except KeyboardInterrupt:  # before any work started (syncing, waiting for the lock)
         click.echo(f"canceled: render of {project!r} stopped before it started", err=True)
         sys.exit(130)
@@ -302,6 +306,15 @@ def render(ctx: click.Context, project: str, everything: bool, wait: bool, debug
         sys.exit(1)
     cut = paths.project_dir(root, project) / "rough_cut.mp4"
     click.echo(f"rough cut: {cut}")
+
+
+def _canceled(exc: Exception) -> None:
+    click.echo(f"canceled: {exc}", err=True)
+    # Leave at once: the runs are marked, the services told; steps of this process still
+    # winding down and the interpreter's shutdown would only delay it.
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(130)
 
 
 def _note_printer():  # type: ignore[no-untyped-def]
@@ -363,6 +376,7 @@ def demo(ctx: click.Context, style: str) -> None:
     from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
     from videogen.operations import create_project, list_projects
     from videogen.operations import render as do_render
+    from videogen.render_control import RenderCanceled
 
     root = _root(ctx)
     instance = _instance(root)
@@ -379,6 +393,11 @@ def demo(ctx: click.Context, style: str) -> None:
         click.echo(f"created the demo project in {paths.project_dir(root, DEMO_NAME)}")
     try:
         do_render(root, DEMO_NAME, instance=instance, progress=_progress_printer())
+    except RenderCanceled as exc:
+        _canceled(exc)
+    except KeyboardInterrupt:
+        click.echo("canceled: the demo render stopped before it started", err=True)
+        sys.exit(130)
     except Exception as exc:
         _fail_run(exc)
         return

@@ -147,6 +147,29 @@ def project_brief(root: Path, name: str) -> ProjectBrief:
     return load_brief(Studio(root).project_dir(name))
 
 
+WORDS_PER_MINUTE = 150
+"""Narration pace assumed when comparing a script's length with the brief's minutes."""
+
+LONG_SCRIPT_FACTOR = 1.5
+"""A script longer than this many times the brief's target words gets a warning."""
+
+
+def length_warning(brief: ProjectBrief, texts: Sequence[str]) -> str | None:
+    """A warning when the script is far longer than the brief's minutes (more than
+    `LONG_SCRIPT_FACTOR` times the words ``minutes`` take at `WORDS_PER_MINUTE`), naming the
+    numbers; None otherwise."""
+    words = sum(len(t.split()) for t in texts)
+    target = brief.minutes * WORDS_PER_MINUTE
+    if target <= 0 or words <= LONG_SCRIPT_FACTOR * target:
+        return None
+    return (
+        f"warning: script.md has {words} words, about {words / WORDS_PER_MINUTE:.1f} minutes "
+        f"at {WORDS_PER_MINUTE} words a minute: {words / target:.1f}x the brief's "
+        f"{brief.minutes:g} minutes ({target:.0f} words); shorten the script or raise "
+        "`minutes` in project.yaml"
+    )
+
+
 def materialized_partitions(
     instance: dg.DagsterInstance, project: str, kinds: Sequence[str]
 ) -> dict[str, set[str]]:
@@ -294,6 +317,11 @@ def _render(
     all_keys = list(instance.get_dynamic_partitions(partitions_name(name)))
     ordered = [r.id for r in sentence_order(studio.db, name)]
     ordered += [k for k in all_keys if k not in set(ordered)]
+    if on_note is not None:
+        rows = sentence_order(studio.db, name)
+        warning = length_warning(load_brief(studio.project_dir(name)), [r.text for r in rows])
+        if warning:
+            on_note(warning)
     busy, busy_runs = rc.busy_partitions(instance, name, all_keys, tag)
     if busy_runs and on_note is not None:
         n = len(set().union(*busy.values()) - {""}) if busy else 0
