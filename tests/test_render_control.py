@@ -401,3 +401,65 @@ def test_status_warns_when_the_script_is_far_longer_than_the_brief(
     assert "240 words" in line and "1.6x" in line and "1 minutes (150 words)" in line
     res = runner.invoke(main, [*home, "status", "short"])
     assert res.exit_code == 0 and "warning:" not in res.output
+
+
+def test_a_run_cancelled_in_the_ui_empties_the_comfyui_queue_within_2s(
+    studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    """A batch of keyframes on a slow server: the run turns CANCELING (as the UI's terminate
+    does first); within 2 s the running prompt is interrupted and the queued one deleted, the
+    queue stays empty, nothing is retried, and the run ends CANCELED."""
+    from videogen.operations import sync
+    from videogen_assets.context import key
+    from videogen_assets.definitions import build_definitions
+    from videogen_resources.settings import BackendSettings
+
+    script = tmp_path / "s.md"
+    script.write_text(SCRIPT, encoding="utf-8")
+    create_project(studio_root, title="T", name="t", script_file=script, instance=instance)
+    sync(studio_root, "t", instance=instance)
+    with FakeComfyUI(job_seconds=60, version="0.7.0", extra_nodes=newer_node_schemas()) as comfy:
+        defs = build_definitions(studio_root, BackendSettings(comfyui_urls=[comfy.url]))
+        assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+        resources = dict(defs.resources or {})
+        ids = sorted(instance.get_dynamic_partitions("t__sentences"))
+        assert len(ids) == 3
+
+        def run(kind: str) -> dg.ExecuteInProcessResult:
+            return dg.materialize(
+                assets,
+                instance=instance,
+                resources=resources,
+                selection=[key("t", kind)],
+                tags={
+                    "dagster/asset_partition_range_start": ids[0],
+                    "dagster/asset_partition_range_end": ids[-1],
+                },
+                raise_on_error=False,
+            )
+
+        assert run("shot").success
+        results: list[dg.ExecuteInProcessResult] = []
+        worker = threading.Thread(target=lambda: results.append(run("keyframe")))
+        worker.start()
+        t0 = time.monotonic()
+        while len(comfy.requests_to("POST", "/prompt")) < 2 and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert len(comfy.requests_to("POST", "/prompt")) == 2 and not comfy.queue_empty()
+        [started] = [r for r in instance.get_runs() if r.status == dg.DagsterRunStatus.STARTED]
+        cancelled_at = time.monotonic()
+        instance.report_run_canceling(started)
+        while not comfy.queue_empty() and time.monotonic() - cancelled_at < 10:
+            time.sleep(0.02)
+        emptied = time.monotonic() - cancelled_at
+        assert emptied <= 2.0, f"the queue emptied {emptied:.2f}s after the cancel"
+        worker.join(30)
+        assert not worker.is_alive()
+        time.sleep(3.0)  # a retry policy would queue again after 2 s
+        assert comfy.queue_empty() and len(comfy.requests_to("POST", "/prompt")) == 2
+        assert comfy.deleted and comfy.interrupts
+    final = instance.get_run_by_id(started.run_id)
+    assert final is not None and final.status == dg.DagsterRunStatus.CANCELED
+    events = [e.event_type for e in results[0].all_events]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in events

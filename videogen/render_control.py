@@ -343,14 +343,10 @@ def without_output_capture(instance: dg.DagsterInstance) -> Iterator[None]:
 
 
 def tell_services() -> None:
-    """Tell the services this process uses to stop its jobs now (ComfyUI: queued prompts
-    deleted, the running one interrupted), without waiting for the steps to notice."""
-    import sys
+    """Tell the services this process uses to stop its jobs now (`cancel.stop_service_jobs`)."""
+    from videogen_assets.cancel import stop_service_jobs
 
-    comfyui = sys.modules.get("videogen_resources.comfyui")
-    if comfyui is not None:
-        with contextlib.suppress(Exception):
-            comfyui.stop_live_jobs()
+    stop_service_jobs()
 
 
 def _stop_children() -> None:

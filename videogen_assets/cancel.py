@@ -93,16 +93,53 @@ def no_retry_when_cancelled(context: dg.AssetExecutionContext) -> Iterator[None]
         raise
 
 
+def stop_service_jobs() -> None:
+    """Tell the services this process uses to stop its jobs now (ComfyUI: the queued prompts
+    deleted, the running one interrupted), without waiting for the steps to notice."""
+    import sys
+
+    comfyui = sys.modules.get("videogen_resources.comfyui")
+    if comfyui is not None:
+        with contextlib.suppress(Exception):
+            comfyui.stop_live_jobs()
+
+
+WATCH_S = 0.5
+"""How often a running step reads its run's status to tell its services about a cancel."""
+
+
+@contextlib.contextmanager
+def services_told_on_cancel(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """While a step runs, read its run's status every `WATCH_S`; once the run is being
+    cancelled (the UI, the daemon, Ctrl-C), tell the services at once: a job waiting on a
+    service would only notice at its next poll, and a prompt queued behind it never."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_S):
+            if _run_cancelled(context):
+                stop_service_jobs()
+                return
+
+    watcher = threading.Thread(target=watch, name="videogen-cancel-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def stops_on_cancel(fn: _F) -> _F:
     """Wrap a generator asset function (first parameter ``context``) in
-    `no_retry_when_cancelled`; Dagster still sees the function's own signature and docstring."""
+    `no_retry_when_cancelled` and `services_told_on_cancel`; Dagster still sees the function's
+    own signature and docstring."""
 
     @functools.wraps(fn)
     def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        with no_retry_when_cancelled(context):
+        with no_retry_when_cancelled(context), services_told_on_cancel(context):
             yield from fn(context, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
