@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -248,13 +249,21 @@ def show(ctx: click.Context, project: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    from videogen.operations import length_warning, project_brief
+
+    with contextlib.suppress(InputError):
+        warning = length_warning(project_brief(root, project), [r.text for r in rows])
+        if warning:
+            click.echo(warning, err=True)
+    lines: list[str] = []
     section = None
     for s in data["sentences"]:
         if s["section"] != section:
             section = s["section"]
-            click.echo(f"\n## {section}")
+            lines.append(f"\n## {section}")
         st = " ".join(f"{k}:{v}" for k, v in s["status"].items())
-        click.echo(f"{s['order']:>4} {s['id']:<28} {st}\n     {s['text']}")
+        lines.append(f"{s['order']:>4} {s['id']:<28} {st}\n     {s['text']}")
+    click.echo("\n".join(lines))  # one write: thousands of echo calls are slow
 
 
 @main.command()
@@ -288,6 +297,8 @@ def _progress_printer():  # type: ignore[no-untyped-def]
     default=None,
     help="Clip engine for this render (over project.yaml and VIDEOGEN_CLIPS).",
 )
+@click.option("--wait", is_flag=True, help="Wait for a render of the project already running.")
+@click.option("--debug", is_flag=True, help="Full tracebacks and Dagster's console log.")
 @click.pass_context
 def render(
     ctx: click.Context,
@@ -295,12 +306,20 @@ def render(
     everything: bool,
     keyframe_engine: str | None,
     clip_engine: str | None,
+    wait: bool,
+    debug: bool,
 ) -> None:
-    """Materialize a project's missing and stale assets here, with a progress bar."""
+    """Materialize a project's missing and stale assets here, with a progress bar.
+
+    One render per project runs at a time; Ctrl-C stops it (exit status 130)."""
     from videogen.operations import render as do_render
+    from videogen.render_control import RenderCanceled
     from videogen_resources.settings import BackendSettings
 
+    if debug:
+        os.environ["VIDEOGEN_DEBUG"] = "1"
     root = _root(ctx)
+    note = _note_printer()
     try:
         settings = BackendSettings.from_env()
         if keyframe_engine:
@@ -314,15 +333,36 @@ def render(
             settings=settings,
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
+            wait=wait,
+            on_wait=note,
+            on_note=note,
         )
-    except InputError as exc:
-        _fail(exc)
-        return
-    except Exception as exc:
-        _fail_run(exc)
-        return
+    except RenderCanceled as exc:
+        _canceled(exc)
+    except KeyboardInterrupt:  # before any work started (syncing, waiting for the lock)
+        click.echo(f"canceled: render of {project!r} stopped before it started", err=True)
+        sys.exit(130)
+    except InputError as exc:  # a bad input, a busy project, a failed render (with its log)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     cut = paths.project_dir(root, project) / "rough_cut.mp4"
     click.echo(f"rough cut: {cut}")
+
+
+def _canceled(exc: Exception) -> None:
+    click.echo(f"canceled: {exc}", err=True)
+    # Leave at once: the runs are marked, the services told; steps of this process still
+    # winding down and the interpreter's shutdown would only delay it.
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(130)
+
+
+def _note_printer():  # type: ignore[no-untyped-def]
+    def note(line: str) -> None:
+        click.echo(line, err=True)
+
+    return note
 
 
 @main.command(name="export")
@@ -408,6 +448,7 @@ def demo(ctx: click.Context, style: str) -> None:
     from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
     from videogen.operations import create_project, list_projects
     from videogen.operations import render as do_render
+    from videogen.render_control import RenderCanceled
 
     root = _root(ctx)
     instance = _instance(root)
@@ -424,6 +465,11 @@ def demo(ctx: click.Context, style: str) -> None:
         click.echo(f"created the demo project in {paths.project_dir(root, DEMO_NAME)}")
     try:
         do_render(root, DEMO_NAME, instance=instance, progress=_progress_printer())
+    except RenderCanceled as exc:
+        _canceled(exc)
+    except KeyboardInterrupt:
+        click.echo("canceled: the demo render stopped before it started", err=True)
+        sys.exit(130)
     except Exception as exc:
         _fail_run(exc)
         return

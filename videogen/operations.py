@@ -7,6 +7,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -168,6 +169,29 @@ def project_brief(root: Path, name: str) -> ProjectBrief:
     return load_brief(Studio(root).project_dir(name))
 
 
+WORDS_PER_MINUTE = 150
+"""Narration pace assumed when comparing a script's length with the brief's minutes."""
+
+LONG_SCRIPT_FACTOR = 1.5
+"""A script longer than this many times the brief's target words gets a warning."""
+
+
+def length_warning(brief: ProjectBrief, texts: Sequence[str]) -> str | None:
+    """A warning when the script is far longer than the brief's minutes (more than
+    `LONG_SCRIPT_FACTOR` times the words ``minutes`` take at `WORDS_PER_MINUTE`), naming the
+    numbers; None otherwise."""
+    words = sum(len(t.split()) for t in texts)
+    target = brief.minutes * WORDS_PER_MINUTE
+    if target <= 0 or words <= LONG_SCRIPT_FACTOR * target:
+        return None
+    return (
+        f"warning: script.md has {words} words, about {words / WORDS_PER_MINUTE:.1f} minutes "
+        f"at {WORDS_PER_MINUTE} words a minute: {words / target:.1f}x the brief's "
+        f"{brief.minutes:g} minutes ({target:.0f} words); shorten the script or raise "
+        "`minutes` in project.yaml"
+    )
+
+
 def materialized_partitions(
     instance: dg.DagsterInstance, project: str, kinds: Sequence[str]
 ) -> dict[str, set[str]]:
@@ -178,12 +202,24 @@ def materialized_partitions(
     return out
 
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-"""Run config that keeps Dagster's console logger to warnings (the event log keeps everything)."""
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Run config that keeps Dagster's console logger quiet (the event log, the UI and a failed
+render's log file under ``<studio>/logs/`` keep everything)."""
+
+DEBUG_CONSOLE = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+"""Run config for ``--debug`` / ``VIDEOGEN_DEBUG=1``: Dagster's console log in full."""
 
 ProgressCallback = Callable[["RenderSnapshot"], None]
 """Takes the render's progress (`videogen.progress`), from a watcher thread, about twice a
 second; the last call has ``final`` set."""
+
+OUTPUTS_TAG = "videogen/outputs_inputs"
+"""Run tag of a render's project-outputs run: the fingerprint of everything they are made from."""
+
+
+def debug_enabled() -> bool:
+    """Whether ``VIDEOGEN_DEBUG`` asks for full tracebacks and Dagster's console log."""
+    return os.environ.get("VIDEOGEN_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def render(
@@ -194,46 +230,163 @@ def render(
     settings=None,  # type: ignore[no-untyped-def]
     progress: ProgressCallback | None = None,
     only_missing_or_stale: bool = True,
+    wait: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dg.ExecuteInProcessResult | None:
     """Materialize a project's missing and stale assets in this process, batching sentences.
 
-    Sentences are handed to each per-sentence asset in contiguous key ranges (one step per asset
-    for many sentences); every sentence still gets its own materialization, data version and
-    provenance. Returns None when nothing needed doing.
+    Each per-sentence asset is rendered in turn (narration, shot, keyframe, clip) for exactly
+    the partitions whose status is missing or stale at that moment, so a sentence whose
+    narration is up to date is not narrated again because its clip is stale, while a changed
+    input makes what depends on it stale in time for its turn. Sentences are handed to each
+    asset in contiguous key ranges (one step per asset for many sentences); every sentence
+    still gets its own materialization, data version and provenance. The project outputs
+    (rough cut, subtitles, storyboard, export) are rebuilt only when what they are made from
+    changed since this command last built them (a sentence's media, the order or the set of
+    sentences, the brief, their code), when they were last built by something else, or when a
+    file of theirs is missing. Returns None when nothing needed doing.
+
+    One render per project runs at a time (`render_control.acquire_lock`; ``wait`` waits for
+    it); partitions that a run launched elsewhere (the daemon's automation, a backfill) is
+    making right now are left to that run (``on_note`` hears which). Ctrl-C stops the render
+    (`render_control.RenderCanceled`); a failure raises `render_control.RenderFailed` naming
+    the log file with the full log.
 
     A render that was killed leaves its run STARTED (only a run launcher's health check could
     tell, and in-process runs have none) and maybe temporary files of the writes it was doing;
     both are cleared first: runs of this host's renders whose process is gone are marked failed,
     temporary files whose writer is gone are deleted.
     """
-    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key
+    from videogen import render_control as rc
+
+    Studio(root).project_dir(name)  # a clear error for an unknown project, before any lock
+    lock = rc.acquire_lock(root, name, wait=wait, instance=instance, on_wait=on_wait)
+    tag = uuid.uuid4().hex
+    try:
+        lock.note(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            render=tag,
+            started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+        stopper = rc.Stopper(instance, tag)
+
+        def work() -> dg.ExecuteInProcessResult | None:
+            return _render(
+                root,
+                name,
+                instance=instance,
+                settings=settings,
+                progress=progress,
+                only_missing_or_stale=only_missing_or_stale,
+                tag=tag,
+                on_note=on_note,
+            )
+
+        try:
+            with rc.without_output_capture(instance):
+                return rc.run_stoppable(work, stopper, name)  # type: ignore[no-any-return]
+        except (rc.RenderCanceled, InputError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log = rc.write_render_log(root, name, instance, tag, exc)
+            inner = _inner_error(exc)
+            if isinstance(inner, InputError):
+                raise inner from exc
+            if debug_enabled():
+                raise
+            raise rc.RenderFailed(rc.root_cause(exc), log) from exc
+    finally:
+        lock.release()
+
+
+def _inner_error(exc: BaseException) -> BaseException:
+    inner = exc
+    for _ in range(10):
+        nxt = getattr(inner, "user_exception", None) if isinstance(inner, dg.DagsterError) else None
+        if nxt is None:
+            break
+        inner = nxt
+    return inner
+
+
+def _render(
+    root: Path,
+    name: str,
+    *,
+    instance: dg.DagsterInstance,
+    settings,  # type: ignore[no-untyped-def]
+    progress: ProgressCallback | None,
+    only_missing_or_stale: bool,
+    tag: str,
+    on_note: Callable[[str], None] | None,
+) -> dg.ExecuteInProcessResult | None:
+    from videogen import render_control as rc
+    from videogen_assets.cancel import stop_requested
+    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
     from videogen_assets.definitions import build_definitions
+    from videogen_assets.partitions import partitions_name
     from videogen_assets.status import sentence_statuses
 
     sync(root, name, instance=instance)
     fail_orphaned_runs(instance)
-    remove_stale_temp_files(Studio(root).project_dir(name))
+    studio = Studio(root)
+    remove_stale_temp_files(studio.project_dir(name))
     defs = build_definitions(root, settings)
-    project_keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == name]
+    graph = defs.resolve_asset_graph()
+    project_keys = [k for k in graph.get_all_asset_keys() if k.path[0] == name]
     if not project_keys:
         raise InputError(f"project {name!r} has no assets (is project.yaml valid?)")
-    from videogen_assets.partitions import partitions_name
-
-    all_keys = instance.get_dynamic_partitions(partitions_name(name))
-    if only_missing_or_stale:
-        statuses = sentence_statuses(instance, defs, name, all_keys)
-        todo = [k for k in all_keys if any(v != "done" for v in statuses.get(k, {}).values())]
-    else:
-        todo = list(all_keys)
+    all_keys = list(instance.get_dynamic_partitions(partitions_name(name)))
+    ordered = [r.id for r in sentence_order(studio.db, name)]
+    ordered += [k for k in all_keys if k not in set(ordered)]
+    if on_note is not None:
+        rows = sentence_order(studio.db, name)
+        warning = length_warning(load_brief(studio.project_dir(name)), [r.text for r in rows])
+        if warning:
+            on_note(warning)
+    busy, busy_runs = rc.busy_partitions(instance, name, all_keys, tag)
+    if busy_runs and on_note is not None:
+        n = len(set().union(*busy.values()) - {""}) if busy else 0
+        on_note(
+            f"{n} sentence(s) are being made by run(s) {', '.join(r[:8] for r in busy_runs)} "
+            "(automation or the UI): left to them"
+        )
     assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
     resources = dict(defs.resources or {})
-    tag = uuid.uuid4().hex
-    from videogen_assets.context import sentence_order
     from videogen_assets.previews import run_sentence_tags
 
-    sentences = {s.id: s for s in sentence_order(Studio(root).db, name)}
-    owner = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname()}
-    totals = {kind: len(todo) for kind in PER_SENTENCE}
+    sentences = {s.id: s for s in sentence_order(studio.db, name)}
+    owner = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname(), rc.PROJECT_TAG: name}
+    run_config = DEBUG_CONSOLE if debug_enabled() else QUIET
+
+    def wanted(kind: str) -> list[str]:
+        if not only_missing_or_stale:
+            todo = list(all_keys)
+        else:
+            st = sentence_statuses(instance, graph, name, all_keys, kinds=[kind])
+            todo = [k for k in all_keys if st.get(k, {}).get(kind, "missing") != "done"]
+        return [k for k in todo if k not in busy.get(kind, set())]
+
+    # An estimate for the progress display (a kind is redone where it or an input of its
+    # chain is not done), made exact for each kind as its turn comes.
+    chains = {
+        "narration": ("narration",),
+        "shot": ("shot",),
+        "keyframe": ("shot", "keyframe"),
+        "clip": PER_SENTENCE,
+    }
+    first = sentence_statuses(instance, graph, name, all_keys) if only_missing_or_stale else {}
+    totals: dict[str, int] = {
+        kind: sum(
+            1
+            for k in all_keys
+            if not only_missing_or_stale
+            or any(first.get(k, {}).get(c, "missing") != "done" for c in chains.get(kind, (kind,)))
+        )
+        for kind in PER_SENTENCE
+    }
     totals.update({kind: 1 for kind in PER_PROJECT})
     stop = threading.Event()
     watcher = None
@@ -246,38 +399,53 @@ def render(
     try:
         # One run per asset and key range: a batch run logs each sentence's materialization
         # itself, so a downstream asset in the same run would see no output and be skipped.
-        for start, end in _contiguous_ranges(all_keys, todo):
-            # a run over one sentence names it (words and section) on the Runs page
-            one = sentences.get(start) if start == end else None
-            named = run_sentence_tags(one.id, one.text, one.section) if one else {}
-            for kind in PER_SENTENCE:
+        for kind in PER_SENTENCE:
+            todo = wanted(kind)
+            totals[kind] = len(todo)
+            for start, end in _contiguous_ranges(all_keys, todo):
+                if stop_requested():
+                    return None
+                # a run over one sentence names it (words and section) on the Runs page
+                one = sentences.get(start) if start == end else None
+                named = run_sentence_tags(one.id, one.text, one.section) if one else {}
                 _materialize(
                     render_job_name(name, kind),
                     assets,
                     instance=instance,
                     resources=resources,
+                    run_config=run_config,
                     selection=[key(name, kind)],
                     tags={
                         "dagster/asset_partition_range_start": start,
                         "dagster/asset_partition_range_end": end,
-                        "videogen/render": tag,
+                        rc.RENDER_TAG: tag,
                         **owner,
                         **named,
                     },
                 )
+        fingerprint = outputs_fingerprint(instance, studio, name, ordered, graph)
+        outputs_busy = any("" in busy.get(kind, set()) for kind in PER_PROJECT)
+        if (
+            only_missing_or_stale
+            and (outputs_busy or outputs_up_to_date(instance, studio, name, fingerprint))
+        ) or stop_requested():
+            for kind in PER_PROJECT:
+                totals[kind] = 0
+            return None
         result = _materialize(
             render_job_name(name, "outputs"),
             assets,
             instance=instance,
             resources=resources,
+            run_config=run_config,
             selection=[key(name, k) for k in PER_PROJECT],
-            tags={"videogen/render": tag, **owner},
+            tags={rc.RENDER_TAG: tag, OUTPUTS_TAG: fingerprint, **owner},
         )
     finally:
         stop.set()
         if watcher is not None:
             watcher.join(timeout=5)
-    if progress is not None:
+    if progress is not None and not stop_requested():
         progress(RenderWatch(instance, tag, totals).poll(final=True))
     return result
 
@@ -299,6 +467,7 @@ def _materialize(
     resources: dict[str, object],
     selection: Sequence[dg.AssetKey],
     tags: dict[str, str],
+    run_config: dict[str, Any],
 ) -> dg.ExecuteInProcessResult:
     """`dg.materialize` in this process, as a run of a job named ``job_name``."""
     defs = dg.Definitions(
@@ -307,8 +476,70 @@ def _materialize(
         resources=resources,
     )
     return defs.resolve_job_def(job_name).execute_in_process(
-        run_config=QUIET, instance=instance, tags=tags
+        run_config=run_config, instance=instance, tags=tags
     )
+
+
+def outputs_fingerprint(
+    instance: dg.DagsterInstance,
+    studio: Studio,
+    name: str,
+    ordered: Sequence[str],
+    graph,  # type: ignore[no-untyped-def]
+) -> str:
+    """A hash of everything the project outputs are made from: the brief, the sentences in
+    script order (ids, sections, texts), each sentence's latest data versions, the outputs'
+    code versions and the export's workflow versions."""
+    import hashlib
+
+    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+    from videogen_assets.records import LatestRecords
+
+    h = hashlib.sha256()
+    folder = studio.project_dir(name)
+    h.update((folder / paths.PROJECT_FILE).read_bytes())
+    for row in sentence_order(studio.db, name):
+        h.update(f"\0{row.id}\0{row.section}\0{row.text}".encode())
+    latest = LatestRecords(instance, list(ordered))
+    for kind in PER_SENTENCE:
+        for pk in ordered:
+            h.update(f"\0{kind}:{pk}:{latest.data_version(key(name, kind), False, pk)}".encode())
+    for kind in PER_PROJECT:
+        node = graph.get(key(name, kind))
+        h.update(f"\0{kind}:{node.code_version}".encode())
+    return h.hexdigest()[:32]
+
+
+def output_files(studio: Studio, name: str) -> list[Path]:
+    """The files the project outputs write (all must exist for them to count as built)."""
+    folder = studio.project_dir(name)
+    exports = studio.files.export_dir(name)
+    return [
+        folder / "rough_cut.mp4",
+        folder / "subtitles.srt",
+        folder / "subtitles.vtt",
+        folder / "storyboard.html",
+        Path(exports) / "metadata.json",
+    ]
+
+
+def outputs_up_to_date(
+    instance: dg.DagsterInstance, studio: Studio, name: str, fingerprint: str
+) -> bool:
+    """Whether each project output's latest materialization came from a render's outputs run
+    with this fingerprint, and all their files exist."""
+    from videogen_assets.context import PER_PROJECT, key
+
+    if not all(p.exists() for p in output_files(studio, name)):
+        return False
+    for kind in PER_PROJECT:
+        event = instance.get_latest_materialization_event(key(name, kind))
+        if event is None:
+            return False
+        run = instance.get_run_by_id(event.run_id)
+        if run is None or run.tags.get(OUTPUTS_TAG) != fingerprint:
+            return False
+    return True
 
 
 _PID_TAG = "videogen/pid"

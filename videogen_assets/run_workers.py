@@ -19,8 +19,8 @@ worker. Under Dagster 1.13 two things go wrong when such processes are killed:
   `stop_with_run_worker` (called by the studio resource as a step process sets it up) makes the
   step interrupt itself the way Dagster's own termination does (SIGINT): the file being written
   is not renamed into place and its temporary file is removed, its ffmpeg is killed, the step
-  ends in the failed run (logged as up for retry under the assets' retry policy; only the dead
-  worker could have run that retry) and the run's retry makes the batch again. Should the
+  ends in the failed run without a step retry (an interrupted step is never retried:
+  `videogen_assets.cancel`) and the run's retry makes the batch again. Should the
   process not end by itself, it exits 20 seconds later.
 """
 

@@ -15,6 +15,7 @@ from videogen.atomic import atomic_write_text
 from videogen.shots import rule_based_shot
 from videogen.styles import load_style
 from videogen_assets.batching import PartitionResults
+from videogen_assets.cancel import run_cancel_check, stops_on_cancel
 from videogen_assets.context import (
     CLIP,
     DIRECTION,
@@ -81,27 +82,6 @@ def _facts(db: StudioDatabase, sentence_id: str) -> dict[str, object]:
     except dg.Failure:
         return {}
     return sentence_facts(s.id, s.text, s.section)
-
-
-_CANCEL_POLL_S = 1.0
-_CANCELLED = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
-
-
-def run_cancel_check(context: dg.AssetExecutionContext) -> Callable[[], bool]:
-    """True once this Dagster run is being cancelled (its status read at most once a second), so
-    a long generation on a service can be interrupted there instead of running to its end."""
-    state = {"at": -_CANCEL_POLL_S, "cancelled": False}
-
-    def cancelled() -> bool:
-        now = time.monotonic()
-        if not state["cancelled"] and now - state["at"] >= _CANCEL_POLL_S:
-            state["at"] = now
-            with contextlib.suppress(Exception):
-                run = context.instance.get_run_by_id(context.run_id)
-                state["cancelled"] = run is not None and run.status in _CANCELLED
-        return bool(state["cancelled"])
-
-    return cancelled
 
 
 def _cancel_kwargs(method: Callable[..., Any], cancelled: Callable[[], bool]) -> dict[str, Any]:
@@ -222,6 +202,7 @@ def build_sentence_assets(
         pool=pools[NARRATION],
         check_specs=[dg.AssetCheckSpec("audible", asset=k_narr)],
     )
+    @stops_on_cancel
     def narration(
         context: dg.AssetExecutionContext,
         studio: StudioResource,
@@ -293,6 +274,7 @@ def build_sentence_assets(
         **per_sentence(SHOT),
         deps=[k_sentence, k_direction],
     )
+    @stops_on_cancel
     def shot(
         context: dg.AssetExecutionContext,
         studio: StudioResource,
@@ -363,6 +345,7 @@ def build_sentence_assets(
             ),
         ],
     )
+    @stops_on_cancel
     def keyframe(
         context: dg.AssetExecutionContext,
         studio: StudioResource,
@@ -381,6 +364,8 @@ def build_sentence_assets(
 
         def jobs() -> Iterator[KeyframeJob]:
             for pk in context.partition_keys:
+                if cancelled():  # nothing more is queued once the run is being cancelled
+                    raise dg.Failure(description="run cancelled", allow_retries=False)
                 folder = studio.sentence_dir(project, pk)
                 out = folder / "keyframe.png"
                 if results.unchanged(pk, out):
@@ -451,6 +436,7 @@ def build_sentence_assets(
         pool=pools[CLIP],
         check_specs=[dg.AssetCheckSpec("matches_narration", asset=k_clip)],
     )
+    @stops_on_cancel
     def clip(
         context: dg.AssetExecutionContext,
         studio: StudioResource,
@@ -470,6 +456,8 @@ def build_sentence_assets(
 
         def jobs() -> Iterator[ClipJob]:
             for pk in context.partition_keys:
+                if cancelled():  # nothing more is queued once the run is being cancelled
+                    raise dg.Failure(description="run cancelled", allow_retries=False)
                 folder = studio.sentence_dir(project, pk)
                 out = folder / "clip.mp4"
                 if results.unchanged(pk, out):

@@ -1106,6 +1106,10 @@ class QueuedJob:
     _state: _ServerState
     _released: bool = False
 
+    def __post_init__(self) -> None:
+        with _REGISTRY.lock:
+            _LIVE_JOBS.add(self)
+
     @property
     def released(self) -> bool:
         return self._released
@@ -1127,6 +1131,26 @@ class QueuedJob:
             self._released = True
             with _REGISTRY.lock:
                 self._state.in_flight -= 1
+                _LIVE_JOBS.discard(self)
+
+
+_LIVE_JOBS: set[QueuedJob] = set()  # queued by this process and not yet finished or cancelled
+
+
+def stop_live_jobs(timeout_s: float = 1.0) -> list[str]:
+    """Take every prompt this process has queued or running off its server, at once and from
+    any thread (a render stopped by Ctrl-C): a waiting prompt is deleted from the queue, a
+    running one interrupted. Returns their prompt ids; the followers then see the prompts end
+    as interrupted. Never raises."""
+    with _REGISTRY.lock:
+        jobs = list(_LIVE_JOBS)
+    with httpx.Client(timeout=timeout_s) as client:
+        for job in jobs:
+            with contextlib.suppress(httpx.HTTPError):
+                client.post(f"{job.server}/queue", json={"delete": [job.prompt_id]})
+            with contextlib.suppress(httpx.HTTPError):
+                client.post(f"{job.server}/interrupt", json={"prompt_id": job.prompt_id})
+    return [job.prompt_id for job in jobs]
 
 
 class _ServerUnreachable(Exception):

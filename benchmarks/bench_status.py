@@ -1,0 +1,160 @@
+"""Status figures: `videogen status` on a large project (target: <= 5 s for 5,000 sentences on
+2 cores), and the phases it spends its time in.
+
+The project is created from a generated script and every sentence gets a recorded narration
+and shot (and every other one a keyframe and clip), stored the way a render records them (data
+version, code version and input provenance), so the statuses are computed over real records.
+Then the script is edited (one sentence) and `videogen status` runs as a creator runs it, in a
+fresh process; the in-process phases (sync, statuses, output) are timed too.
+
+Usage: python benchmarks/bench_status.py [--sentences 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_foundation import make_script
+
+from videogen.operations import create_project, sync
+
+
+def record_media(instance: dg.DagsterInstance, project: str, keys: list[str]) -> int:
+    """Store a materialization per sentence and asset as a render records it; returns how many."""
+    from dagster._core.definitions.data_version import (
+        CODE_VERSION_TAG,
+        DATA_VERSION_IS_USER_PROVIDED_TAG,
+        DATA_VERSION_TAG,
+    )
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+    from dagster._time import get_current_timestamp
+
+    from videogen_assets.batching import _provenance_tags
+    from videogen_assets.context import key
+    from videogen_assets.definitions import build_definitions
+    from videogen_assets.records import LatestRecords
+
+    graph = build_definitions(Path(os.environ["VIDEOGEN_HOME"])).resolve_asset_graph()
+    total = 0
+    for kind, share in (("narration", 1), ("shot", 1), ("keyframe", 2), ("clip", 2)):
+        node = graph.get(key(project, kind))
+        parents = [(p, graph.get(p).is_external) for p in sorted(node.parent_keys)]
+        latest = LatestRecords(instance, keys)
+        entries = []
+        for i, pk in enumerate(keys):
+            if i % share:
+                continue
+            tags = {
+                CODE_VERSION_TAG: node.code_version or "1",
+                DATA_VERSION_TAG: f"{kind}-{pk}",
+                DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
+                **_provenance_tags(latest, pk, parents),
+            }
+            mat = dg.AssetMaterialization(asset_key=node.key, partition=pk, tags=tags)
+            entries.append(
+                EventLogEntry(
+                    user_message="",
+                    level=20,
+                    job_name=RUNLESS_JOB_NAME,
+                    run_id=RUNLESS_RUN_ID,
+                    error_info=None,
+                    timestamp=get_current_timestamp(),
+                    step_key=None,
+                    dagster_event=DagsterEvent(
+                        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+                        event_specific_data=StepMaterializationData(mat),
+                        job_name=RUNLESS_JOB_NAME,
+                    ),
+                )
+            )
+        for start in range(0, len(entries), 500):
+            instance.event_log_storage.store_event_batch(entries[start : start + 500])
+        total += len(entries)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sentences", type=int, default=5000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        root = base / "studio"
+        os.environ["VIDEOGEN_HOME"] = str(root)
+        os.environ["DAGSTER_HOME"] = str(base / "home")
+        from videogen.cli import dagster_home
+
+        dagster_home(root)
+        instance = dg.DagsterInstance.get()
+        script = base / "script.md"
+        text = make_script(args.sentences)
+        script.write_text(text, encoding="utf-8")
+        t0 = time.perf_counter()
+        folder, _ = create_project(
+            root, title="Bench", name="bench", minutes=3, script_file=script, instance=instance
+        )
+        sync(root, "bench", instance=instance)
+        t_setup = time.perf_counter() - t0
+        from videogen_assets.partitions import partitions_name
+
+        keys = list(instance.get_dynamic_partitions(partitions_name("bench")))
+        t0 = time.perf_counter()
+        n = record_media(instance, "bench", keys)
+        t_record = time.perf_counter() - t0
+        target = f"Sentence {args.sentences // 2} tells"
+        (folder / "script.md").write_text(text.replace(target, target + " us", 1), "utf-8")
+
+        cmd = [str(Path(sys.executable).with_name("videogen")), "status", "bench"]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        t_cli = time.perf_counter() - t0
+        assert done.returncode == 0, done.stderr
+        stale = done.stdout.count("narration:stale")
+        warned = [ln for ln in done.stderr.splitlines() if ln.startswith("warning:")]
+
+        # the phases, in this process (imports already paid)
+        from videogen.operations import Studio
+        from videogen_assets.context import sentence_order
+        from videogen_assets.definitions import build_definitions
+        from videogen_assets.status import sentence_statuses
+
+        t0 = time.perf_counter()
+        sync(root, "bench", instance=instance)
+        t_sync = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rows = sentence_order(Studio(root).db, "bench")
+        defs = build_definitions(root)
+        t_defs = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        statuses = sentence_statuses(instance, defs, "bench", [r.id for r in rows])
+        t_status = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, text=True, check=True)
+        t_cli_again = time.perf_counter() - t0
+
+    missing = sum(v == "missing" for row in statuses.values() for v in row.values())
+    print(f"sentences:                      {args.sentences}")
+    print(f"setup (create + first sync):    {t_setup:.2f} s")
+    print(f"recorded materializations:      {n} in {t_record:.2f} s")
+    print(f"`videogen status` after an edit: {t_cli:.2f} s (target <= 5 s)")
+    print(f"`videogen status` again:        {t_cli_again:.2f} s")
+    print(f"  sync (no change):             {t_sync:.2f} s")
+    print(f"  sentence order + definitions: {t_defs:.2f} s")
+    print(f"  sentence_statuses:            {t_status:.2f} s")
+    print(f"stale narrations shown:         {stale} (1 expected); missing assets: {missing}")
+    print(f"length warning:                 {warned[0] if warned else '(none)'}")
+
+
+if __name__ == "__main__":
+    main()
