@@ -37,7 +37,7 @@ def _describe(info: lib.CharacterInfo) -> str:
     return "\n".join(lines)
 
 
-_IMAGE = click.Path(path_type=Path, dir_okay=False)
+_IMAGE = click.Path(path_type=str)  # as typed: a URL must reach the check unmangled
 
 
 @click.group("character")
@@ -57,7 +57,7 @@ def character_add(
     ctx: click.Context,
     name: str,
     description: str,
-    images: tuple[Path, ...],
+    images: tuple[str, ...],
     lora: str | None,
     lora_strength: float,
     voice: str | None,
@@ -138,8 +138,8 @@ def character_edit(
     name: str,
     new_name: str | None,
     description: str | None,
-    images: tuple[Path, ...],
-    add_images: tuple[Path, ...],
+    images: tuple[str, ...],
+    add_images: tuple[str, ...],
     clear_images: bool,
     lora: str | None,
     no_lora: bool,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from videogen import paths
 from videogen.atomic import atomic_write_text
 from videogen.errors import InputError
+from videogen.names import normalize_name
 from videogen.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
@@ -25,10 +27,26 @@ def known_styles() -> list[str]:
     return list_styles()
 
 
+WORKFLOW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A workflow name of workflows.yaml (matched whole, with fullmatch)."""
+
+
+def _registered_workflows(kind: str) -> list[str] | None:
+    """The registry's workflow names of ``kind``, or None when the registry cannot be read
+    (then the render that needs a workflow says why)."""
+    try:
+        from videogen_resources.workflows import list_workflows
+
+        return sorted(list_workflows(kind))
+    except Exception:
+        return None
+
+
 def _character_name(name: str) -> str:
-    if "/" in name or "\\" in name or ".." in name or not name.strip():
+    clean = normalize_name(name)
+    if "/" in clean or "\\" in clean or ".." in clean or "|" in clean or "," in clean or not clean:
         raise ValueError(f"invalid character name {name!r}")
-    return name
+    return clean
 
 
 CharacterName = Annotated[str, AfterValidator(_character_name)]
@@ -63,7 +81,7 @@ class ProjectBrief(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not paths.PROJECT_NAME_RE.match(v) or ".." in v or "/" in v:
+        if not paths.PROJECT_NAME_RE.fullmatch(v) or ".." in v or "/" in v:
             raise ValueError(
                 f"invalid project name {v!r}: use lowercase letters, digits or '_' "
                 "(no '/', '..' or spaces)"
@@ -76,6 +94,22 @@ class ProjectBrief(BaseModel):
         styles = known_styles()
         if v not in styles:
             raise ValueError(f"unknown style {v!r}; known styles: {', '.join(styles)}")
+        return v
+
+    @field_validator("image_workflow", "video_workflow")
+    @classmethod
+    def _workflow(cls, v: str, info: ValidationInfo) -> str:
+        kind = "image" if info.field_name == "image_workflow" else "video"
+        if not WORKFLOW_NAME_RE.fullmatch(v):
+            raise ValueError(
+                f"invalid workflow name {v!r}: use letters, digits, '.', '_' or '-' "
+                "(a name from workflows.yaml, not a path)"
+            )
+        known = _registered_workflows(kind)
+        if known is not None and v not in known:
+            raise ValueError(
+                f"unknown {kind} workflow {v!r}; known {kind} workflows: {', '.join(known)}"
+            )
         return v
 
     @field_validator("fps")
