@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from videogen import paths
+from videogen.cli_errors import StudioGroup, echo_error
 from videogen.errors import InputError
 from videogen.styles import list_styles
 
@@ -20,19 +21,57 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _root(ctx: click.Context) -> Path:
-    return paths.studio_root(ctx.obj.get("home"))
+    top = ctx.find_root()
+    if not isinstance(top.obj, dict):
+        top.obj = {}
+    root = usable_folder(paths.studio_root(top.obj.get("home")), "studio")
+    top.obj["root"] = str(root)
+    return root
+
+
+def usable_folder(path: Path, what: str) -> Path:
+    """``path`` as a folder this process can write in (created if missing), or InputError.
+
+    ``what`` names the setting in the error: ``studio`` (--home / VIDEOGEN_HOME) or
+    ``DAGSTER_HOME``.
+    """
+    how = "give --home (or VIDEOGEN_HOME)" if what == "studio" else "set DAGSTER_HOME to"
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"is not a folder; {how} a folder, or move this file away", file=path, field=what
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot be created ({exc.strerror or exc}); {how} a folder you can write to",
+            file=path,
+            field=what,
+        ) from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise InputError(
+            f"is not writable; {how} a folder you can write to, or fix its permissions",
+            file=path,
+            field=what,
+        )
+    return path
 
 
 def dagster_home(root: Path) -> Path:
     """The Dagster instance folder of a studio ($DAGSTER_HOME, else <studio>/.dagster)."""
     env = os.environ.get("DAGSTER_HOME")
-    home = Path(env) if env else root / ".dagster"
-    home.mkdir(parents=True, exist_ok=True)
+    home = usable_folder(Path(env) if env else root / ".dagster", "DAGSTER_HOME")
     cfg = home / "dagster.yaml"
     if not cfg.exists():
         src = REPO_ROOT / "dagster.yaml"
         if src.exists():
             shutil.copyfile(src, cfg)
+    elif not cfg.is_file():
+        raise InputError(
+            "is not a file; move it away so the studio can write its Dagster settings",
+            file=cfg,
+            field="DAGSTER_HOME",
+        )
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -42,25 +81,39 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     import dagster as dg
 
     from videogen_assets.concurrency import configure_pools
-    from videogen_resources.settings import BackendSettings
+    from videogen_resources.settings import check_environment
 
+    settings = check_environment()
     dagster_home(root)
     instance = dg.DagsterInstance.get()
-    configure_pools(instance, gpu_servers=len(BackendSettings.from_env().comfyui_urls))
+    configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
     return instance
 
 
-@click.group()
+def _ready_to_render() -> None:
+    """Settings and the configured servers checked before any work starts."""
+    from videogen_resources.settings import check_environment, check_reachable
+
+    check_reachable(check_environment())
+
+
+@click.group(cls=StudioGroup)
 @click.option("--home", envvar="VIDEOGEN_HOME", default=None, help="Studio root (./studio).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show full tracebacks instead of one-line errors (also VIDEOGEN_DEBUG=1).",
+)
 @click.pass_context
-def main(ctx: click.Context, home: str | None) -> None:
+def main(ctx: click.Context, home: str | None, debug: bool) -> None:
     """VideoGen Studio: narrated videos from a topic or a script, as Dagster assets."""
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
+    ctx.obj["debug"] = debug
 
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
+    echo_error(str(exc))
     sys.exit(2)
 
 
@@ -112,9 +165,11 @@ def new(
 ) -> None:
     """Create a project folder with project.yaml (and script.md when --script is given)."""
     from videogen.operations import create_project
+    from videogen_resources.settings import check_environment, check_voice
 
     root = _root(ctx)
     try:
+        check_voice(check_environment(), voice, field="voice")
         folder, result = create_project(
             root,
             title=title,
@@ -269,10 +324,12 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
 
     root = _root(ctx)
     try:
+        instance = _instance(root)
+        _ready_to_render()
         do_render(
             root,
             project,
-            instance=_instance(root),
+            instance=instance,
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
         )
@@ -331,6 +388,25 @@ def export_cmd(ctx: click.Context, project: str, make_zip: bool, partial: bool) 
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def voices(as_json: bool) -> None:
+    """List the voices of the configured TTS engine (for --voice and `character add`)."""
+    from videogen_resources.settings import check_environment, list_voices
+
+    settings = check_environment()
+    found = list_voices(settings)
+    if as_json:
+        data = [{"voice": v, "description": d} for v, d in found]
+        click.echo(json.dumps({"engine": settings.tts, "voices": data}, indent=2))
+        return
+    click.echo(f"voices of the {settings.tts} engine (VIDEOGEN_TTS):")
+    for name, description in found:
+        click.echo(f"{name:<24} {description}".rstrip())
+    if settings.tts != "chatterbox":
+        click.echo("eSpeak NG voices also take variants, e.g. en-us+f3")
+
+
+@main.command()
 @click.option("--style", default="documentary", show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, style: str) -> None:
@@ -341,6 +417,7 @@ def demo(ctx: click.Context, style: str) -> None:
 
     root = _root(ctx)
     instance = _instance(root)
+    _ready_to_render()
     if DEMO_NAME not in list_projects(root):
         create_project(
             root,
@@ -361,18 +438,42 @@ def demo(ctx: click.Context, style: str) -> None:
 
 
 @main.command()
-@click.option("--port", default=3000, show_default=True, help="Dagster webserver port.")
-@click.option("--media-port", default=3031, show_default=True, help="Studio media server port.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=3000,
+    show_default=True,
+    help="Dagster webserver port.",
+)
+@click.option(
+    "--media-port",
+    type=click.IntRange(1, 65535),
+    default=3031,
+    show_default=True,
+    help="Studio media server port.",
+)
 @click.pass_context
 def ui(ctx: click.Context, port: int, media_port: int) -> None:
     """Start `dagster dev` (webserver + daemon) and the studio's media server on 127.0.0.1."""
     from videogen.media_server import start_in_thread
 
     root = _root(ctx)
-    root.mkdir(parents=True, exist_ok=True)
     _instance(root)  # DAGSTER_HOME, dagster.yaml and the pool limits the daemon will honour
     origins = (f"http://127.0.0.1:{port}", f"http://localhost:{port}")
-    media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
+    if media_port == port:
+        raise InputError(
+            f"the media server cannot share the Dagster UI's port {port}; give another "
+            "--media-port",
+            field="media-port",
+        )
+    try:
+        media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
+    except OSError as exc:
+        raise InputError(
+            f"cannot listen on 127.0.0.1:{media_port} ({exc.strerror or exc}); another "
+            "program uses it: stop it or give another --media-port",
+            field="media-port",
+        ) from None
     env = dict(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml")]
     cmd += ["-h", "127.0.0.1", "-p", str(port)]

@@ -10,16 +10,18 @@ from typing import NoReturn
 import click
 
 from videogen import characters as lib
-from videogen import paths
+from videogen.cli_errors import echo_error
 from videogen.errors import InputError
 
 
 def _root(ctx: click.Context) -> Path:
-    return paths.studio_root(ctx.obj.get("home") if ctx.obj else None)
+    from videogen.cli import _root as studio_root
+
+    return studio_root(ctx)
 
 
 def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    echo_error(str(exc))
     sys.exit(2)
 
 
@@ -63,7 +65,10 @@ def character_add(
     voice: str | None,
 ) -> None:
     """Add a character NAME to the library."""
+    from videogen_resources.settings import check_environment, check_voice
+
     try:
+        check_voice(check_environment(), voice, field="voice")
         info = lib.add_character(
             _root(ctx),
             name=name,
@@ -155,6 +160,10 @@ def character_edit(
             raise InputError("give --lora or --no-lora, not both", field="lora")
         if no_voice and voice is not None:
             raise InputError("give --voice or --no-voice, not both", field="voice")
+        if voice:
+            from videogen_resources.settings import check_environment, check_voice
+
+            check_voice(check_environment(), voice, field="voice")
         info = lib.edit_character(
             _root(ctx),
             name,

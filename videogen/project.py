@@ -27,6 +27,7 @@ def known_styles() -> list[str]:
     return list_styles()
 
 
+VOICE_MAX = 120
 WORKFLOW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A workflow name of workflows.yaml (matched whole, with fullmatch)."""
 
@@ -61,7 +62,9 @@ class ProjectBrief(BaseModel):
     name: str = Field(description="Project name: lowercase letters, digits, '_'.")
     title: str = Field(min_length=1, max_length=200)
     topic: str = Field(default="", max_length=2000)
-    minutes: float = Field(default=3.0, gt=0, le=60, description="Target length in minutes.")
+    minutes: float = Field(
+        default=3.0, gt=0, le=60, allow_inf_nan=False, description="Target length in minutes."
+    )
     style: str = Field(default="documentary", description="Visual style preset.")
     voice: str | None = Field(
         default=None, description="Narration voice (engine default if unset)."
@@ -72,7 +75,9 @@ class ProjectBrief(BaseModel):
     image_workflow: str = DEFAULT_IMAGE_WORKFLOW
     video_workflow: str = DEFAULT_VIDEO_WORKFLOW
     fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
-    loudness_target: float = Field(default=-16.0, ge=-30.0, le=-9.0, description="LUFS.")
+    loudness_target: float = Field(
+        default=-16.0, ge=-30.0, le=-9.0, allow_inf_nan=False, description="LUFS."
+    )
     automation: bool = Field(default=True, description="Regenerate stale/missing assets by itself.")
     grounding: bool = Field(default=False, description="Give the LLM the sources (FR-105).")
     sources: list[str] = Field(default_factory=list, description="URLs or files for grounding.")
@@ -87,6 +92,20 @@ class ProjectBrief(BaseModel):
                 "(no '/', '..' or spaces)"
             )
         return v
+
+    @field_validator("voice")
+    @classmethod
+    def _voice(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        clean = v.strip()
+        if len(clean) > VOICE_MAX or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in clean):
+            shown = clean if len(clean) <= 40 else clean[:40] + "..."
+            raise ValueError(
+                f"invalid voice {shown!r} ({len(clean)} characters): at most {VOICE_MAX} "
+                "characters, no control characters; see `videogen voices`"
+            )
+        return clean or None
 
     @field_validator("style")
     @classmethod
