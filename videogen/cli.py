@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from videogen import paths
-from videogen.cli_errors import StudioGroup, echo_error
+from videogen.cli_errors import StudioGroup, echo_error, one_line
 from videogen.errors import InputError
 from videogen.styles import list_styles
 
@@ -227,12 +227,16 @@ def list_cmd(ctx: click.Context) -> None:
     from videogen.operations import list_projects, project_brief
 
     root = _root(ctx)
-    for name in list_projects(root):
+    names = list_projects(root)
+    for name in names:
+        shown = name if paths.PROJECT_NAME_RE.fullmatch(name) else repr(name)
         try:
             b = project_brief(root, name)
-            click.echo(f"{name}\t{b.title}\t{b.minutes:g} min\t{b.style}")
+            click.echo(f"{shown}\t{b.title}\t{b.minutes:g} min\t{b.style}")
         except InputError as exc:
-            click.echo(f"{name}\t(invalid: {exc})")
+            click.echo(f"{shown}\t(invalid: {one_line(str(exc))})")
+    if not names:
+        click.echo(f"no projects yet in {root} (videogen new TITLE --script FILE)", err=True)
 
 
 @main.command()
