@@ -489,14 +489,5 @@ def ui(ctx: click.Context, port: int, media_port: int) -> None:
     raise SystemExit(code)
 
 
-def _register_groups() -> None:
-    from videogen.cli_characters import cast_group, character_group
-
-    main.add_command(character_group)
-    main.add_command(cast_group)
-
-
-_register_groups()
-
 if __name__ == "__main__":
     main()

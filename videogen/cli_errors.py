@@ -8,7 +8,7 @@
 - Anything unexpected prints one line naming the log file that holds the traceback
   (``<studio>/logs/videogen.log``) and exits 1.
 
-``--debug`` (or ``VIDEOGEN_DEBUG=1``) lets every exception through with its traceback.
+``--debug`` (or ``VIDEOGEN_DEBUG=1``) prints the traceback on stderr before that line.
 `StudioGroup` applies this to every subcommand; other code (a render) may call `report` to
 fail the same way.
 """
@@ -91,7 +91,15 @@ def _studio_of(ctx: click.Context | None) -> Path | None:
 def _command_of(ctx: click.Context | None) -> str:
     if ctx is None:
         return ""
-    return " ".join(sys.argv[1:]) or ctx.command_path
+    root = ctx.find_root()
+    args = root.meta.get(ARGS_KEY)
+    if args is None:
+        return root.command_path
+    return " ".join([root.command_path, *map(str, args)])
+
+
+ARGS_KEY = "videogen.args"
+"""Where `StudioGroup.main` keeps the command line it was given (for the log)."""
 
 
 def report(exc: BaseException, ctx: click.Context | None = None) -> NoReturn:
@@ -123,8 +131,42 @@ def report(exc: BaseException, ctx: click.Context | None = None) -> NoReturn:
     sys.exit(EXIT_FAILED)
 
 
+LAZY_COMMANDS = {
+    "character": ("videogen.cli_characters", "character_group"),
+    "cast": ("videogen.cli_characters", "cast_group"),
+}
+"""Subcommands imported when used: their modules load Dagster, which takes seconds, and a
+Ctrl-C in those seconds must meet the handler below, not an import."""
+
+
 class StudioGroup(click.Group):
     """A click group whose commands fail as one line (see the module docstring)."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        given = list(args)
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta[ARGS_KEY] = given
+        return ctx
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[cmd_name]
+            found = getattr(importlib.import_module(module), attr)
+            assert isinstance(found, click.Command)
+            self.add_command(found, cmd_name)
+        return found
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -133,7 +175,9 @@ class StudioGroup(click.Group):
             raise
         except (Exception, KeyboardInterrupt) as exc:
             if debug_enabled(ctx):
-                raise
+                # The whole traceback first, then the same line and exit status as without it.
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+                sys.stderr.flush()
             report(exc, ctx)
 
     def main(  # type: ignore[override]

@@ -11,7 +11,13 @@ case, so ``Аda`` (Cyrillic А) and ``ada`` have the same skeleton.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
+
+WORKFLOW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A workflow name of workflows.yaml and of a brief's ``image_workflow``/``video_workflow``.
+Matched whole (``fullmatch``): ``$`` would also match before a final newline, and these names
+end up in file names and run tags."""
 
 
 def normalize_name(name: str) -> str:

@@ -18,7 +18,7 @@ import dagster as dg
 from videogen import paths
 from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen.errors import InputError
-from videogen.project import ProjectBrief, load_brief, save_brief
+from videogen.project import ProjectBrief, load_brief, save_brief, validation_message
 from videogen.script import read_script, read_script_bytes
 from videogen.sync import SyncResult, sync_project
 
@@ -95,7 +95,7 @@ def create_project(
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
-            raise InputError(err["msg"], field=field) from None
+            raise InputError(validation_message(err), field=field) from None
         raise
     script_bytes = None
     if script_file is not None:

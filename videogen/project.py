@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
+import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -13,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from videogen import paths
 from videogen.atomic import atomic_write_text
 from videogen.errors import InputError
-from videogen.names import normalize_name
+from videogen.names import WORKFLOW_NAME_RE, normalize_name
 from videogen.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
@@ -28,8 +29,13 @@ def known_styles() -> list[str]:
 
 
 VOICE_MAX = 120
-WORKFLOW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-"""A workflow name of workflows.yaml (matched whole, with fullmatch)."""
+MINUTES_MAX = 60.0
+
+
+def validation_message(err: Mapping[str, Any]) -> str:
+    """The message of one pydantic error, without pydantic's "Value error, " prefix."""
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")
 
 
 def _registered_workflows(kind: str) -> list[str] | None:
@@ -90,6 +96,21 @@ class ProjectBrief(BaseModel):
             raise ValueError(
                 f"invalid project name {v!r}: use lowercase letters, digits or '_' "
                 "(no '/', '..' or spaces)"
+            )
+        return v
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _minutes(cls, v: object) -> object:
+        # nan and inf are no length (pydantic's reason for nan, 'not finite', puzzles).
+        try:
+            value = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return v  # not a number: pydantic says so
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{v!r} is not a number of minutes; give the target length in minutes, more "
+                f"than 0 and at most {MINUTES_MAX:g}"
             )
         return v
 

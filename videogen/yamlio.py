@@ -88,7 +88,7 @@ def load_yaml_model(path: Path, model: type[M], *, text: str | None = None) -> M
         err = exc.errors()[0]
         loc = tuple(err.get("loc", ()))
         field = ".".join(str(p) for p in loc) or None
-        msg = err.get("msg", "invalid value")
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
         raise InputError(msg, file=path, line=_line_of(node, loc), field=field) from None

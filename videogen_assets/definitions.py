@@ -114,6 +114,11 @@ def invalid_project_asset(name: str, reason: str) -> dg.AssetSpec:
     )
 
 
+def _one_line(text: str) -> str:
+    """``text`` with line breaks (a folder named with a newline) shown as ``\\n``."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 INVALID_PREFIX = "_invalid_project"
 """The first part of the asset key of an invalid project (no project name starts with '_')."""
 
@@ -127,7 +132,7 @@ def build_definitions(
     resources = build_resources(settings, root_path)
     briefs, invalid = discover_all_projects(root_path)
     for err in invalid.values():
-        print(f"videogen: project skipped: {err}", file=sys.stderr)  # noqa: T201
+        print(f"videogen: project skipped: {_one_line(err)}", file=sys.stderr)  # noqa: T201
 
     gpu = settings.uses_gpu_server
     pools = {
@@ -151,7 +156,7 @@ def build_definitions(
         except Exception as exc:  # one project's failure must not hide the others
             reason = f"{brief.name}: its assets cannot be built ({type(exc).__name__}: {exc})"
             invalid[brief.name] = reason
-            print(f"videogen: project skipped: {reason}", file=sys.stderr)  # noqa: T201
+            print(f"videogen: project skipped: {_one_line(reason)}", file=sys.stderr)  # noqa: T201
             continue
         loaded.append(brief)
         if brief.automation:
