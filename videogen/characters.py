@@ -111,7 +111,9 @@ def check_character_name(name: str, *, field: str = "name") -> str:
         raise InputError(f"invalid character name {clean!r}: control characters", field=field)
     if ".." in clean or any(ch in clean for ch in _NAME_FORBIDDEN):
         raise InputError(
-            f"invalid character name {clean!r}: no '/', '\\', '..', ',' or '|'", field=field
+            f"invalid character name {clean!r}: no '/', '\\', '..', ',' or '|'; "
+            "use a plain name such as 'Ada'",
+            field=field,
         )
     return clean
 
@@ -222,7 +224,12 @@ def normalize_image(path: Path | str) -> bytes:
             buf = io.BytesIO()
             im.save(buf, format="PNG")
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise InputError(f"not a readable image ({exc})", file=path, field="images") from None
+        why = "cannot identify image file" if isinstance(exc, Image.UnidentifiedImageError) else exc
+        raise InputError(
+            f"not a readable image ({why}); give a PNG, JPEG or WebP file",
+            file=path,
+            field="images",
+        ) from None
     return buf.getvalue()
 
 

@@ -122,7 +122,8 @@ def report(exc: BaseException, ctx: click.Context | None = None) -> NoReturn:
         target = f"{exc.filename}: " if exc.filename else ""
         echo_error(f"{target}{what}; check the disk and the path's permissions")
         sys.exit(EXIT_FAILED)
-    first = one_line(str(exc))[:300] or "(no message)"
+    # A database driver's error (SQLAlchemy's DBAPIError) says it best in its original.
+    first = one_line(str(getattr(exc, "orig", None) or exc))[:300] or "(no message)"
     if where is not None:
         hint = f"the traceback is in {where}; rerun with --debug to see it here"
     else:
