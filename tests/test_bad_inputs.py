@@ -138,6 +138,8 @@ def test_the_corpus_is_well_formed() -> None:
         if case["kind"] in COMMAND_KINDS:
             assert "rc" in case or "status" in case or "outcomes" in case, case["id"]
             assert case.get("what"), case["id"]
+            if case.get("rc", 0) != 0 and not case.get("debug"):
+                assert "stderr" in case, f"{case['id']}: a failure must pin its one line"
             continue
         assert case["error"] == "ok" or case["error"] in ERRORS, case["id"]
         assert case["error"] == "ok" or case.get("message"), case["id"]
@@ -534,6 +536,7 @@ def test_cli(case: dict[str, Any], cli_studio: CliStudio) -> None:
         assert result.stderr == st.fill(case["stderr"], extra) + "\n", result.stderr
     if case.get("debug"):
         assert "Traceback (most recent call last)" in result.stderr
+        assert result.stderr.splitlines()[-1].startswith("error: "), result.stderr
     else:
         assert "Traceback" not in result.output
     for line in case.get("stdout_lines", []):
