@@ -485,6 +485,8 @@ def prepare(st: CliStudio, case: dict[str, Any]) -> dict[str, str]:
             extra["port"] = _free_port_in_use(st)
         elif step == "closed_port":
             extra["port"] = _closed_port()
+        elif step == "free_port":  # so that a server on a default port cannot change the case
+            extra["free"] = _closed_port()
         elif step == "big_script":
             big = "Magma rises. " * (MAX_SCRIPT_BYTES // 13 + 1)
             (st.tmp / "big.md").write_text(big, encoding="utf-8")

@@ -60,7 +60,10 @@ def usable_folder(path: Path, what: str) -> Path:
 def dagster_home(root: Path) -> Path:
     """The Dagster instance folder of a studio ($DAGSTER_HOME, else <studio>/.dagster)."""
     env = os.environ.get("DAGSTER_HOME")
-    home = usable_folder(Path(env) if env else root / ".dagster", "DAGSTER_HOME")
+    # Dagster wants an absolute DAGSTER_HOME; a relative one is taken from the current folder.
+    home = usable_folder(
+        Path(env).expanduser().absolute() if env else root / ".dagster", "DAGSTER_HOME"
+    )
     cfg = home / "dagster.yaml"
     if not cfg.exists():
         src = REPO_ROOT / "dagster.yaml"
@@ -441,6 +444,22 @@ def demo(ctx: click.Context, style: str) -> None:
     click.echo(f"rough cut: {paths.project_dir(root, DEMO_NAME) / 'rough_cut.mp4'}")
 
 
+def _port_free(port: int, field: str) -> None:
+    """InputError unless 127.0.0.1:``port`` can be listened on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver does
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); another program "
+                f"uses it: stop it or give another --{field}",
+                field=field,
+            ) from None
+
+
 @main.command()
 @click.option(
     "--port",
@@ -470,6 +489,7 @@ def ui(ctx: click.Context, port: int, media_port: int) -> None:
             "--media-port",
             field="media-port",
         )
+    _port_free(port, "port")
     try:
         media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
     except OSError as exc:
