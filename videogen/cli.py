@@ -93,11 +93,27 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     return instance
 
 
-def _ready_to_render() -> None:
-    """Settings and the configured servers checked before any work starts."""
-    from videogen_resources.settings import check_environment, check_reachable
+def _ready_to_render(root: Path | None = None, project: str | None = None) -> None:
+    """Settings, the configured servers and the voices to use checked before any work starts
+    (VIDEOGEN_VOICE, and the ``voice`` of the project's brief when ``project`` is given)."""
+    from videogen.operations import project_brief
+    from videogen.project import brief_path
+    from videogen_resources.settings import check_environment, check_reachable, check_voice
 
-    check_reachable(check_environment())
+    settings = check_environment()
+    check_reachable(settings)
+    check_voice(settings, settings.voice, field="VIDEOGEN_VOICE")
+    if root is None or project is None:
+        return
+    try:
+        brief = project_brief(root, project)
+    except InputError:
+        return  # the render itself says what is wrong with the project
+    try:
+        check_voice(settings, brief.voice, field="voice")
+    except InputError as exc:
+        folder = paths.project_dir(root, project)
+        raise InputError(exc.message, file=brief_path(folder), field="voice") from None
 
 
 @click.group(cls=StudioGroup)
@@ -332,7 +348,7 @@ def render(ctx: click.Context, project: str, everything: bool) -> None:
     root = _root(ctx)
     try:
         instance = _instance(root)
-        _ready_to_render()
+        _ready_to_render(root, project)
         do_render(
             root,
             project,
