@@ -2,7 +2,8 @@
 long text wraps and shrinks and never leaves the image; emoji/CJK/RTL text renders without
 errors; it works with no system fonts (Pillow's bundled font); characters appear as a circular
 cut-out of their reference image or as a name card; same inputs give identical PNG bytes;
-`thumbnail_markdown` embeds a small PNG as a data URI."""
+`thumbnail_markdown` embeds a small PNG as a data URI; characters no font draws (emoji, CJK
+without such fonts) give one warning naming the sentence and the fonts to install."""
 
 from __future__ import annotations
 
@@ -120,6 +121,37 @@ def test_works_without_system_fonts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert np.asarray(img).std() > 5
     finally:
         cards.system_fonts.cache_clear()
+
+
+def test_characters_no_font_draws_warn_once_naming_the_sentence(tmp_path: Path) -> None:
+    said: list[str] = []
+    sentence = "The volcano 火山 erupts 🌋 again 🌋."
+    maker = CardKeyframes(system_fonts=False)  # Pillow's bundled font: no CJK, no emoji
+    res = maker.make_keyframe(
+        shot=shot(),
+        sentence_text=sentence,
+        section_title="Fire below",
+        style="documentary",
+        characters=[],
+        out_path=tmp_path / "k.png",
+        progress=said.append,
+    )
+    warnings = [m for m in said if m.startswith("warning:")]
+    assert len(warnings) == 1, said
+    assert repr(sentence) in warnings[0] and "U+706B" in warnings[0] and "U+1F30B" in warnings[0]
+    assert warnings[0].count("U+1F30B") == 1 and "fonts-noto-cjk" in warnings[0]
+    assert res.extra["missing_glyphs"] == "火山🌋"
+    said.clear()
+    plain = maker.make_keyframe(
+        shot=shot(),
+        sentence_text="Lava flows.",
+        section_title="Fire below",
+        style="documentary",
+        characters=[],
+        out_path=tmp_path / "p.png",
+        progress=said.append,
+    )
+    assert not [m for m in said if m.startswith("warning:")] and "missing_glyphs" not in plain.extra
 
 
 def test_characters_cutout_and_name_card(tmp_path: Path) -> None:

@@ -283,14 +283,14 @@ def test_cli_character_and_cast(studio_root: Path, tmp_path: Path) -> None:
         return runner.invoke(group, list(args), obj=obj)
 
     res = run(character_group, "add", "Ada", "--description", "red hair", "--image", str(img),
-              "--lora", "ada.safetensors", "--lora-strength", "0.7", "--voice", "alto")  # fmt: skip
+              "--lora", "ada.safetensors", "--lora-strength", "0.7", "--voice", "en")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "added Ada (1 reference image(s))" in res.output
 
     res = run(character_group, "show", "ada", "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["name"] == "Ada" and data["lora_strength"] == 0.7 and data["voice"] == "alto"
+    assert data["name"] == "Ada" and data["lora_strength"] == 0.7 and data["voice"] == "en"
     assert data["images"][0].startswith("characters/") and data["projects"] == []
 
     res = run(character_group, "edit", "Ada", "--description", "short red hair", "--no-lora")

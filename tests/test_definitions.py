@@ -87,3 +87,39 @@ def test_module_definitions_load(studio_root: Path, tmp_path: Path) -> None:
 
     defs = dg.Definitions.merge(definitions.defs())  # the lazily built code location
     assert dg.AssetKey(["alpha", "export"]) in defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_a_broken_project_folder_shows_as_a_warning_and_the_others_load(
+    studio_root: Path, tmp_path: Path
+) -> None:
+    """Issue 13: a project.yaml that is a folder, a FIFO or not YAML, or a folder whose name is
+    not a project name, loads as a warning asset naming the reason; every valid project loads."""
+    import os
+
+    _two_projects(studio_root, tmp_path)
+    projects = studio_root / "projects"
+    (projects / "as_folder" / "project.yaml").mkdir(parents=True)
+    (projects / "as_fifo").mkdir()
+    os.mkfifo(projects / "as_fifo" / "project.yaml")
+    (projects / "not_yaml").mkdir()
+    (projects / "not_yaml" / "project.yaml").write_text("name: not_yaml\ntitle: [\n")
+    (projects / "pnl\n").mkdir()
+    (projects / "pnl\n" / "project.yaml").write_text('name: "pnl\\n"\ntitle: P\n')
+    from videogen_assets import definitions
+
+    defs = dg.Definitions.merge(definitions.defs())  # what `dagster dev` loads
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    for p in ("alpha", "beta"):
+        assert dg.AssetKey([p, "export"]) in keys and dg.AssetKey([p, "clip"]) in keys
+    warnings = {
+        graph.get(k).metadata["folder"]: graph.get(k).description or ""
+        for k in keys
+        if k.path[0] == definitions.INVALID_PREFIX
+    }
+    assert set(warnings) == {"as_folder", "as_fifo", "not_yaml", "pnl\n"}
+    assert "is a folder, not a regular file" in warnings["as_folder"]
+    assert "is a FIFO" in warnings["as_fifo"]
+    assert "project.yaml:3: malformed YAML" in warnings["not_yaml"]
+    assert "invalid project name 'pnl\\n'" in warnings["pnl\n"]
+    assert all(w.startswith("Warning: project folder") for w in warnings.values())

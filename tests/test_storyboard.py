@@ -667,7 +667,13 @@ def test_resolve_request_path_refuses_empty_segments(tmp_path: Path) -> None:
     assert resolve_request_path(tmp_path, "//etc/passwd")[0] == 403
     assert resolve_request_path(tmp_path, "/etc//passwd")[0] == 403
     assert resolve_request_path(tmp_path, "etc/passwd")[0] == 403
-    assert resolve_request_path(tmp_path, "/etc/passwd?x=1#y") == (200, tmp_path / "etc" / "passwd")
+    # Only media is served (issue 13): the query string is ignored on a media file's path.
+    (tmp_path / "etc" / "passwd.png").write_bytes(b"inside")
+    assert resolve_request_path(tmp_path, "/etc/passwd?x=1#y")[0] == 404
+    assert resolve_request_path(tmp_path, "/etc/passwd.png?x=1#y") == (
+        200,
+        tmp_path / "etc" / "passwd.png",
+    )
 
 
 def test_only_get_and_head(studio: tuple[Path, str, ProjectView]) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ from sqlalchemy.orm import Session
 from videogen import paths
 from videogen.atomic import atomic_write_bytes
 from videogen.errors import InputError
+from videogen.names import normalize_name, skeleton
 from videogen.project import ProjectBrief, brief_path, load_brief, save_brief
+from videogen.safeio import read_limited
 from videogen_resources.database import Character, Project, ProjectCast, StudioDatabase
 
 CHARACTERS_DIR = "characters"
@@ -42,6 +45,11 @@ NAME_MAX = 120
 DESCRIPTION_MAX = 4000
 LORA_MAX = 200
 VOICE_MAX = 120
+IMAGE_MAX_BYTES = 100 * 1024 * 1024
+REFERENCE_MAX_SIDE = 2048
+"""Reference images are stored at most this many pixels on their longer side: the workflows
+scale references to about one megapixel, so more is only disk and upload time."""
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 LORA_STRENGTH_MIN = 0.0
 LORA_STRENGTH_MAX = 2.0
 
@@ -92,7 +100,7 @@ def check_character_name(name: str, *, field: str = "name") -> str:
     """Return ``name`` stripped, or raise InputError unless it is a safe character name."""
     if not isinstance(name, str):
         raise InputError(f"a character name must be text, got {name!r}", field=field)
-    clean = name.strip()
+    clean = normalize_name(name)
     if not clean:
         raise InputError("a character name cannot be empty", field=field)
     if len(clean) > NAME_MAX:
@@ -103,7 +111,9 @@ def check_character_name(name: str, *, field: str = "name") -> str:
         raise InputError(f"invalid character name {clean!r}: control characters", field=field)
     if ".." in clean or any(ch in clean for ch in _NAME_FORBIDDEN):
         raise InputError(
-            f"invalid character name {clean!r}: no '/', '\\', '..', ',' or '|'", field=field
+            f"invalid character name {clean!r}: no '/', '\\', '..', ',' or '|'; "
+            "use a plain name such as 'Ada'",
+            field=field,
         )
     return clean
 
@@ -180,16 +190,33 @@ def _check_voice(voice: str | None) -> str | None:
     return clean
 
 
-def normalize_image(path: Path) -> bytes:
-    """The PNG bytes of an image file in any format Pillow reads (first frame; alpha kept)."""
+def normalize_image(path: Path | str) -> bytes:
+    """The PNG bytes of an image file in any format Pillow reads (first frame; alpha kept),
+    scaled down to at most ``REFERENCE_MAX_SIDE`` pixels on its longer side."""
+    if isinstance(path, str) and _URL.match(path.strip()):
+        raise InputError(
+            f"{path.strip()!r} is a URL; download the image and give the path of the file",
+            field="images",
+        )
     path = Path(path)
-    if not path.is_file():
-        raise InputError("image file not found", file=path, field="images")
+    data = read_limited(path, IMAGE_MAX_BYTES, field="images")
+    if len(data) > IMAGE_MAX_BYTES:
+        raise InputError(
+            f"image is larger than {IMAGE_MAX_BYTES // (1024 * 1024)} MB; "
+            "give a smaller image (references are stored at most "
+            f"{REFERENCE_MAX_SIDE} pixels wide)",
+            file=path,
+            field="images",
+        )
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             opened.seek(0)
+            opened.draft(None, (REFERENCE_MAX_SIDE, REFERENCE_MAX_SIDE))  # JPEG: decode small
             opened.load()
             im = ImageOps.exif_transpose(opened) or opened
+            if max(im.size) > REFERENCE_MAX_SIDE:
+                im = im.copy()
+                im.thumbnail((REFERENCE_MAX_SIDE, REFERENCE_MAX_SIDE), Image.Resampling.LANCZOS)
             alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
                 im.mode == "P" and "transparency" in im.info
             )
@@ -197,7 +224,12 @@ def normalize_image(path: Path) -> bytes:
             buf = io.BytesIO()
             im.save(buf, format="PNG")
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise InputError(f"not a readable image ({exc})", file=path, field="images") from None
+        why = "cannot identify image file" if isinstance(exc, Image.UnidentifiedImageError) else exc
+        raise InputError(
+            f"not a readable image ({why}); give a PNG, JPEG or WebP file",
+            file=path,
+            field="images",
+        ) from None
     return buf.getvalue()
 
 
@@ -205,7 +237,7 @@ def _read_images(images: Iterable[Path | str]) -> list[_Image]:
     out: list[_Image] = []
     seen: set[str] = set()
     for item in images:
-        img = _Image(Path(item), normalize_image(Path(item)))
+        img = _Image(Path(item), normalize_image(item))
         if img.relpath not in seen:
             seen.add(img.relpath)
             out.append(img)
@@ -254,11 +286,24 @@ def _collect_unused_images(root: Path, candidates: Iterable[str]) -> None:
 
 
 def _find(s: Session, name: str) -> Character | None:
-    key = name.strip().casefold()
+    key = normalize_name(name).casefold()
     for row in s.scalars(select(Character)):
-        if row.name.casefold() == key:
+        if normalize_name(row.name).casefold() == key:
             return row
     return None
+
+
+def _refuse_lookalike(s: Session, name: str, *, field: str, but: int | None = None) -> None:
+    """Refuse a name that only looks like an existing character's (``Аda`` with a Cyrillic А
+    beside ``Ada``): scripts and the UI could not tell the two apart."""
+    key = skeleton(name)
+    for row in s.scalars(select(Character)):
+        if row.id != but and skeleton(row.name) == key:
+            raise InputError(
+                f"{name!r} looks like the existing character {row.name!r} (look-alike letters); "
+                "use a name that reads differently",
+                field=field,
+            )
 
 
 def _require(s: Session, name: str, *, field: str = "name") -> Character:
@@ -346,6 +391,7 @@ def add_character(
                 raise InputError(
                     f"a character named {existing.name!r} already exists", field="name"
                 )
+            _refuse_lookalike(s, name, field="name")
             written = _store_images(root, refs)
             row = Character(
                 name=name,
@@ -403,6 +449,7 @@ def edit_character(
                     raise InputError(
                         f"a character named {other.name!r} already exists", field="new_name"
                     )
+                _refuse_lookalike(s, clean_name, field="new_name", but=row.id)
                 if projects:
                     raise InputError(
                         f"{row.name!r} is cast in {', '.join(projects)}; remove them from the "

@@ -13,23 +13,65 @@ from typing import Any
 import click
 
 from videogen import paths
+from videogen.cli_errors import StudioGroup, echo_error, one_line
 from videogen.dagster_files import DAGSTER_YAML, dg_project_dir
 from videogen.errors import InputError
 from videogen.styles import list_styles
 
 
 def _root(ctx: click.Context) -> Path:
-    return paths.studio_root(ctx.obj.get("home"))
+    top = ctx.find_root()
+    if not isinstance(top.obj, dict):
+        top.obj = {}
+    root = usable_folder(paths.studio_root(top.obj.get("home")), "studio")
+    top.obj["root"] = str(root)
+    return root
+
+
+def usable_folder(path: Path, what: str) -> Path:
+    """``path`` as a folder this process can write in (created if missing), or InputError.
+
+    ``what`` names the setting in the error: ``studio`` (--home / VIDEOGEN_HOME) or
+    ``DAGSTER_HOME``.
+    """
+    how = "give --home (or VIDEOGEN_HOME)" if what == "studio" else "set DAGSTER_HOME to"
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"is not a folder; {how} a folder, or move this file away", file=path, field=what
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"cannot be created ({exc.strerror or exc}); {how} a folder you can write to",
+            file=path,
+            field=what,
+        ) from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise InputError(
+            f"is not writable; {how} a folder you can write to, or fix its permissions",
+            file=path,
+            field=what,
+        )
+    return path
 
 
 def dagster_home(root: Path) -> Path:
     """The Dagster instance folder of a studio ($DAGSTER_HOME, else <studio>/.dagster)."""
     env = os.environ.get("DAGSTER_HOME")
-    home = Path(env) if env else root / ".dagster"
-    home.mkdir(parents=True, exist_ok=True)
+    # Dagster wants an absolute DAGSTER_HOME; a relative one is taken from the current folder.
+    home = usable_folder(
+        Path(env).expanduser().absolute() if env else root / ".dagster", "DAGSTER_HOME"
+    )
     cfg = home / "dagster.yaml"
     if not cfg.exists():
         shutil.copyfile(DAGSTER_YAML, cfg)
+    elif not cfg.is_file():
+        raise InputError(
+            "is not a file; move it away so the studio can write its Dagster settings",
+            file=cfg,
+            field="DAGSTER_HOME",
+        )
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -39,29 +81,55 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     import dagster as dg
 
     from videogen_assets.concurrency import configure_pools
-    from videogen_resources.settings import BackendSettings
+    from videogen_resources.settings import check_environment
 
-    try:
-        settings = BackendSettings.from_env()  # a bad VIDEOGEN_* value: one line, no traceback
-    except InputError as exc:
-        _fail(exc)
+    settings = check_environment()
     dagster_home(root)
     instance = dg.DagsterInstance.get()
     configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
     return instance
 
 
-@click.group()
+def _ready_to_render(root: Path | None = None, project: str | None = None) -> None:
+    """Settings, the configured servers and the voices to use checked before any work starts
+    (VIDEOGEN_VOICE, and the ``voice`` of the project's brief when ``project`` is given)."""
+    from videogen.operations import project_brief
+    from videogen.project import brief_path
+    from videogen_resources.settings import check_environment, check_reachable, check_voice
+
+    settings = check_environment()
+    check_reachable(settings)
+    check_voice(settings, settings.voice, field="VIDEOGEN_VOICE")
+    if root is None or project is None:
+        return
+    try:
+        brief = project_brief(root, project)
+    except InputError:
+        return  # the render itself says what is wrong with the project
+    try:
+        check_voice(settings, brief.voice, field="voice")
+    except InputError as exc:
+        folder = paths.project_dir(root, project)
+        raise InputError(exc.message, file=brief_path(folder), field="voice") from None
+
+
+@click.group(cls=StudioGroup)
 @click.option("--home", envvar="VIDEOGEN_HOME", default=None, help="Studio root (./studio).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show full tracebacks instead of one-line errors (also VIDEOGEN_DEBUG=1).",
+)
 @click.pass_context
-def main(ctx: click.Context, home: str | None) -> None:
+def main(ctx: click.Context, home: str | None, debug: bool) -> None:
     """VideoGen Studio: narrated videos from a topic or a script, as Dagster assets."""
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
+    ctx.obj["debug"] = debug
 
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
+    echo_error(str(exc))
     sys.exit(2)
 
 
@@ -137,9 +205,11 @@ def new(
 ) -> None:
     """Create a project folder with project.yaml (and script.md when --script is given)."""
     from videogen.operations import create_project
+    from videogen_resources.settings import check_environment, check_voice
 
     root = _root(ctx)
     try:
+        check_voice(check_environment(), voice, field="voice")
         folder, result = create_project(
             root,
             title=title,
@@ -201,12 +271,16 @@ def list_cmd(ctx: click.Context) -> None:
     from videogen.operations import list_projects, project_brief
 
     root = _root(ctx)
-    for name in list_projects(root):
+    names = list_projects(root)
+    for name in names:
+        shown = name if paths.PROJECT_NAME_RE.fullmatch(name) else repr(name)
         try:
             b = project_brief(root, name)
-            click.echo(f"{name}\t{b.title}\t{b.minutes:g} min\t{b.style}")
+            click.echo(f"{shown}\t{b.title}\t{b.minutes:g} min\t{b.style}")
         except InputError as exc:
-            click.echo(f"{name}\t(invalid: {exc})")
+            click.echo(f"{shown}\t(invalid: {one_line(str(exc))})")
+    if not names:
+        click.echo(f"no projects yet in {root} (videogen new TITLE --script FILE)", err=True)
 
 
 @main.command()
@@ -321,6 +395,8 @@ def render(
     root = _root(ctx)
     note = _note_printer()
     try:
+        instance = _instance(root)
+        _ready_to_render(root, project)
         settings = BackendSettings.from_env()
         if keyframe_engine:
             settings = settings.model_copy(update={"keyframes": keyframe_engine})
@@ -329,7 +405,7 @@ def render(
         do_render(
             root,
             project,
-            instance=_instance(root),
+            instance=instance,
             settings=settings,
             progress=_progress_printer(),
             only_missing_or_stale=not everything,
@@ -441,6 +517,25 @@ def export_cmd(
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def voices(as_json: bool) -> None:
+    """List the voices of the configured TTS engine (for --voice and `character add`)."""
+    from videogen_resources.settings import check_environment, list_voices
+
+    settings = check_environment()
+    found = list_voices(settings)
+    if as_json:
+        data = [{"voice": v, "description": d} for v, d in found]
+        click.echo(json.dumps({"engine": settings.tts, "voices": data}, indent=2))
+        return
+    click.echo(f"voices of the {settings.tts} engine (VIDEOGEN_TTS):")
+    for name, description in found:
+        click.echo(f"{name:<24} {description}".rstrip())
+    if settings.tts != "chatterbox":
+        click.echo("eSpeak NG voices also take variants, e.g. en-us+f3")
+
+
+@main.command()
 @click.option("--style", default="documentary", show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, style: str) -> None:
@@ -452,6 +547,7 @@ def demo(ctx: click.Context, style: str) -> None:
 
     root = _root(ctx)
     instance = _instance(root)
+    _ready_to_render()
     if DEMO_NAME not in list_projects(root):
         create_project(
             root,
@@ -476,9 +572,37 @@ def demo(ctx: click.Context, style: str) -> None:
     click.echo(f"rough cut: {paths.project_dir(root, DEMO_NAME) / 'rough_cut.mp4'}")
 
 
+def _port_free(port: int, field: str) -> None:
+    """InputError unless 127.0.0.1:``port`` can be listened on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver does
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); another program "
+                f"uses it: stop it or give another --{field}",
+                field=field,
+            ) from None
+
+
 @main.command()
-@click.option("--port", default=3000, show_default=True, help="Dagster webserver port.")
-@click.option("--media-port", default=3031, show_default=True, help="Studio media server port.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=3000,
+    show_default=True,
+    help="Dagster webserver port.",
+)
+@click.option(
+    "--media-port",
+    type=click.IntRange(1, 65535),
+    default=3031,
+    show_default=True,
+    help="Studio media server port.",
+)
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the project's lineage page in a browser."
 )
@@ -504,7 +628,21 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
     instance = _instance(root)  # DAGSTER_HOME, dagster.yaml and the pool limits the daemon honours
     base_url = f"http://127.0.0.1:{port}"
     origins = (base_url, f"http://localhost:{port}")
-    media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
+    if media_port == port:
+        raise InputError(
+            f"the media server cannot share the Dagster UI's port {port}; give another "
+            "--media-port",
+            field="media-port",
+        )
+    _port_free(port, "port")
+    try:
+        media, stop = start_in_thread(root, port=media_port, allowed_origins=origins)
+    except OSError as exc:
+        raise InputError(
+            f"cannot listen on 127.0.0.1:{media_port} ({exc.strerror or exc}); another "
+            "program uses it: stop it or give another --media-port",
+            field="media-port",
+        ) from None
     env = child_env(os.environ, VIDEOGEN_HOME=str(root), VIDEOGEN_MEDIA_URL=media)
     urls = project_urls(base_url, projects_by_recent_edit(root))
     click.echo(f"Starting Dagster (dg dev) for the studio {root}; studio media on {media}")
@@ -532,17 +670,6 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
     click.echo("Dagster stopped.")
     raise SystemExit(code)
 
-
-def _register_groups() -> None:
-    from videogen.cli_characters import cast_group, character_group
-    from videogen.cli_workflows import workflows_cmd
-
-    main.add_command(character_group)
-    main.add_command(cast_group)
-    main.add_command(workflows_cmd)
-
-
-_register_groups()
 
 if __name__ == "__main__":
     main()

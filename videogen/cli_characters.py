@@ -10,16 +10,18 @@ from typing import NoReturn
 import click
 
 from videogen import characters as lib
-from videogen import paths
+from videogen.cli_errors import echo_error
 from videogen.errors import InputError
 
 
 def _root(ctx: click.Context) -> Path:
-    return paths.studio_root(ctx.obj.get("home") if ctx.obj else None)
+    from videogen.cli import _root as studio_root
+
+    return studio_root(ctx)
 
 
 def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
+    echo_error(str(exc))
     sys.exit(2)
 
 
@@ -37,7 +39,7 @@ def _describe(info: lib.CharacterInfo) -> str:
     return "\n".join(lines)
 
 
-_IMAGE = click.Path(path_type=Path, dir_okay=False)
+_IMAGE = click.Path(path_type=str)  # as typed: a URL must reach the check unmangled
 
 
 @click.group("character")
@@ -57,13 +59,16 @@ def character_add(
     ctx: click.Context,
     name: str,
     description: str,
-    images: tuple[Path, ...],
+    images: tuple[str, ...],
     lora: str | None,
     lora_strength: float,
     voice: str | None,
 ) -> None:
     """Add a character NAME to the library."""
+    from videogen_resources.settings import check_environment, check_voice
+
     try:
+        check_voice(check_environment(), voice, field="voice")
         info = lib.add_character(
             _root(ctx),
             name=name,
@@ -138,8 +143,8 @@ def character_edit(
     name: str,
     new_name: str | None,
     description: str | None,
-    images: tuple[Path, ...],
-    add_images: tuple[Path, ...],
+    images: tuple[str, ...],
+    add_images: tuple[str, ...],
     clear_images: bool,
     lora: str | None,
     no_lora: bool,
@@ -155,6 +160,10 @@ def character_edit(
             raise InputError("give --lora or --no-lora, not both", field="lora")
         if no_voice and voice is not None:
             raise InputError("give --voice or --no-voice, not both", field="voice")
+        if voice:
+            from videogen_resources.settings import check_environment, check_voice
+
+            check_voice(check_environment(), voice, field="voice")
         info = lib.edit_character(
             _root(ctx),
             name,

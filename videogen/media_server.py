@@ -1,12 +1,13 @@
 """A read-only HTTP server for the studio's media, bound to 127.0.0.1 by default.
 
 It lets the Dagster UI show keyframes and contact sheets inline and lets a browser open a
-project's storyboard over http. It serves regular files under the studio root and nothing
-else: no directory listings (the root page lists projects that have a storyboard), no paths
-with ``..``, empty or hidden segments, nothing a symlink leads outside the root, and only GET
-and HEAD (plus OPTIONS for CORS preflight). Byte ranges are supported so ``<video>`` and
-``<audio>`` can seek; responses carry an ETag and ``Cache-Control: no-cache`` so a re-rendered
-keyframe shows up on the next look.
+project's storyboard over http. It serves media (images, audio, video), subtitles and
+``storyboard.html`` files under the studio root and nothing else (never a script.md,
+project.yaml, shot.json or a creator's notes): no directory listings (the root page lists
+projects that have a storyboard), no paths with ``..``, empty or hidden segments, nothing a
+symlink leads outside the root, and only GET and HEAD (plus OPTIONS for CORS preflight).
+Byte ranges are supported so ``<video>`` and ``<audio>`` can seek; responses carry an ETag
+and ``Cache-Control: no-cache`` so a re-rendered keyframe shows up on the next look.
 
 When bound to a loopback address it only answers requests whose Host header names a
 loopback host, which keeps DNS-rebinding pages from reading the studio.
@@ -90,7 +91,19 @@ CONTENT_TYPES: dict[str, str] = {
     ".edl": "text/plain; charset=utf-8",
 }
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # fullmatch; ASCII digits only
+_MAX_DIGITS = 18  # more digits than any file size: read as "past the end", never parsed
+SERVED_SUFFIXES = frozenset(
+    {
+        *(".png", ".jpg", ".jpeg", ".webp", ".gif"),
+        *(".wav", ".mp3", ".flac", ".ogg", ".m4a"),
+        *(".mp4", ".m4v", ".webm", ".mov"),
+        *(".vtt", ".srt"),
+    }
+)
+"""What the server serves besides storyboards: media and subtitles. A creator's script.md,
+project.yaml, shot.json and notes are not media and are answered 404."""
+SERVED_PAGES = frozenset({"storyboard.html"})
 _CHUNK = 256 * 1024
 # Never served: the studio database and its journals.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".sqlite3")
@@ -148,24 +161,37 @@ def resolve_request_path(root: Path, url_path: str) -> tuple[HTTPStatus, Path | 
         return HTTPStatus.NOT_FOUND, None
     if not stat.S_ISREG(mode):
         return HTTPStatus.NOT_FOUND, None
+    if not _servable(decoded[-1]) or not _servable(real.name):
+        return HTTPStatus.NOT_FOUND, None
     return HTTPStatus.OK, real
+
+
+def _servable(name: str) -> bool:
+    """Media, subtitles and storyboards only."""
+    lower = name.lower()
+    return lower in SERVED_PAGES or Path(lower).suffix in SERVED_SUFFIXES
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     """``(first, last)`` inclusive; ``None`` to ignore the header; ``False`` if unsatisfiable."""
-    m = _RANGE.match(header.strip())
+    m = _RANGE.fullmatch(header.strip())
     if not m:
         return None  # multiple ranges or another unit: answer with the whole file
     first_s, last_s = m.groups()
     if not first_s and not last_s:
         return None
+
+    def number(digits: str) -> int:
+        digits = digits.lstrip("0") or "0"
+        return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
     if not first_s:  # suffix: the last N bytes
-        n = int(last_s)
+        n = number(last_s)
         if n == 0 or size == 0:
             return False
         return max(0, size - n), size - 1
-    first = int(first_s)
-    last = int(last_s) if last_s else size - 1
+    first = number(first_s)
+    last = number(last_s) if last_s else size - 1
     if first >= size or last < first:
         return False
     return first, min(last, size - 1)

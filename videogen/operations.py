@@ -20,8 +20,8 @@ from videogen import paths
 from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen.errors import InputError
 from videogen.progress import RenderSnapshot, RenderWatch
-from videogen.project import ProjectBrief, load_brief, save_brief
-from videogen.script import read_script
+from videogen.project import ProjectBrief, load_brief, save_brief, validation_message
+from videogen.script import read_script, read_script_bytes
 from videogen.sync import SyncResult, sync_project
 
 
@@ -117,13 +117,11 @@ def create_project(
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
-            raise InputError(err["msg"], field=field) from None
+            raise InputError(validation_message(err), field=field) from None
         raise
     script_bytes = None
     if script_file is not None:
-        script_bytes = Path(script_file).read_bytes() if Path(script_file).exists() else None
-        if script_bytes is None:
-            raise InputError("file not found", file=script_file)
+        script_bytes = read_script_bytes(Path(script_file))
         read_script(Path(script_file), script_bytes)  # validate before creating anything
     folder = paths.project_dir(root, name)
     if folder.exists():
@@ -134,7 +132,14 @@ def create_project(
         save_brief(tmp, brief)
         if script_bytes is not None:
             atomic_write_bytes(tmp / paths.SCRIPT_FILE, script_bytes)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if folder.exists():  # made at the same moment by another command
+                raise InputError(
+                    f"project {name!r} already exists at {folder}", field="name"
+                ) from None
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from videogen.errors import InputError
 
-PROJECT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-"""Project names are also Dagster group names and asset-key prefixes: lowercase, digits, '_'."""
+PROJECT_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+"""Project names are also Dagster group names and asset-key prefixes: lowercase, digits, '_'.
+Always matched whole (``fullmatch``): ``$`` would also match before a final newline."""
 
 PROJECT_FILE = "project.yaml"
 SCRIPT_FILE = "script.md"
@@ -63,7 +64,7 @@ def check_project_name(
     name: str, *, file: str | Path | None = None, line: int | None = None
 ) -> str:
     """Raise InputError unless ``name`` is a safe project name."""
-    if "/" in name or "\\" in name or ".." in name or not PROJECT_NAME_RE.match(name):
+    if not isinstance(name, str) or not PROJECT_NAME_RE.fullmatch(name) or ".." in name:
         raise InputError(
             f"invalid project name {name!r}: use 1-48 lowercase letters, digits or '_', "
             "starting with a letter (no '/', '..' or spaces)",

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from videogen import paths
 from videogen.atomic import atomic_write_text
 from videogen.errors import InputError
+from videogen.names import WORKFLOW_NAME_RE, normalize_name
 from videogen.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
@@ -32,10 +28,32 @@ def known_styles() -> list[str]:
     return list_styles()
 
 
+VOICE_MAX = 120
+MINUTES_MAX = 60.0
+
+
+def validation_message(err: Mapping[str, Any]) -> str:
+    """The message of one pydantic error, without pydantic's "Value error, " prefix."""
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")
+
+
+def _registered_workflows(kind: str) -> list[str] | None:
+    """The registry's workflow names of ``kind``, or None when the registry cannot be read
+    (then the render that needs a workflow says why)."""
+    try:
+        from videogen_resources.workflows import list_workflows
+
+        return sorted(list_workflows(kind))
+    except Exception:
+        return None
+
+
 def _character_name(name: str) -> str:
-    if "/" in name or "\\" in name or ".." in name or not name.strip():
+    clean = normalize_name(name)
+    if "/" in clean or "\\" in clean or ".." in clean or "|" in clean or "," in clean or not clean:
         raise ValueError(f"invalid character name {name!r}")
-    return name
+    return clean
 
 
 CharacterName = Annotated[str, AfterValidator(_character_name)]
@@ -50,7 +68,9 @@ class ProjectBrief(BaseModel):
     name: str = Field(description="Project name: lowercase letters, digits, '_'.")
     title: str = Field(min_length=1, max_length=200)
     topic: str = Field(default="", max_length=2000)
-    minutes: float = Field(default=3.0, gt=0, le=60, description="Target length in minutes.")
+    minutes: float = Field(
+        default=3.0, gt=0, le=60, allow_inf_nan=False, description="Target length in minutes."
+    )
     style: str = Field(default="documentary", description="Visual style preset.")
     voice: str | None = Field(
         default=None, description="Narration voice (engine default if unset)."
@@ -71,7 +91,9 @@ class ProjectBrief(BaseModel):
         "default (comfyui when COMFYUI_URL is set). VIDEOGEN_CLIPS overrides it for a run.",
     )
     fps: int = Field(default=30, description="Frames per second of clips and the rough cut.")
-    loudness_target: float = Field(default=-16.0, ge=-30.0, le=-9.0, description="LUFS.")
+    loudness_target: float = Field(
+        default=-16.0, ge=-30.0, le=-9.0, allow_inf_nan=False, description="LUFS."
+    )
     start_timecode: str = Field(
         default="00:00:00:00",
         pattern=r"^[0-9]{2}:[0-5][0-9]:[0-5][0-9]:[0-9]{2}$",
@@ -85,12 +107,41 @@ class ProjectBrief(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not paths.PROJECT_NAME_RE.match(v) or ".." in v or "/" in v:
+        if not paths.PROJECT_NAME_RE.fullmatch(v) or ".." in v or "/" in v:
             raise ValueError(
                 f"invalid project name {v!r}: use lowercase letters, digits or '_' "
                 "(no '/', '..' or spaces)"
             )
         return v
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _minutes(cls, v: object) -> object:
+        # nan and inf are no length (pydantic's reason for nan, 'not finite', puzzles).
+        try:
+            value = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return v  # not a number: pydantic says so
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{v!r} is not a number of minutes; give the target length in minutes, more "
+                f"than 0 and at most {MINUTES_MAX:g}"
+            )
+        return v
+
+    @field_validator("voice")
+    @classmethod
+    def _voice(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        clean = v.strip()
+        if len(clean) > VOICE_MAX or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in clean):
+            shown = clean if len(clean) <= 40 else clean[:40] + "..."
+            raise ValueError(
+                f"invalid voice {shown!r} ({len(clean)} characters): at most {VOICE_MAX} "
+                "characters, no control characters; see `videogen voices`"
+            )
+        return clean or None
 
     @field_validator("style")
     @classmethod
@@ -98,6 +149,22 @@ class ProjectBrief(BaseModel):
         styles = known_styles()
         if v not in styles:
             raise ValueError(f"unknown style {v!r}; known styles: {', '.join(styles)}")
+        return v
+
+    @field_validator("image_workflow", "video_workflow")
+    @classmethod
+    def _workflow(cls, v: str, info: ValidationInfo) -> str:
+        kind = "image" if info.field_name == "image_workflow" else "video"
+        if not WORKFLOW_NAME_RE.fullmatch(v):
+            raise ValueError(
+                f"invalid workflow name {v!r}: use letters, digits, '.', '_' or '-' "
+                "(a name from workflows.yaml, not a path)"
+            )
+        known = _registered_workflows(kind)
+        if known is not None and v not in known:
+            raise ValueError(
+                f"unknown {kind} workflow {v!r}; known {kind} workflows: {', '.join(known)}"
+            )
         return v
 
     @field_validator("fps")

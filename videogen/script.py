@@ -17,12 +17,16 @@ import functools
 import hashlib
 import json
 import re
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from videogen.errors import InputError
 from videogen.models import CAMERA_MOVEMENTS, Directives
+from videogen.names import normalize_name, skeleton
+from videogen.safeio import read_limited
 
 MAX_SENTENCE_CHARS = 1000
 MAX_LINE_CHARS = 10 * MAX_SENTENCE_CHARS
@@ -59,6 +63,8 @@ class ParsedSentence(BaseModel):
     section_index: int
     line: int
     directives: Directives = Directives()
+    # The line of the directive that named the characters / the speaker (for errors).
+    name_lines: dict[str, int] = Field(default_factory=dict, exclude=True)
 
     @property
     def sentence_version(self) -> str:
@@ -95,6 +101,26 @@ def split_sentences(paragraph: str) -> list[str]:
     """Split one line of prose into sentences."""
     parts = [p.strip() for p in _segmenter().segment(paragraph)]
     return [p for p in parts if p]
+
+
+def _directive_name(raw: str, *, file: str, line: int, field: str) -> str:
+    """A character name of a directive, normalized (NFKC, no invisible characters)."""
+    name = normalize_name(raw)
+    if (
+        not name
+        or "/" in name
+        or "\\" in name
+        or ".." in name
+        or "|" in name
+        or _CONTROL.search(name)
+    ):
+        raise InputError(
+            f"invalid character name {raw.strip()!r}; use a name from the character library",
+            file=file,
+            line=line,
+            field=field,
+        )
+    return name
 
 
 def _parse_directives(body: str, *, file: str, line: int, current: Directives) -> Directives:
@@ -140,13 +166,16 @@ def _parse_directives(body: str, *, file: str, line: int, current: Directives) -
                 )
             values["motion"] = motion
         elif field == "characters":
-            names = tuple(n.strip() for n in value.split(",") if n.strip())
-            for name in names:
-                if "/" in name or "\\" in name or ".." in name:
-                    raise InputError(
-                        f"invalid character name {name!r}", file=file, line=line, field="characters"
-                    )
+            names = tuple(
+                _directive_name(n, file=file, line=line, field="characters")
+                for n in value.split(",")
+                if normalize_name(n)
+            )
+            if not names:
+                raise InputError("directive has no value", file=file, line=line, field=key)
             values["characters"] = names
+        elif field == "speaker":
+            values["speaker"] = _directive_name(value, file=file, line=line, field="speaker")
         else:
             values[field] = value
     try:
@@ -210,7 +239,12 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
             directives = _parse_directives(
                 line[1:], file=fname, line=lineno, current=last.directives
             )
-            sentences[-1] = last.model_copy(update={"directives": directives})
+            lines = dict(last.name_lines)
+            if directives.characters != last.directives.characters:
+                lines["characters"] = lineno
+            if directives.speaker != last.directives.speaker:
+                lines["speaker"] = lineno
+            sentences[-1] = last.model_copy(update={"directives": directives, "name_lines": lines})
             continue
         if not sections:
             sections.append(DEFAULT_SECTION)
@@ -228,6 +262,14 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
                 raise InputError(
                     f"sentence is {len(sentence)} characters long; the limit is "
                     f"{MAX_SENTENCE_CHARS} (split it into shorter sentences)",
+                    file=fname,
+                    line=lineno,
+                    field="sentence",
+                )
+            if not any(unicodedata.category(ch)[0] in "LN" for ch in sentence):
+                raise InputError(
+                    f"sentence {sentence!r} has no words to narrate (only punctuation or "
+                    "symbols); write words, or delete it",
                     file=fname,
                     line=lineno,
                     field="sentence",
@@ -256,16 +298,81 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
     return ParsedScript(sections=[sections[i] for i in used], sentences=sentences)
 
 
+def resolve_character_names(
+    script: ParsedScript, known: Iterable[str], *, file: str | Path = "script.md"
+) -> ParsedScript:
+    """The script with every ``characters:`` / ``speaker:`` name spelt as in the library.
+
+    A name matches a library character regardless of case (after normalization). An unknown
+    name, or one that only looks like a library name (a Cyrillic "А" in "Аda"), is an error
+    naming its line and the known characters: a typo must not quietly use the default voice.
+    """
+    by_key = {normalize_name(n).casefold(): n for n in known}
+    by_skeleton = {skeleton(n): n for n in known}
+    listing = ", ".join(sorted(by_key.values(), key=str.casefold)) or "none yet"
+
+    def canonical(name: str, field: str, line: int) -> str:
+        found = by_key.get(name.casefold())
+        if found is not None:
+            return found
+        twin = by_skeleton.get(skeleton(name))
+        if twin is not None:
+            odd = ", ".join(f"U+{ord(c):04X}" for c in name if not c.isascii() and c not in twin)
+            hint = f"it looks like {twin!r} but is spelt with other letters ({odd})"
+            raise InputError(
+                f"unknown character {name!r}: {hint}; type the name as {twin!r}",
+                file=file,
+                line=line,
+                field=field,
+            )
+        raise InputError(
+            f"unknown character {name!r}; known characters: {listing} "
+            "(add one with `videogen character add`)",
+            file=file,
+            line=line,
+            field=field,
+        )
+
+    out: list[ParsedSentence] = []
+    for s in script.sentences:
+        d = s.directives
+        chars = tuple(
+            canonical(n, "characters", s.name_lines.get("characters", s.line)) for n in d.characters
+        )
+        speaker = (
+            canonical(d.speaker, "speaker", s.name_lines.get("speaker", s.line))
+            if d.speaker
+            else None
+        )
+        if chars != d.characters or speaker != d.speaker:
+            d = d.model_copy(update={"characters": chars, "speaker": speaker})
+            s = s.model_copy(update={"directives": d})
+        out.append(s)
+    return script.model_copy(update={"sentences": out})
+
+
+def read_script_bytes(path: Path) -> bytes:
+    """The bytes of a ``script.md``: a regular file, read up to the size limit (plus one byte)."""
+    raw = read_limited(path, MAX_SCRIPT_BYTES, field="script")
+    if len(raw) > MAX_SCRIPT_BYTES:
+        raise InputError(
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB; "
+            "split it into several projects",
+            file=path,
+            line=1,
+            field="script",
+        )
+    return raw
+
+
 def read_script(path: Path, raw: bytes | None = None) -> ParsedScript:
     """Read and parse a ``script.md`` file (UTF-8 required); ``raw`` = its bytes, if read."""
     if raw is None:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError("file not found", file=path) from None
+        raw = read_script_bytes(path)
     if len(raw) > MAX_SCRIPT_BYTES:
         raise InputError(
-            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB",
+            f"script is larger than {MAX_SCRIPT_BYTES // (1024 * 1024)} MB; "
+            "split it into several projects",
             file=path,
             line=1,
             field="script",

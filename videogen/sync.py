@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy import delete, select
 from videogen import paths
 from videogen.align import align
 from videogen.project import ProjectBrief, load_brief
-from videogen.script import ParsedScript, read_script
+from videogen.script import ParsedScript, read_script, read_script_bytes, resolve_character_names
 from videogen_resources.database import Character, Project, Section, Sentence, StudioDatabase
 
 
@@ -131,7 +132,7 @@ def sync_project(
     name = brief.name
     script_path = project_dir / paths.SCRIPT_FILE
     result = SyncResult(project=name)
-    raw = script_path.read_bytes() if script_path.exists() else None
+    raw = read_script_bytes(script_path) if os.path.lexists(script_path) else None
     sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
     with db.session() as s:
         project = s.get(Project, name)
@@ -150,6 +151,9 @@ def sync_project(
         return result
     # Parse before touching anything: a bad script changes nothing.
     script = parsed if parsed is not None else read_script(script_path, raw)
+    with db.session() as s:
+        library = list(s.scalars(select(Character.name)))
+    script = resolve_character_names(script, library, file=script_path)
     ensure_project_row(db, brief)
     with db.session() as s:
         project = s.get(Project, name)

@@ -9,15 +9,23 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from videogen.errors import InputError
+from videogen.safeio import read_limited
 
 M = TypeVar("M", bound=BaseModel)
 
 
+MAX_YAML_BYTES = 1024 * 1024
+"""A brief or binding is a few hundred bytes; anything over 1 MB is not one."""
+
+
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
+    raw = read_limited(path, MAX_YAML_BYTES)
+    if len(raw) > MAX_YAML_BYTES:
+        raise InputError(
+            f"larger than {MAX_YAML_BYTES // 1024} KB; this is not a YAML file the studio wrote",
+            file=path,
+            line=1,
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -80,7 +88,7 @@ def load_yaml_model(path: Path, model: type[M], *, text: str | None = None) -> M
         err = exc.errors()[0]
         loc = tuple(err.get("loc", ()))
         field = ".".join(str(p) for p in loc) or None
-        msg = err.get("msg", "invalid value")
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
         raise InputError(msg, file=path, line=_line_of(node, loc), field=field) from None

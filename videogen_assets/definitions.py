@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,56 @@ def automation_sensor_name(project: str) -> str:
 
 def discover_projects(root: Path) -> tuple[list[ProjectBrief], list[str]]:
     """The valid project briefs under a studio root, and the errors of the invalid ones."""
+    briefs, invalid = discover_all_projects(root)
+    return briefs, list(invalid.values())
+
+
+def discover_all_projects(root: Path) -> tuple[list[ProjectBrief], dict[str, str]]:
+    """The valid project briefs under a studio root, and per invalid project folder its error.
+
+    Nothing about one project folder (a project.yaml that is a folder, a FIFO, unreadable or
+    malformed; a folder whose name is not a project name) can stop the others from loading.
+    """
     briefs: list[ProjectBrief] = []
-    errors: list[str] = []
+    invalid: dict[str, str] = {}
     folder = paths.projects_dir(root)
-    for path in sorted(folder.glob("*/project.yaml")) if folder.exists() else []:
+    try:
+        found = sorted(folder.glob("*/project.yaml")) if folder.is_dir() else []
+    except OSError as exc:
+        return [], {str(folder): f"{folder}: cannot be listed ({exc.strerror or exc})"}
+    for path in found:
+        name = path.parent.name
         try:
+            paths.check_project_name(name, file=path.parent)
             briefs.append(load_brief(path.parent))
         except InputError as exc:
-            errors.append(str(exc))
-    return briefs, errors
+            invalid[name] = str(exc)
+        except (OSError, ValueError) as exc:
+            invalid[name] = f"{path}: cannot be read ({exc})"
+    return briefs, invalid
+
+
+def invalid_project_asset(name: str, reason: str) -> dg.AssetSpec:
+    """What the UI shows for a project folder that cannot load: an asset whose description is
+    the reason (the group ``invalid_projects`` lists them; valid projects load as usual)."""
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")[:40] or "project"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return dg.AssetSpec(
+        key=dg.AssetKey([INVALID_PREFIX, f"{slug}_{digest}"]),
+        group_name=INVALID_PREFIX.strip("_"),
+        description=f"Warning: project folder {name!r} is invalid and was not loaded. {reason}",
+        metadata={"folder": name, "error": reason},
+        kinds={"warning"},
+    )
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks (a folder named with a newline) shown as ``\\n``."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+INVALID_PREFIX = "_invalid_project"
+"""The first part of the asset key of an invalid project (no project name starts with '_')."""
 
 
 def build_definitions(
@@ -121,75 +163,94 @@ def build_definitions(
     """The Definitions of a studio root (default: $VIDEOGEN_HOME or ./studio)."""
     root_path = paths.studio_root(root)
     settings = settings or BackendSettings.from_env()
-    briefs, errors = discover_projects(root_path)
-    for err in errors:
-        print(f"videogen: project skipped: {err}", file=sys.stderr)  # noqa: T201
+    briefs, invalid = discover_all_projects(root_path)
+    for err in invalid.values():
+        print(f"videogen: project skipped: {_one_line(err)}", file=sys.stderr)  # noqa: T201
     resources = build_resources(settings, root_path, briefs)
 
-    engine_kind = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}[settings.tts]
     assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
-    automated: set[str] = set()
     checks: list[dg.AssetChecksDefinition] = []
+    automated: set[str] = set()
+    loaded: list[ProjectBrief] = []
     for brief in briefs:
-        # Each kind's engine is the project's own (mixed backends): the pool, the kinds shown
-        # in the UI and the code version follow it, so switching one kind's engine marks
-        # exactly that kind stale.
-        key_engine = resources["keyframes"].engine_for(brief.name)
-        clip_engine = resources["clips"].engine_for(brief.name)
-        pools = {
-            NARRATION: "tts",
-            KEYFRAME: "gpu" if key_engine == "comfyui" else "render",
-            CLIP: "gpu" if clip_engine == "comfyui" else "render",
-        }
-        kinds = {
-            NARRATION: {"wav", engine_kind},
-            SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
-            KEYFRAME: {"png", "comfyui" if key_engine == "comfyui" else "pillow"},
-            CLIP: {"mp4", "comfyui" if clip_engine == "comfyui" else "ffmpeg"},
-        }
-        style_v = _style_version(brief.style)
-        llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
-        key_maker = resources["keyframes"].maker(key_engine)
-        clip_maker = resources["clips"].maker(clip_engine)
         try:
-            versions = {
-                NARRATION: resources["narrator"].version(),
-                SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
-                KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
-                CLIP: clip_maker.version(brief.video_workflow),
-            }
-        except (InputError, ServiceError) as exc:  # a workflow it names is missing or wrong
-            print(f"videogen: project {brief.name} skipped: {exc}", file=sys.stderr)  # noqa: T201
+            project_assets = _project_assets(brief, resources, settings)
+        except Exception as exc:  # one project's failure (a missing workflow...) hides no other
+            detail = str(exc) if isinstance(exc, InputError | ServiceError) else (
+                f"{type(exc).__name__}: {exc}"
+            )
+            reason = f"{brief.name}: its assets cannot be built ({detail})"
+            invalid[brief.name] = reason
+            print(f"videogen: project skipped: {_one_line(reason)}", file=sys.stderr)  # noqa: T201
             continue
+        loaded.append(brief)
         if brief.automation:
             automated.add(brief.name)
-        project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
-        project_assets += build_observed_assets(brief.name)
-        project_assets += build_sentence_assets(
-            brief.name,
-            versions=versions,
-            automation=automation_for(brief, partitioned=True),
-            pools=pools,
-            kinds=kinds,
-        )
-        project_assets += build_project_assets(
-            brief.name,
-            versions=versions,
-            automation=automation_for(brief, partitioned=False),
-            graph_assets=project_assets,
-        )
         assets += project_assets
         checks += build_progress_checks(brief.name, project_assets)
+    briefs = loaded
+    specs = [invalid_project_asset(n, r) for n, r in sorted(invalid.items())]
     sensors: list[dg.SensorDefinition] = [build_script_watcher([b.name for b in briefs], automated)]
     sensors.append(build_progress_sensor([b.name for b in briefs]))
     sensors += automation_sensors(sorted(automated))
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *specs],
         asset_checks=checks,
         sensors=sensors,
         resources=resources,
         executor=build_executor(),
     )
+
+
+def _project_assets(
+    brief: ProjectBrief, resources: dict[str, Any], settings: BackendSettings
+) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    """The asset graph of one project.
+
+    Each kind's engine is the project's own (mixed backends): the pool, the kinds shown in the
+    UI and the code version follow it, so switching one kind's engine marks exactly that kind
+    stale.
+    """
+    engine_kind = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}[settings.tts]
+    key_engine = resources["keyframes"].engine_for(brief.name)
+    clip_engine = resources["clips"].engine_for(brief.name)
+    pools = {
+        NARRATION: "tts",
+        KEYFRAME: "gpu" if key_engine == "comfyui" else "render",
+        CLIP: "gpu" if clip_engine == "comfyui" else "render",
+    }
+    kinds = {
+        NARRATION: {"wav", engine_kind},
+        SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
+        KEYFRAME: {"png", "comfyui" if key_engine == "comfyui" else "pillow"},
+        CLIP: {"mp4", "comfyui" if clip_engine == "comfyui" else "ffmpeg"},
+    }
+    style_v = _style_version(brief.style)
+    llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
+    key_maker = resources["keyframes"].maker(key_engine)
+    clip_maker = resources["clips"].maker(clip_engine)
+    versions = {
+        NARRATION: resources["narrator"].version(),
+        SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
+        KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
+        CLIP: clip_maker.version(brief.video_workflow),
+    }
+    project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
+    project_assets += build_observed_assets(brief.name)
+    project_assets += build_sentence_assets(
+        brief.name,
+        versions=versions,
+        automation=automation_for(brief, partitioned=True),
+        pools=pools,
+        kinds=kinds,
+    )
+    project_assets += build_project_assets(
+        brief.name,
+        versions=versions,
+        automation=automation_for(brief, partitioned=False),
+        graph_assets=project_assets,
+    )
+    return project_assets
 
 
 def automation_sensors(projects: list[str]) -> list[dg.AutomationConditionSensorDefinition]:

@@ -6,7 +6,7 @@ import re
 
 import dagster as dg
 
-PARTITION_KEY_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+PARTITION_KEY_RE = re.compile(r"[A-Za-z0-9._-]+")  # use fullmatch: "$" matches before a newline
 
 
 def partitions_name(project: str) -> str:

@@ -32,7 +32,10 @@ def _stamp(folder: Path) -> str:
     parts = []
     for name in (paths.SCRIPT_FILE, paths.PROJECT_FILE):
         f = folder / name
-        st = f.stat() if f.exists() else None
+        try:
+            st = f.stat()
+        except OSError:
+            st = None
         parts.append(f"{st.st_mtime_ns}:{st.st_size}" if st else "-")
     return "|".join(parts)
 
@@ -176,7 +179,7 @@ def build_script_watcher(
             try:
                 # A character edit changes no file: re-derive the versions of every project.
                 result = sync_project(db, folder, force=cast_changed)
-            except InputError as exc:
+            except (InputError, OSError) as exc:
                 # Keep what exists; say exactly what is wrong. Retry when the file changes again.
                 context.log.error(str(exc))
                 notes.append(f"{project}: {exc}")

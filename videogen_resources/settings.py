@@ -59,12 +59,43 @@ class BackendSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackendSettings:
-        """Read the settings from environment variables (see the module docstring)."""
+        """Read the settings from environment variables (see the module docstring).
+
+        Raises:
+            InputError: naming the variable, for a value that cannot work (an unknown engine,
+                a URL that is not an http(s) URL, an impossible voice name).
+        """
         env = os.environ if env is None else env
         tts = env.get("VIDEOGEN_TTS", "").strip().lower()
         if not tts:
             tts = "chatterbox" if env.get("CHATTERBOX_URL") else "piper"
+        if tts not in TTS_ENGINES:
+            raise InputError(
+                f"unknown TTS engine {env.get('VIDEOGEN_TTS', '')!r}; use one of "
+                f"{', '.join(TTS_ENGINES)}",
+                field="VIDEOGEN_TTS",
+            )
+        api = (env.get("CHATTERBOX_API") or "openai").strip().lower()
+        if api not in ("openai", "devnen"):
+            raise InputError(
+                f"unknown Chatterbox API {env.get('CHATTERBOX_API', '')!r}; use openai "
+                "(chatterbox-tts-api) or devnen (Chatterbox-TTS-Server)",
+                field="CHATTERBOX_API",
+            )
+        for var in ("CHATTERBOX_URL", "LLM_BASE_URL"):
+            if env.get(var, "").strip():
+                check_url(env[var].strip(), var)
+        if tts == "chatterbox" and not env.get("CHATTERBOX_URL", "").strip():
+            raise InputError(
+                "VIDEOGEN_TTS=chatterbox needs the server's URL; set CHATTERBOX_URL "
+                "(e.g. http://127.0.0.1:4123)",
+                field="CHATTERBOX_URL",
+            )
+        if env.get("VIDEOGEN_VOICE"):
+            check_voice_name(env["VIDEOGEN_VOICE"], field="VIDEOGEN_VOICE")
         urls = [u.strip() for u in env.get("COMFYUI_URL", "").split(",") if u.strip()]
+        for url in urls:
+            check_url(url, "COMFYUI_URL")
         key_env = None
         for name in ("DEEPSEEK_API_KEY", "LLM_API_KEY"):
             if env.get(name):
@@ -72,13 +103,13 @@ class BackendSettings(BaseModel):
                 break
         return cls(
             tts=tts,  # type: ignore[arg-type]
-            voice=env.get("VIDEOGEN_VOICE") or None,
-            chatterbox_url=env.get("CHATTERBOX_URL") or None,
-            chatterbox_api=(env.get("CHATTERBOX_API") or "openai"),  # type: ignore[arg-type]
+            voice=(env.get("VIDEOGEN_VOICE") or "").strip() or None,
+            chatterbox_url=(env.get("CHATTERBOX_URL") or "").strip() or None,
+            chatterbox_api=api,  # type: ignore[arg-type]
             comfyui_urls=urls,
             keyframes=_engine_env(env, "VIDEOGEN_KEYFRAMES", KEYFRAME_ENGINES),  # type: ignore[arg-type]
             clips=_engine_env(env, "VIDEOGEN_CLIPS", CLIP_ENGINES),  # type: ignore[arg-type]
-            llm_base_url=env.get("LLM_BASE_URL") or None,
+            llm_base_url=(env.get("LLM_BASE_URL") or "").strip() or None,
             llm_model=env.get("LLM_MODEL") or "deepseek-flash",
             llm_key_env=key_env,
             media_base_url=env.get("VIDEOGEN_MEDIA_URL") or None,
@@ -101,6 +132,155 @@ class BackendSettings(BaseModel):
         return self.clips or project_choice or default
 
 
+TTS_ENGINES = ("piper", "espeak", "chatterbox")
+VOICE_MAX = 120
+"""The longest voice name: engines' names are short ("en-us+f3", "joe", "Emily.wav")."""
+
+
+def check_url(url: str, field: str) -> str:
+    """``url`` if it is an http(s) URL with a host (and a port in range), else InputError."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(
+            f"{url!r} is not a valid URL ({exc}); write it like http://127.0.0.1:8188",
+            field=field,
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            f"{url!r} is not an http(s) URL; write it like http://127.0.0.1:8188", field=field
+        )
+    if port == 0:
+        raise InputError(f"{url!r} has port 0; give the server's port", field=field)
+    return url
+
+
+def check_voice_name(voice: str, *, field: str = "voice") -> str:
+    """``voice`` stripped, refusing what no engine names a voice (too long, control chars)."""
+    clean = voice.strip()
+    if len(clean) > VOICE_MAX or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in clean):
+        shown = clean if len(clean) <= 40 else clean[:40] + "..."
+        raise InputError(
+            f"invalid voice {shown!r} ({len(clean)} characters): a voice name has at most "
+            f"{VOICE_MAX} characters and no control characters; see `videogen voices`",
+            field=field,
+        )
+    return clean
+
+
+def check_environment(env: Mapping[str, str] | None = None) -> BackendSettings:
+    """Every backend and executor variable checked at once (before a command does any work)."""
+    from videogen_assets.executors import ExecutorSettings
+
+    env = os.environ if env is None else env
+    settings = BackendSettings.from_env(env)
+    try:
+        ExecutorSettings.from_env(env)
+    except ValueError as exc:
+        raise InputError(str(exc), field="VIDEOGEN_EXECUTOR") from None
+    for var in ("VIDEOGEN_CELERY_BROKER", "VIDEOGEN_CELERY_BACKEND"):
+        value = env.get(var, "").strip()
+        if value and "://" not in value:
+            raise InputError(
+                f"{value!r} is not a broker URL; write it like redis://127.0.0.1:6379/0",
+                field=var,
+            )
+    return settings
+
+
+def _reachable(url: str, timeout_s: float) -> str | None:
+    """None if a TCP connection to ``url``'s host and port opens, else the reason."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+def check_reachable(settings: BackendSettings, *, timeout_s: float = 3.0) -> None:
+    """Refuse to start a render whose configured servers do not answer (one line, naming the
+    variable): better now than after the first sentences were made."""
+    targets = [("COMFYUI_URL", u) for u in settings.comfyui_urls]
+    if settings.tts == "chatterbox" and settings.chatterbox_url:
+        targets.append(("CHATTERBOX_URL", settings.chatterbox_url))
+    if settings.llm_key_env and settings.llm_base_url:
+        targets.append(("LLM_BASE_URL", settings.llm_base_url))
+    for var, url in targets:
+        why = _reachable(url, timeout_s)
+        if why is not None:
+            raise InputError(
+                f"cannot reach {url} ({why}); start the server or fix {var}", field=var
+            )
+
+
+def list_voices(settings: BackendSettings) -> list[tuple[str, str]]:
+    """The voices of the configured TTS engine: ``(name to use, description)``.
+
+    Raises ServiceError when a TTS server cannot be asked.
+    """
+    if settings.tts == "chatterbox":
+        from videogen_resources.chatterbox import ChatterboxNarrator
+
+        assert settings.chatterbox_url is not None
+        tts = ChatterboxNarrator(
+            base_url=settings.chatterbox_url, api=settings.chatterbox_api, max_retries=0
+        )
+        return [(v.id, v.name if v.name != v.id else "") for v in tts.voices()]
+    from videogen_resources.embedded.espeak import list_voices as espeak_voices
+
+    out: list[tuple[str, str]] = []
+    if settings.tts == "piper":
+        from videogen_resources.embedded.piper import PIPER_VOICE
+
+        out.append((PIPER_VOICE, "Piper neural voice (bundled, the default)"))
+    for v in espeak_voices():
+        ident = v.identifier.rsplit("/", 1)[-1]
+        out.append((ident, f"eSpeak NG: {v.name}"))
+    return out
+
+
+def voice_known(settings: BackendSettings, voice: str) -> bool | None:
+    """Whether the configured engine has ``voice`` (None: the engine could not be asked).
+
+    eSpeak NG accepts variants (``en-us+f3``): those are asked of the engine itself.
+    """
+    from videogen_resources.errors import ServiceError
+
+    try:
+        names = {name.casefold() for name, _ in list_voices(settings)}
+    except ServiceError:
+        return None
+    if voice.casefold() in names:
+        return True
+    if settings.tts == "chatterbox":
+        return voice.startswith("clone:")
+    from videogen_resources.embedded.espeak import engine
+
+    return engine().has_voice(voice)
+
+
+def check_voice(settings: BackendSettings, voice: str | None, *, field: str = "voice") -> None:
+    """Refuse a voice the configured engine does not have (a server that cannot be asked
+    is not a reason to refuse: its voices are checked when it narrates)."""
+    if not voice:
+        return
+    clean = check_voice_name(voice, field=field)
+    if voice_known(settings, clean) is False:
+        raise InputError(
+            f"unknown voice {clean!r} for the {settings.tts} engine; see `videogen voices` "
+            "for the voices you can use",
+            field=field,
+        )
+
+
 def build_resources(
     settings: BackendSettings, root: Path, briefs: Sequence[Any] = ()
 ) -> dict[str, Any]:
@@ -117,7 +297,10 @@ def build_resources(
         from videogen_resources.chatterbox import ChatterboxNarrator
 
         if not settings.chatterbox_url:
-            raise ValueError("VIDEOGEN_TTS=chatterbox needs CHATTERBOX_URL")
+            raise InputError(
+                "VIDEOGEN_TTS=chatterbox needs the server's URL; set CHATTERBOX_URL",
+                field="CHATTERBOX_URL",
+            )
         narrator = ChatterboxNarrator(
             base_url=settings.chatterbox_url, api=settings.chatterbox_api, voice=settings.voice
         )

@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from videogen.errors import InputError
+from videogen.names import WORKFLOW_NAME_RE
 from videogen_resources.comfyui import ObjectInfo, parse_object_info
 
 REGISTRY_FILE = "workflows.yaml"
@@ -372,6 +373,12 @@ def _read_registry(folder: Path) -> dict[str, RegistryEntry]:
         raise WorkflowError("expected a mapping under 'workflows'", file=path, field="workflows")
     out: dict[str, RegistryEntry] = {}
     for name, item in items.items():
+        if not isinstance(name, str) or not WORKFLOW_NAME_RE.fullmatch(name):
+            raise WorkflowError(
+                f"invalid workflow name {name!r}: use letters, digits, '.', '_' or '-'",
+                file=path,
+                field="workflows",
+            )
         try:
             out[str(name)] = RegistryEntry.model_validate(item)
         except ValidationError as exc:

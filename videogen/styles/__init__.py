@@ -32,8 +32,8 @@ Layout = Literal["lower-third", "centered", "split", "bold-block"]
 
 LAYOUTS: tuple[str, ...] = ("lower-third", "centered", "split", "bold-block")
 
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
 class LoraRef(BaseModel):
@@ -59,7 +59,7 @@ class Palette(BaseModel):
     @field_validator("*")
     @classmethod
     def _hex_colour(cls, value: str) -> str:
-        if not _HEX.match(value):
+        if not _HEX.fullmatch(value):
             raise ValueError(f"expected a colour like '#1a2b3c', got {value!r}")
         return value.lower()
 
@@ -115,7 +115,7 @@ class StylePreset(BaseModel):
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError("use lowercase letters, digits, '-' or '_'")
         return value
 

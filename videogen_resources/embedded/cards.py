@@ -6,6 +6,11 @@ shot (a circular cut-out of the reference image, or a name card). Text wraps and
 fits its box, so it never overflows; characters the style's font lacks are drawn with a fallback
 font (DejaVu or another system font when present, else the font bundled with Pillow, so it works
 with no system fonts at all). The same inputs always give the same PNG bytes.
+
+A character no installed font draws (an emoji or CJK text on a system without such fonts) would
+show as an empty box: `CardKeyframes.make_keyframe` then warns once per card, naming the
+sentence and the characters, and says which fonts to install (`FONT_HINT`); the card is still
+made.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ _FALLBACK_PATTERNS: tuple[str, ...] = (
     r"^NotoEmoji-Regular\.ttf$",
     r"^Symbola.*\.ttf$",
     r"^FreeSans\.ttf$",
+)
+
+FONT_HINT = (
+    "install fonts that cover them (Debian/Ubuntu: apt-get install fonts-noto-cjk fonts-symbola; "
+    "any font file in ~/.fonts works), or write the text without them"
 )
 
 
@@ -820,6 +830,31 @@ class CardKeyframes(KeyframeMakerResource):
         draw_block(draw, block, (0, 0, d, d), pal.rgb("accent"), align="center")
         return card
 
+    def uncovered(
+        self,
+        *,
+        shot: Shot,
+        sentence_text: str,
+        section_title: str,
+        style: str | StylePreset,
+    ) -> str:
+        """The characters of the card's text that no font here draws (each once, in order)."""
+        preset = (
+            style
+            if isinstance(style, StylePreset)
+            else load_style(style, [self.styles_dir] if self.styles_dir else None)
+        )
+        fonts = self._fonts(preset)
+        choices = [fonts.body, fonts.title, *fonts.fallbacks]
+        text = " ".join([shot.key_phrase or sentence_text, section_title, *shot.characters])
+        text = preset.typography.apply_case(text)
+        out: list[str] = []
+        for char in text:
+            if char in out or any(has_glyph(c.path, char) for c in choices):
+                continue
+            out.append(char)
+        return "".join(out)
+
     def make_keyframe(
         self,
         *,
@@ -832,7 +867,21 @@ class CardKeyframes(KeyframeMakerResource):
         progress: ProgressFn | None = None,
         workflow: str | None = None,
     ) -> ImageResult:
-        """Draw the card and write it as a PNG, atomically."""
+        """Draw the card and write it as a PNG, atomically.
+
+        Characters no font draws are reported once through ``progress`` (a line starting with
+        ``warning:``) and in the result's ``extra["missing_glyphs"]``.
+        """
+        missing = self.uncovered(
+            shot=shot, sentence_text=sentence_text, section_title=section_title, style=style
+        )
+        if missing and progress:
+            codes = ", ".join(f"U+{ord(c):04X}" for c in missing[:8])
+            shown = sentence_text if len(sentence_text) <= 80 else sentence_text[:77] + "..."
+            progress(
+                f"warning: card for the sentence {shown!r}: no installed font draws "
+                f"{missing[:8]!r} ({codes}), drawn as empty boxes; {FONT_HINT}"
+            )
         img = self.render(
             shot=shot,
             sentence_text=sentence_text,
@@ -852,7 +901,11 @@ class CardKeyframes(KeyframeMakerResource):
             seed=shot.seed,
             engine=ENGINE,
             workflow_version=self.version(),
-            extra={"style": style, "text": shot.key_phrase or sentence_text},
+            extra={
+                "style": style,
+                "text": shot.key_phrase or sentence_text,
+                **({"missing_glyphs": missing} if missing else {}),
+            },
         )
 
 

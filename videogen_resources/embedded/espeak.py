@@ -163,6 +163,16 @@ class _Engine:
             return np.zeros(0, dtype=np.float32)
         return (np.concatenate(chunks).astype(np.float32) / 32768.0).astype(np.float32)
 
+    def has_voice(self, voice: str) -> bool:
+        """Whether eSpeak NG accepts ``voice`` (a name such as ``en-us``, or with a ``+f3``
+        variant)."""
+        with self.lock:
+            lib, _rate = self._open()
+            try:
+                return bool(lib.espeak_SetVoiceByName(voice.encode("utf-8")) == _EE_OK)
+            finally:
+                self._close(lib)
+
     def voices(self) -> list[VoiceInfo]:
         out: list[VoiceInfo] = []
         with self.lock:
