@@ -142,10 +142,16 @@ class PartitionResults:
         """Record the outcome of one partition."""
         ctx = self._context
         if self._single:
+            # The input provenance is the studio's own, as for a batch: in a run that also
+            # made an input (a sentence's chain), Dagster records that input's data version as
+            # a hash over the run's partition range instead of the version it recorded for the
+            # input, so a later identical re-make of the input would look like a change.
+            # Output tags take precedence over the ones Dagster derives.
             self._result = dg.MaterializeResult(
                 metadata=dict(metadata),
                 data_version=dg.DataVersion(data_version),
                 check_results=list(check_results),
+                tags=_provenance_tags(self._latest, partition, self._parents),
             )
             return
         key = ctx.asset_key
