@@ -1,0 +1,168 @@
+"""Contract: `videogen_assets.records` (the bulk reader of the latest materialization or
+observation of every sentence partition, behind statuses, batches and automation) reads from
+Dagster's SQL event log exactly what Dagster's own records say: each record's partition, data
+version (also under its old tag name) and provenance (code version, input data versions and
+storage ids, also "no input record"), only records of the asked asset and event type, none
+from before the asset was wiped, and each partition's latest record as
+`get_latest_data_version_record` finds it."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster._core.definitions.data_version import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
+    DATA_VERSION_TAG,
+    extract_data_provenance_from_entry,
+    extract_data_version_from_entry,
+)
+from dagster._core.events import DagsterEventType
+
+from videogen_assets.records import LatestRecords, Row, _read_records, read_rows
+
+CLIP = dg.AssetKey(["p", "clip"])
+SHOT = dg.AssetKey(["p", "shot"])
+WORDS = dg.AssetKey(["p", "sentence"])
+PARTS = ["s1", "s2", "s3", "s4"]
+
+
+def _report(
+    instance: dg.DagsterInstance, event: dg.AssetMaterialization | dg.AssetObservation
+) -> None:
+    instance.report_runless_asset_event(event)
+
+
+def _latest_id(instance: dg.DagsterInstance, asset: dg.AssetKey, observed: bool) -> int:
+    kind = (
+        DagsterEventType.ASSET_OBSERVATION if observed else DagsterEventType.ASSET_MATERIALIZATION
+    )
+    return max(instance.event_log_storage.get_latest_storage_id_by_partition(asset, kind).values())
+
+
+def _fill(instance: dg.DagsterInstance) -> None:
+    for i, pk in enumerate(PARTS):
+        _report(
+            instance,
+            dg.AssetObservation(
+                asset_key=WORDS, partition=pk, tags={DATA_VERSION_TAG: f"w{i}"}, metadata={"n": i}
+            ),
+        )
+        _report(
+            instance,
+            dg.AssetMaterialization(
+                asset_key=SHOT, partition=pk, tags={DATA_VERSION_TAG: f"shot{i}"}
+            ),
+        )
+        words_id = _latest_id(instance, WORDS, True)
+        shot_id = _latest_id(instance, SHOT, False)
+        tags = {
+            CODE_VERSION_TAG: "v2",
+            DATA_VERSION_TAG: f"clip{i}",
+            DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
+            f"dagster/input_data_version/{SHOT.to_user_string()}": f"shot{i}",
+            f"dagster/input_event_pointer/{SHOT.to_user_string()}": str(shot_id),
+            f"dagster/input_data_version/{WORDS.to_user_string()}": f"w{i}",
+            f"dagster/input_event_pointer/{WORDS.to_user_string()}": (
+                "NULL" if pk == "s2" else str(words_id)
+            ),
+        }
+        if pk == "s3":  # no tags at all
+            tags = {}
+        if pk == "s4":  # the data version under its old name, no provenance
+            tags = {"dagster/logical_version": "old4"}
+        _report(
+            instance,
+            dg.AssetMaterialization(
+                asset_key=CLIP, partition=pk, tags=tags, metadata={"path": f"/x/{pk}"}
+            ),
+        )
+    # an unpartitioned record of the same asset, and a second record of s1
+    _report(instance, dg.AssetMaterialization(asset_key=CLIP, tags={DATA_VERSION_TAG: "np"}))
+    _report(
+        instance,
+        dg.AssetMaterialization(
+            asset_key=CLIP, partition="s1", tags={DATA_VERSION_TAG: "clip1-again"}
+        ),
+    )
+
+
+def _all_ids(instance: dg.DagsterInstance) -> list[int]:
+    ids: list[int] = []
+    for asset in (CLIP, SHOT, WORDS):
+        for fetch in (instance.fetch_materializations, instance.fetch_observations):
+            records = fetch(dg.AssetRecordsFilter(asset_key=asset), limit=1000).records
+            ids.extend(r.storage_id for r in records)
+    return ids
+
+
+def _as_dagster_reads(instance: dg.DagsterInstance, asset: dg.AssetKey, observed: bool):
+    fetch = instance.fetch_observations if observed else instance.fetch_materializations
+    records = fetch(dg.AssetRecordsFilter(asset_key=asset), limit=1000).records
+    return {
+        r.storage_id: (
+            r.partition_key,
+            (extract_data_version_from_entry(r.event_log_entry) or dg.DataVersion("-")).value,
+            extract_data_provenance_from_entry(r.event_log_entry),
+        )
+        for r in records
+    }
+
+
+def _as_we_read(rows: list[Row]):
+    return {r.storage_id: (r.partition, r.data_version or "-", r.provenance) for r in rows}
+
+
+def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
+    _fill(instance)
+    ids = _all_ids(instance)
+    for asset, observed in ((CLIP, False), (SHOT, False), (WORDS, True)):
+        ours = _as_we_read(list(read_rows(instance, asset, observed, ids)))
+        assert ours == _as_dagster_reads(instance, asset, observed)
+        assert ours == _as_we_read(list(_read_records(instance, asset, observed, ids)))
+    clip = _as_we_read(list(read_rows(instance, CLIP, False, ids)))
+    provenances = [p for _, _, p in clip.values() if p is not None]
+    assert len(provenances) == 2  # s1's and s2's (a NULL pointer); the others have none
+    assert any(p.input_storage_ids.get(WORDS, 0) is None for p in provenances)
+    assert {v for _, v, _ in clip.values()} >= {"old4", "-", "np", "clip1-again"}
+    # an observation is not a materialization, nor one asset's record another's
+    assert not list(read_rows(instance, WORDS, False, ids))
+    assert not list(read_rows(instance, SHOT, True, ids))
+
+
+def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance) -> None:
+    _fill(instance)
+    latest = LatestRecords(instance, [*PARTS, "s9"])
+    for asset, observed in ((CLIP, False), (SHOT, False), (WORDS, True)):
+        for pk in [*PARTS, "s9"]:
+            record = instance.get_latest_data_version_record(asset, observed, pk)
+            got = latest.get(asset, observed, pk)
+            if record is None:
+                assert got is None
+                continue
+            assert got is not None
+            dv = extract_data_version_from_entry(record.event_log_entry)
+            assert got.storage_id == record.storage_id
+            assert got.data_version == (dv.value if dv else None)
+            assert got.provenance == extract_data_provenance_from_entry(record.event_log_entry)
+    assert latest.data_version(CLIP, False, "s1") == "clip1-again"
+
+
+def test_records_before_a_wipe_are_not_read(instance: dg.DagsterInstance) -> None:
+    _fill(instance)
+    before = _all_ids(instance)
+    instance.wipe_assets([CLIP])
+    _report(
+        instance,
+        dg.AssetMaterialization(asset_key=CLIP, partition="s2", tags={DATA_VERSION_TAG: "new"}),
+    )
+    ids = _all_ids(instance) + before
+    rows = list(read_rows(instance, CLIP, False, ids))
+    assert [(r.partition, r.data_version) for r in rows] == [("s2", "new")]
+    assert _as_we_read(rows) == _as_we_read(list(_read_records(instance, CLIP, False, ids)))
+    latest = LatestRecords(instance, PARTS)
+    assert latest.get(CLIP, False, "s1") is None
+    assert latest.data_version(CLIP, False, "s2") == "new"
+    # (a wiped record's storage id may be given to a later record)
+    assert latest.records_at(CLIP, False, before) == {
+        r.storage_id: ("s2", "new") for r in rows if r.storage_id in before
+    }
