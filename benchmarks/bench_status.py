@@ -43,7 +43,7 @@ def record_media(instance: dg.DagsterInstance, project: str, keys: list[str]) ->
     from videogen_assets.batching import _provenance_tags
     from videogen_assets.context import key
     from videogen_assets.definitions import build_definitions
-    from videogen_assets.records import LatestRecords
+    from videogen_assets.records import LatestRecords, store_asset_events
 
     graph = build_definitions(Path(os.environ["VIDEOGEN_HOME"])).resolve_asset_graph()
     total = 0
@@ -78,8 +78,8 @@ def record_media(instance: dg.DagsterInstance, project: str, keys: list[str]) ->
                     ),
                 )
             )
-        for start in range(0, len(entries), 500):
-            instance.event_log_storage.store_event_batch(entries[start : start + 500])
+        for start in range(0, len(entries), 2000):
+            store_asset_events(instance, entries[start : start + 2000])
         total += len(entries)
     return total
 

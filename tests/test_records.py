@@ -4,9 +4,13 @@ Dagster's SQL event log exactly what Dagster's own records say: each record's pa
 version (also under its old tag name) and provenance (code version, input data versions and
 storage ids, also "no input record"), only records of the asked asset and event type, none
 from before the asset was wiped, and each partition's latest record as
-`get_latest_data_version_record` finds it."""
+`get_latest_data_version_record` finds it. `store_asset_events` stores a batch of asset events
+leaving the event log as Dagster's own one-by-one storing leaves it (records, latest ids,
+indexed tags, asset entries, the run's log)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import (
@@ -16,9 +20,22 @@ from dagster._core.definitions.data_version import (
     extract_data_provenance_from_entry,
     extract_data_version_from_entry,
 )
-from dagster._core.events import DagsterEventType
+from dagster._core.events import (
+    AssetObservationData,
+    DagsterEvent,
+    DagsterEventType,
+    StepMaterializationData,
+)
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
-from videogen_assets.records import LatestRecords, Row, _read_records, read_rows
+from videogen_assets.records import (
+    LatestRecords,
+    Row,
+    _read_records,
+    read_rows,
+    store_asset_events,
+)
 
 CLIP = dg.AssetKey(["p", "clip"])
 SHOT = dg.AssetKey(["p", "shot"])
@@ -166,3 +183,74 @@ def test_records_before_a_wipe_are_not_read(instance: dg.DagsterInstance) -> Non
     assert latest.records_at(CLIP, False, before) == {
         r.storage_id: ("s2", "new") for r in rows if r.storage_id in before
     }
+
+
+def _entry(event: dg.AssetMaterialization | dg.AssetObservation, at: float) -> EventLogEntry:
+    if isinstance(event, dg.AssetObservation):
+        kind, data = DagsterEventType.ASSET_OBSERVATION, AssetObservationData(event)
+    else:
+        kind, data = DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(event)
+    return EventLogEntry(
+        user_message="",
+        level=20,
+        job_name=RUNLESS_JOB_NAME,
+        run_id=RUNLESS_RUN_ID,
+        error_info=None,
+        timestamp=at,
+        step_key=None,
+        dagster_event=DagsterEvent(
+            event_type_value=kind.value, event_specific_data=data, job_name=RUNLESS_JOB_NAME
+        ),
+    )
+
+
+def _batch() -> list[EventLogEntry]:
+    events: list[dg.AssetMaterialization | dg.AssetObservation] = []
+    for i, pk in enumerate(PARTS * 2):
+        tag = {DATA_VERSION_TAG: f"w{i}"}
+        events.append(dg.AssetObservation(asset_key=WORDS, partition=pk, tags=tag))
+        events.append(dg.AssetMaterialization(asset_key=SHOT, partition=pk, tags=tag))
+    events.append(dg.AssetMaterialization(asset_key=CLIP, metadata={"n": 1}))
+    return [_entry(e, 1_800_000_000.0 + i) for i, e in enumerate(events)]
+
+
+def _log_state(instance: dg.DagsterInstance) -> list[object]:
+    storage = instance.event_log_storage
+    state: list[object] = [sorted(k.to_string() for k in instance.all_asset_keys())]
+    for asset, observed in ((CLIP, False), (SHOT, False), (WORDS, True)):
+        state.append(_as_dagster_reads(instance, asset, observed))
+        kind = (
+            DagsterEventType.ASSET_OBSERVATION
+            if observed
+            else DagsterEventType.ASSET_MATERIALIZATION
+        )
+        state.append(storage.get_latest_storage_id_by_partition(asset, kind))
+        state.append(
+            sorted(map(sorted, (t.items() for t in storage.get_event_tags_for_asset(asset))))
+        )
+        latest = instance.get_latest_materialization_event(asset)
+        state.append(latest.timestamp if latest else None)
+    entry = instance.get_asset_records([SHOT])[0].asset_entry
+    state.append(entry.last_materialization_record.storage_id)
+    state.append(entry.last_event_storage_id)
+    logs = instance.all_logs(RUNLESS_RUN_ID)
+    state.append([(e.dagster_event_type, e.timestamp) for e in logs])
+    return state
+
+
+def test_a_stored_batch_leaves_the_log_as_storing_one_by_one(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path / "a")) as ours,
+        dg.instance_for_test(temp_dir=str(tmp_path / "b")) as dagsters,
+    ):
+        store_asset_events(ours, _batch())
+        for entry in _batch():
+            dagsters.event_log_storage.store_event(entry)
+        assert len(ours.all_logs(RUNLESS_RUN_ID)) == len(_batch())
+        assert _log_state(ours) == _log_state(dagsters)
+        # and what the studio reads from it
+        latest = LatestRecords(ours, PARTS)
+        assert latest.data_version(WORDS, True, "s2") == "w5"
+        assert latest.data_version(SHOT, False, "s4") == "w7"

@@ -194,3 +194,51 @@ class LatestRecords:
                 continue
             out[row.partition] = Latest(row.storage_id, row.data_version, row.provenance)
         return out
+
+
+_BATCHED = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
+
+
+def store_asset_events(instance: dg.DagsterInstance, entries: Sequence[Any]) -> None:
+    """Store many asset materializations and observations (``EventLogEntry``) at once.
+
+    Dagster's SQLite event log stores a batch one event at a time, each in two transactions
+    (its run's file and the cross-run index), about 12 ms an event: the two observations per
+    sentence that a first sync of a 5,000-sentence script reports took minutes. Here the batch
+    is written as Dagster writes each event (the same rows, asset tags and asset entry) in one
+    transaction per file. Other event logs (Postgres: one insert) use their own
+    ``store_event_batch``; so do batches with any other kind of event.
+    """
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    if not entries:
+        return
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqliteEventLogStorage) or any(
+        e.dagster_event is None
+        or e.dagster_event_type not in _BATCHED
+        or e.dagster_event.asset_key is None
+        for e in entries
+    ):
+        storage.store_event_batch(entries)
+        return
+    rows = [storage._event_to_row(e) for e in entries]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for entry, row in zip(entries, rows, strict=True):
+        runs.setdefault(entry.run_id, []).append(row)
+    for run_id, run_rows in runs.items():
+        with storage.run_connection(run_id) as conn:
+            conn.execute(table.insert(), run_rows)
+    with storage.index_transaction() as conn:
+        ids: list[int] = []
+        for row in rows:
+            inserted = conn.execute(table.insert(), row).inserted_primary_key
+            if inserted is None or inserted[0] is None:
+                raise RuntimeError("the event log stored an asset event without an id")
+            ids.append(int(inserted[0]))
+        storage._store_asset_event_tags(conn, entries, ids)
+        # each event overwrites its asset's entry: the last one of each asset leaves the same
+        last = {e.dagster_event.asset_key: (e, i) for e, i in zip(entries, ids, strict=True)}
+        for entry, event_id in last.values():
+            storage._store_asset_event(conn, entry, event_id)
