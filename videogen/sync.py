@@ -250,10 +250,11 @@ def sync_project(
         if result.removed:
             s.execute(delete(Sentence).where(Sentence.id.in_(result.removed)))
         s.flush()
-        unused = [sid for sid in existing_secs if sid not in set(sec_ids)]
+        used_secs, old_ids = set(sec_ids), set(old_order)  # (built once: no n² scans)
+        unused = [sid for sid in existing_secs if sid not in used_secs]
         if unused:
             s.execute(delete(Section).where(Section.id.in_(unused)))
-        result.reordered = [i for i in result.order if i in set(old_order)] != [
+        result.reordered = [i for i in result.order if i in old_ids] != [
             i for i in old_order if i in keep
         ]
         project.next_sentence_number = next_number
