@@ -28,11 +28,13 @@ from dagster._core.events import (
 )
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
+from dagster._serdes import serialize_value
 
 from videogen_assets.records import (
     LatestRecords,
     Row,
     _read_records,
+    _tags_of,
     read_rows,
     store_asset_events,
 )
@@ -141,6 +143,12 @@ def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
     assert len(provenances) == 2  # s1's and s2's (a NULL pointer); the others have none
     assert any(p.input_storage_ids.get(WORDS, 0) is None for p in provenances)
     assert {v for _, v, _ in clip.values()} >= {"old4", "-", "np", "clip1-again"}
+    # the tags as taken from a stored event's JSON where the database cannot take them out
+    for asset in (CLIP, SHOT, WORDS):
+        for fetch in (instance.fetch_materializations, instance.fetch_observations):
+            for record in fetch(dg.AssetRecordsFilter(asset_key=asset), limit=100).records:
+                entry = record.event_log_entry
+                assert _tags_of(serialize_value(entry)) == (entry.tags or {})
     # an observation is not a materialization, nor one asset's record another's
     assert not list(read_rows(instance, WORDS, False, ids))
     assert not list(read_rows(instance, SHOT, True, ids))

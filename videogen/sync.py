@@ -136,9 +136,11 @@ def sync_project(
     with db.session() as s:
         project = s.get(Project, name)
         last_sha = project.script_sha256 if project is not None else None
-        old_rows = list(
-            s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
-        )
+        old_rows = s.execute(
+            select(Sentence.id, Sentence.sentence_version, Sentence.direction_version)
+            .where(Sentence.project_id == name)
+            .order_by(Sentence.order)
+        ).all()  # (the columns only: reading whole rows of a long script takes long)
     if (raw is None and parsed is None) or (not force and parsed is None and sha == last_sha):
         result.unchanged_file = raw is not None
         result.order = [r.id for r in old_rows]

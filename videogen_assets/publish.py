@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from videogen import paths
 from videogen.sync import SyncResult
@@ -75,7 +75,14 @@ def publish(
     if not observe:
         return report
     with db.session() as s:
-        rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
+        # only the rows with versions not yet reported (after a one-sentence edit: one row)
+        unreported = or_(
+            Sentence.published_sentence_version.is_distinct_from(Sentence.sentence_version),
+            Sentence.published_direction_version.is_distinct_from(Sentence.direction_version),
+        )
+        rows = s.scalars(
+            select(Sentence).where(Sentence.project_id == project).where(unreported)
+        ).all()
         deferred = set(defer)
         _report_pending(instance, project, [r for r in rows if r.id not in deferred], report)
     return report

@@ -6,9 +6,10 @@ sentences that is most of the time a batch or a status report takes. Here one qu
 latest storage id of every partition and one more (per 500) reads those records.
 
 Only the records' tags are needed (data version, code version, input provenance). On an SQL
-event log (SQLite, Postgres, MySQL) the stored events are read as plain JSON and only their
-tags are taken, instead of being turned back into Dagster's event objects: that was most of a
-status report's time on a large project (about 0.7 s per 1,000 sentences). The tags are read
+event log (SQLite, Postgres, MySQL) only the tags are taken from the stored events' JSON (by
+SQLite itself, elsewhere with Python's json), instead of turning the events back into
+Dagster's event objects: that was most of a status report's time on a large project (about
+0.7 s per 1,000 sentences). The tags are read
 as Dagster reads them (``DataProvenance.from_tags``, the data version tag and its old name;
 each input's key parsed once, not once per record), and the same wipe filter applies as in
 Dagster's record queries. Any other event log is read through Dagster's records.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +116,7 @@ def read_rows(
     are not such a record of it are left out."""
     from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     wanted = sorted(set(storage_ids))
     storage = instance.event_log_storage
@@ -126,9 +128,14 @@ def read_rows(
     details = storage._get_assets_details([asset])[0]
     wiped = details.last_wipe_timestamp if details else None
     with storage.index_connection() as conn:
+        # SQLite takes the tags out of the JSON itself (its JSON functions, built in since
+        # 3.38): only they reach Python; elsewhere the whole event is read
+        in_sqlite = conn.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 38)
+        path = f"$.dagster_event.event_specific_data.{_TAGS_AT[kind.value]}.tags"
+        column = func.json_extract(table.c.event, path) if in_sqlite else table.c.event
         for i in range(0, len(wanted), _CHUNK):
             query: Any = (
-                select(table.c.id, table.c.partition, table.c.event)
+                select(table.c.id, table.c.partition, column)
                 .where(table.c.id.in_(wanted[i : i + _CHUNK]))
                 .where(table.c.asset_key == asset.to_string())
                 .where(table.c.dagster_event_type == kind.value)
@@ -137,7 +144,11 @@ def read_rows(
                 after = datetime.fromtimestamp(wiped, UTC).replace(tzinfo=None)
                 query = query.where(table.c.timestamp > after)
             for storage_id, partition, stored in conn.execute(query):
-                yield Row(storage_id, partition, _tags_of(stored))
+                if not in_sqlite:
+                    yield Row(storage_id, partition, _tags_of(stored))
+                    continue
+                tags = json.loads(stored) if stored else {}
+                yield Row(storage_id, partition, tags if isinstance(tags, dict) else {})
 
 
 def _read_records(
