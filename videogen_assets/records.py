@@ -116,7 +116,7 @@ def read_rows(
     are not such a record of it are left out."""
     from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-    from sqlalchemy import func, select
+    from sqlalchemy import func, literal_column, select
 
     wanted = sorted(set(storage_ids))
     storage = instance.event_log_storage
@@ -133,10 +133,19 @@ def read_rows(
         in_sqlite = conn.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 38)
         path = f"$.dagster_event.event_specific_data.{_TAGS_AT[kind.value]}.tags"
         column = func.json_extract(table.c.event, path) if in_sqlite else table.c.event
-        for i in range(0, len(wanted), _CHUNK):
+        # on SQLite all the ids go in one parameter, a JSON array (binding thousands of
+        # parameters one by one cost more than the query)
+        step = max(len(wanted), 1) if in_sqlite else _CHUNK
+        for i in range(0, len(wanted), step):
+            chunk = wanted[i : i + step]
+            ids: Any = (
+                select(literal_column("value")).select_from(func.json_each(json.dumps(chunk)))
+                if in_sqlite
+                else chunk
+            )
             query: Any = (
                 select(table.c.id, table.c.partition, column)
-                .where(table.c.id.in_(wanted[i : i + _CHUNK]))
+                .where(table.c.id.in_(ids))
                 .where(table.c.asset_key == asset.to_string())
                 .where(table.c.dagster_event_type == kind.value)
             )
