@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
@@ -154,9 +155,13 @@ def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
     assert not list(read_rows(instance, SHOT, True, ids))
 
 
-def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance) -> None:
+@pytest.mark.parametrize("others", [0, 600], ids=["few-partitions", "many-partitions"])
+def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance, others: int) -> None:
     _fill(instance)
-    latest = LatestRecords(instance, [*PARTS, "s9"])
+    # (asked about many partitions, the reader reads every partition's latest and picks)
+    latest = LatestRecords(instance, [*PARTS, "s9", *(f"x{i}" for i in range(others))])
+    _report(instance, dg.AssetMaterialization(asset_key=CLIP, partition="not-asked"))
+    assert latest.get(CLIP, False, "not-asked") is None
     for asset, observed in ((CLIP, False), (SHOT, False), (WORDS, True)):
         for pk in [*PARTS, "s9"]:
             record = instance.get_latest_data_version_record(asset, observed, pk)
