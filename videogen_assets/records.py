@@ -2,20 +2,22 @@
 
 Dagster's own lookups (``get_latest_data_version_record``, the stale-status resolver) ask the
 event log once per partition, and on SQLite each ask is a new connection: over a few hundred
-sentences that is most of the time a batch or a status report takes. Here one query finds the
-latest storage id of every partition and one more (per 500) reads those records.
+sentences that is most of the time a batch or a status report takes. Here the latest record of
+every partition of an asset is read at once (on SQLite in one query; elsewhere one query finds
+the latest storage ids and one more per 500 reads those records).
 
 Only the records' tags are needed (data version, code version, input provenance). On an SQL
 event log (SQLite, Postgres, MySQL) only the tags are taken from the stored events' JSON (by
 SQLite itself, elsewhere with Python's json), instead of turning the events back into
 Dagster's event objects: that was most of a status report's time on a large project (about
-0.7 s per 1,000 sentences). The tags are read
-as Dagster reads them (``DataProvenance.from_tags``, the data version tag and its old name;
-each input's key parsed once, not once per record), and the same wipe filter applies as in
-Dagster's record queries. Any other event log is read through Dagster's records.
-``tests/test_records.py`` pins that both ways read the same.
+0.7 s per 1,000 sentences). The tags are read as Dagster reads them
+(``DataProvenance.from_tags``, the data version tag and its old name; each input's key parsed
+once, not once per record), and the same wipe filter applies as in Dagster's record queries.
+Any other event log is read through Dagster's records. ``tests/test_records.py`` pins that
+both ways read the same.
 
-This is the one module that reads Dagster's event log below its public API.
+It also stores a batch of asset events (``store_asset_events``). This is the one module that
+reads or writes Dagster's event log below its public API.
 """
 
 from __future__ import annotations
