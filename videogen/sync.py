@@ -137,9 +137,11 @@ def sync_project(
     with db.session() as s:
         project = s.get(Project, name)
         last_sha = project.script_sha256 if project is not None else None
-        old_rows = list(
-            s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
-        )
+        old_rows = s.execute(
+            select(Sentence.id, Sentence.sentence_version, Sentence.direction_version)
+            .where(Sentence.project_id == name)
+            .order_by(Sentence.order)
+        ).all()  # (the columns only: reading whole rows of a long script takes long)
     if (raw is None and parsed is None) or (not force and parsed is None and sha == last_sha):
         result.unchanged_file = raw is not None
         result.order = [r.id for r in old_rows]
@@ -254,10 +256,11 @@ def sync_project(
         if result.removed:
             s.execute(delete(Sentence).where(Sentence.id.in_(result.removed)))
         s.flush()
-        unused = [sid for sid in existing_secs if sid not in set(sec_ids)]
+        used_secs, old_ids = set(sec_ids), set(old_order)  # (built once: no n² scans)
+        unused = [sid for sid in existing_secs if sid not in used_secs]
         if unused:
             s.execute(delete(Section).where(Section.id.in_(unused)))
-        result.reordered = [i for i in result.order if i in set(old_order)] != [
+        result.reordered = [i for i in result.order if i in old_ids] != [
             i for i in old_order if i in keep
         ]
         project.next_sentence_number = next_number

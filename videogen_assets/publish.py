@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from videogen import paths
 from videogen.sync import SyncResult
@@ -53,10 +53,10 @@ def publish(
 
     Idempotent: only versions that differ from the last published ones are reported, so calling
     it from both the CLI and the sensor never reports a change twice. ``observe=False`` only
-    syncs partitions (a new project: Dagster's SQLite event log stores ~12 ms per event, so the
-    two observations per sentence are left to the first render or sensor tick). ``defer``: sentences
-    whose new versions are left for the run that regenerates them to report (`publish_pending`),
-    so that no automation tick sees them changed before that run exists.
+    syncs partitions (a new project: the two observations per sentence are left to the first
+    render, sync or sensor tick). ``defer``: sentences whose new versions are left for the run
+    that regenerates them to report (`publish_pending`), so that no automation tick sees them
+    changed before that run exists.
     """
     project = result.project
     report = PublishReport(project=project)
@@ -75,7 +75,14 @@ def publish(
     if not observe:
         return report
     with db.session() as s:
-        rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
+        # only the rows with versions not yet reported (after a one-sentence edit: one row)
+        unreported = or_(
+            Sentence.published_sentence_version.is_distinct_from(Sentence.sentence_version),
+            Sentence.published_direction_version.is_distinct_from(Sentence.direction_version),
+        )
+        rows = s.scalars(
+            select(Sentence).where(Sentence.project_id == project).where(unreported)
+        ).all()
         deferred = set(defer)
         _report_pending(instance, project, [r for r in rows if r.id not in deferred], report)
     return report
@@ -176,7 +183,8 @@ def _report_pending(
 def report_observations(
     instance: dg.DagsterInstance, observations: list[dg.AssetObservation]
 ) -> None:
-    """Store many runless observations in one batch (one SQLite transaction, not one each)."""
+    """Store many runless observations in one batch (on SQLite one transaction per file, not
+    two per observation: see ``records.store_asset_events``)."""
     if not observations:
         return
     from dagster._core.events import AssetObservationData, DagsterEvent, DagsterEventType
@@ -202,5 +210,7 @@ def report_observations(
         )
         for obs in observations
     ]
-    for start in range(0, len(entries), 200):
-        instance.event_log_storage.store_event_batch(entries[start : start + 200])
+    from videogen_assets.records import store_asset_events
+
+    for start in range(0, len(entries), 2000):
+        store_asset_events(instance, entries[start : start + 2000])
