@@ -4,8 +4,10 @@ still bound those steps.
 
 A real ``redis-server`` (started here on 127.0.0.1, on a free port, without persistence) is the
 broker and result backend; a real worker starts the documented way (``dagster-celery worker start
--A dagster_celery.app -y deploy/celery/celery.yaml``) with the studio's environment. Then
-``dagster asset materialize`` on the studio's code location runs
+-A dagster_celery.app -y deploy/celery/celery.yaml``) with the studio's environment. Then a
+run of the selected assets on the studio's code location (as ``dagster asset materialize`` makes
+it, but without the assets' ``up_to_date`` checks, which only the ``progress`` sensor evaluates)
+runs
 
 - one sentence's whole chain: narration and shot, then keyframe, then clip, four tasks, each
   reading what an earlier task wrote, and
@@ -306,15 +308,82 @@ def _watch_worker(c: Cluster) -> Iterator[set[int]]:
         thread.join(10)
 
 
+# `dagster asset materialize --select A,B --partition P | --partition-range S...E`, but run
+# without the ``up_to_date`` checks (videogen_assets/progress.py), which only the ``progress``
+# sensor evaluates: Dagster 1.13 adds every check of a selected asset to a run (the CLI and
+# `dg launch` have no way to leave them out, and no check option keeps a check out of
+# `AssetSelection.assets`). Same code location, implicit asset job, partition tags and Celery
+# executor as the CLI; the run's asset_check_selection holds the checks that are part of the
+# assets (the keyframe's and clip's check_specs, which run in the asset's own step).
+_LAUNCH = """
+import os, sys
+import dagster as dg
+from videogen_assets.progress import CHECK_NAME
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.snap import snapshot_from_execution_plan
+
+select, option, value = sys.argv[1:4]
+keys = {dg.AssetKey.from_user_string(s) for s in select.split(",")}
+repo = ReconstructableRepository.for_module(
+    "videogen_assets.definitions", "defs", working_directory=os.getcwd()
+)
+repo_def = repo.get_definition()
+implicit = repo_def.get_implicit_job_def_for_assets(keys)
+assert implicit is not None, keys
+if option == "--partition":
+    tags = dict(implicit.get_tags_for_partition_key(value, selected_asset_keys=keys))
+else:
+    start, end = value.split("...")
+    tags = {
+        "dagster/asset_partition_range_start": start,
+        "dagster/asset_partition_range_end": end,
+    }
+checks = {
+    ck for ck in repo_def.asset_graph.asset_check_keys
+    if ck.asset_key in keys and ck.name != CHECK_NAME
+}
+job = ReconstructableJob(repo, implicit.name).get_subset(
+    asset_selection=keys, asset_check_selection=checks
+)
+job_def = job.get_definition()
+with dg.DagsterInstance.get() as instance:
+    plan = create_execution_plan(job, instance_ref=instance.get_ref(), tags=tags)
+    run = instance.create_run(
+        job_name=job_def.name,
+        run_id=None,
+        run_config={},
+        status=None,
+        tags=tags,
+        root_run_id=None,
+        parent_run_id=None,
+        step_keys_to_execute=plan.step_keys_to_execute,
+        execution_plan_snapshot=snapshot_from_execution_plan(
+            plan, job_def.get_job_snapshot_id()
+        ),
+        job_snapshot=job_def.get_job_snapshot(),
+        parent_job_snapshot=job_def.get_parent_job_snapshot(),
+        asset_selection=frozenset(keys),
+        asset_check_selection=frozenset(checks),
+        resolved_op_selection=None,
+        op_selection=None,
+        remote_job_origin=None,
+        job_code_origin=job.get_python_origin(),
+        asset_graph=job_def.asset_layer.asset_graph,
+    )
+    sys.exit(0 if execute_run(job, run, instance).success else 1)
+"""
+
+
 def _materialize(
     c: Cluster, assets: list[str], *partition_args: str
 ) -> tuple[dg.DagsterRun, set[int]]:
-    """Run `dagster asset materialize` on the studio's code location: the run it made and the
+    """Materialize the assets on the studio's code location as `dagster asset materialize`
+    would, without their ``up_to_date`` checks (see ``_LAUNCH``): the run it made and the
     worker's processes meanwhile."""
     before = {r.run_id for r in c.instance.get_runs()}
     selection = ",".join(f"{PROJECT}/{a}" for a in assets)
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize"]
-    cmd += ["-m", "videogen_assets.definitions", "--select", selection, *partition_args]
+    cmd = [sys.executable, "-c", _LAUNCH, selection, *partition_args]
     with _watch_worker(c) as pool:
         done = subprocess.run(cmd, env=c.env, cwd=c.root.parent, capture_output=True, timeout=240)
     worker_tail = c.worker_log.read_text(errors="replace")[-3000:]

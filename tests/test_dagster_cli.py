@@ -286,6 +286,11 @@ def test_rebuild_a_projects_outputs(studio: Studio) -> None:
 
 
 def test_see_what_is_stale(studio: Studio) -> None:
+    # A real edit first: the first sentence's words change in script.md (status syncs it).
+    script = studio.folder() / "script.md"
+    text = script.read_text(encoding="utf-8")
+    assert "glows red" in text
+    script.write_text(text.replace("glows red", "glows deep red"), encoding="utf-8")
     (done,) = studio.recipe("see what is stale", recipe("videogen status", PROJECT))
     inst = studio.instance()
     try:
@@ -304,7 +309,15 @@ def test_see_what_is_stale(studio: Studio) -> None:
         inst.dispose()
     shown = dict(re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?clip:(\w+)", done.stdout))
     assert shown == expected, done.stdout
-    assert "stale" in expected.values()  # the narrations remade above changed under the clips
+    # The narrations remade by the recipes above came out identical (embedded narration is
+    # deterministic) and every clip recorded the version it was made from: no clip is stale.
+    # The edited sentence's narration and shot are.
+    narrations = dict(
+        re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?narration:(\w+)", done.stdout)
+    )
+    shots = dict(re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?shot:(\w+)", done.stdout))
+    assert narrations == {sid: "stale" if sid == IDS[0] else "done" for sid in IDS}, done.stdout
+    assert shots[IDS[0]] == "stale", done.stdout
 
 
 def test_turn_automation_off_and_on(studio: Studio) -> None:

@@ -40,6 +40,7 @@ from servers.tts import ChatterboxServer
 from videogen.characters import add_character, cast_add
 from videogen.models import Shot
 from videogen.operations import create_project, render, sync
+from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot
 from videogen_assets.definitions import build_definitions
 from videogen_resources.comfyui import ComfyUIResource
@@ -301,10 +302,15 @@ def test_refused_workflow_fails_the_keyframe_step_naming_node_and_input(
     try:
         with ChatterboxServer("openai") as tts:
             _new_project(studio_root, "# One\nThe sky glows red.\n", cast=False)
-            with pytest.raises(dg.Failure, match=r"node 1 \(UNETLoader\) input 'unet_name'"):
+            # a failed render raises RenderFailed (one line: the step's root cause and the log
+            # file), still naming the node and input ComfyUI refused
+            with pytest.raises(
+                RenderFailed, match=r"node 1 \(UNETLoader\) input 'unet_name'"
+            ) as refused:
                 render(
                     studio_root, PROJECT, instance=instance, settings=_settings(comfy, tts, None)
                 )
+            assert refused.value.log_file is not None and refused.value.log_file.is_file()
         assert len(comfy.requests_to("POST", "/prompt")) == 1  # refused once, never retried
         failed = [
             r for r in instance.get_runs()

@@ -403,9 +403,22 @@ def test_render_and_export_keep_creator_files_and_export_goes_to_dir(
         (package / rel).parent.mkdir(parents=True, exist_ok=True)
         (package / rel).write_bytes(data)
     before = (package / "metadata.json").stat().st_mtime_ns
+    # With nothing changed a render leaves the outputs as they are (their inputs' fingerprint is
+    # unchanged: videogen.operations.outputs_up_to_date); the creator's files are no input.
+    code, out = cli("render", "tides")
+    assert code == 0, out
+    assert (package / "metadata.json").stat().st_mtime_ns == before
+    assert all((package / rel).read_bytes() == data for rel, data in mine.items())
+    # A real change to an input of the export (the timelines' first timecode, in the brief):
+    # the render re-exports, and keeps the creator's files in the folder.
+    brief_file = studio_root / "projects" / "tides" / "project.yaml"
+    brief = yaml.safe_load(brief_file.read_text(encoding="utf-8"))
+    brief["start_timecode"] = "01:00:00:00"
+    brief_file.write_text(yaml.safe_dump(brief, sort_keys=False), encoding="utf-8")
     code, out = cli("render", "tides")  # the render re-exports too
     assert code == 0, out
     assert (package / "metadata.json").stat().st_mtime_ns != before  # it did
+    assert read_metadata(package)["project"]["start_timecode"] == "01:00:00:00"
     assert all((package / rel).read_bytes() == data for rel, data in mine.items())
     code, out = cli("export", "tides")
     assert code == 0, out

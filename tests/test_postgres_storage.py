@@ -40,6 +40,7 @@ import dagster as dg
 import psycopg2
 import pytest
 import yaml
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster_postgres import (
     PostgresEventLogStorage,
@@ -49,7 +50,7 @@ from dagster_postgres import (
 from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 
 from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key
+from videogen_assets.context import PER_PROJECT, PER_SENTENCE, SCRIPT, file_digest, key
 from videogen_assets.partitions import partitions_name
 
 pytestmark = pytest.mark.slow
@@ -332,7 +333,17 @@ def test_every_materialization_is_in_the_postgres_event_log(studio: Studio) -> N
         asset = key(PROJECT, kind)
         assert [part for k, part in rows if k == asset.to_string()] == [None], kind
         assert studio.instance.get_latest_materialization_event(asset) is not None, kind
-    assert len(rows) == N * len(PER_SENTENCE) + len(PER_PROJECT)
+    # The creator's script.md is recorded once as the `script` asset's materialization (a
+    # runless report, `videogen_assets.publish.report_script`), with its content hash as the
+    # data version, so the UI shows the script that is there instead of "Never materialized".
+    script = key(PROJECT, SCRIPT)
+    assert [part for k, part in rows if k == script.to_string()] == [None]
+    latest = studio.instance.get_latest_materialization_event(script)
+    assert latest is not None and latest.asset_materialization is not None
+    assert latest.asset_materialization.tags[DATA_VERSION_TAG] == file_digest(
+        studio.folder / "script.md"
+    )
+    assert len(rows) == N * len(PER_SENTENCE) + len(PER_PROJECT) + 1
 
 
 def test_dynamic_partitions_are_rows_in_postgres(studio: Studio) -> None:

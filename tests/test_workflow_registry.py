@@ -177,15 +177,32 @@ def test_a_project_with_a_missing_workflow_is_left_out_alone(
         brief[field] = value
         path.write_text(yaml.safe_dump(brief))
     capsys.readouterr()
-    defs = build_definitions(studio_root, BackendSettings(comfyui_urls=["http://127.0.0.1:1"]))
-    groups = {spec.group_name for spec in defs.resolve_all_asset_specs()}
-    assert groups == {"good"}
-    err = capsys.readouterr().err
-    assert "videogen: project gone skipped:" in err and "unknown workflow 'removed-v1'" in err
-    assert "videogen: project wrong skipped:" in err and "makes images, not videos" in err
-    # With the embedded engines those workflows are not used: nothing is left out.
-    defs = build_definitions(studio_root, BackendSettings())
-    assert {s.group_name for s in defs.resolve_all_asset_specs()} == {"good", "gone", "wrong"}
+    # A brief's workflow names must be registered names of their kind (checked whole, when
+    # project.yaml is read, against the studio's registry), and a project that cannot load is
+    # shown as a warning asset in the invalid_project group naming its reason; its own group is
+    # absent and the other projects load as usual.
+    unknown = "image_workflow: unknown image workflow 'removed-v1'; known image workflows: "
+    wrong_kind = "video_workflow: 'flux-2-v1' is an image workflow, not a video workflow"
+    for settings in (BackendSettings(comfyui_urls=["http://127.0.0.1:1"]), BackendSettings()):
+        defs = build_definitions(studio_root, settings)
+        specs = list(defs.resolve_all_asset_specs())
+        assert {spec.group_name for spec in specs} == {"good", "invalid_project"}
+        warnings = {
+            str(getattr(s.metadata["folder"], "value", s.metadata["folder"])): s
+            for s in specs
+            if s.group_name == "invalid_project"
+        }
+        assert set(warnings) == {"gone", "wrong"}
+        for name, reason in (("gone", unknown), ("wrong", wrong_kind)):
+            spec = warnings[name]
+            assert spec.description is not None and reason in spec.description
+            assert spec.description.startswith(f"Warning: project folder {name!r} is invalid")
+            assert "warning" in spec.kinds
+        err = capsys.readouterr().err
+        gone = studio_root / "projects" / "gone" / "project.yaml"
+        wrong = studio_root / "projects" / "wrong" / "project.yaml"
+        assert f"videogen: project skipped: {gone}:" in err and unknown in err
+        assert f"videogen: project skipped: {wrong}:" in err and wrong_kind in err
 
 
 @pytest.fixture

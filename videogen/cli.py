@@ -14,7 +14,7 @@ import click
 
 from videogen import paths
 from videogen.cli_errors import StudioGroup, echo_error, one_line
-from videogen.dagster_files import DAGSTER_YAML, dg_project_dir
+from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML, checkout_root
 from videogen.errors import InputError
 from videogen.styles import list_styles
 
@@ -387,7 +387,7 @@ def render(
 
     One render per project runs at a time; Ctrl-C stops it (exit status 130)."""
     from videogen.operations import render as do_render
-    from videogen.render_control import RenderCanceled
+    from videogen.render_control import RenderBusy, RenderCanceled, RenderFailed
     from videogen_resources.settings import BackendSettings
 
     if debug:
@@ -418,9 +418,11 @@ def render(
     except KeyboardInterrupt:  # before any work started (syncing, waiting for the lock)
         click.echo(f"canceled: render of {project!r} stopped before it started", err=True)
         sys.exit(130)
-    except InputError as exc:  # a bad input, a busy project, a failed render (with its log)
-        click.echo(f"error: {exc}", err=True)
+    except (RenderBusy, RenderFailed) as exc:  # a busy project, a failed render (with its log)
+        echo_error(str(exc))
         sys.exit(1)
+    except InputError as exc:  # a bad input or setting: nothing was started
+        _fail(exc)
     cut = paths.project_dir(root, project) / "rough_cut.mp4"
     click.echo(f"rough cut: {cut}")
 
@@ -616,6 +618,7 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
     from videogen.media_server import start_in_thread
     from videogen.ui import (
         child_env,
+        dagster_dev_command,
         dg_dev_command,
         open_in_browser,
         project_urls,
@@ -656,10 +659,11 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
             open_in_browser(first)
 
     try:
+        checkout = checkout_root()
         code = run_dagster_ui(
-            dg_dev_command(port),
+            dg_dev_command(port) if checkout else dagster_dev_command(WORKSPACE_YAML, port),
             env=env,
-            cwd=dg_project_dir(root),
+            cwd=checkout or root,
             out=sys.stderr,
             on_ready=ready,
             base_url=base_url,

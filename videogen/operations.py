@@ -20,7 +20,13 @@ from videogen import paths
 from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen.errors import InputError
 from videogen.progress import RenderSnapshot, RenderWatch
-from videogen.project import ProjectBrief, load_brief, save_brief, validation_message
+from videogen.project import (
+    ProjectBrief,
+    load_brief,
+    save_brief,
+    studio_registry,
+    validation_message,
+)
 from videogen.script import read_script, read_script_bytes
 from videogen.sync import SyncResult, sync_project
 
@@ -101,16 +107,17 @@ def create_project(
     if clips:
         chosen["clips"] = clips
     try:
-        brief = ProjectBrief(
-            name=name,
-            title=title,
-            topic=title,
-            minutes=minutes,
-            style=style,
-            voice=voice,
-            automation=automation,
-            **chosen,
-        )
+        with studio_registry(root):  # the workflows this studio renders with: its overlay too
+            brief = ProjectBrief(
+                name=name,
+                title=title,
+                topic=title,
+                minutes=minutes,
+                style=style,
+                voice=voice,
+                automation=automation,
+                **chosen,
+            )
     except Exception as exc:  # pydantic ValidationError -> InputError naming the field
         from pydantic import ValidationError
 
@@ -474,9 +481,21 @@ def _materialize(
     tags: dict[str, str],
     run_config: dict[str, Any],
 ) -> dg.ExecuteInProcessResult:
-    """`dg.materialize` in this process, as a run of a job named ``job_name``."""
+    """`dg.materialize` in this process, as a run of a job named ``job_name``.
+
+    The job runs the selected assets with the checks that are part of them (``check_specs``,
+    such as the keyframe's ``is_1920x1080``: Dagster cannot run such an asset without them),
+    never the ``up_to_date`` checks of `videogen_assets.progress`, which only the ``progress``
+    sensor evaluates. `_render` passes ``defs.assets``, which holds none (a Definitions'
+    standalone checks are in ``defs.asset_checks``); any standalone check in ``assets`` is left
+    out of the job all the same (Dagster selects a selected asset's checks by default).
+    """
+    standalone = [
+        ck for a in assets if isinstance(a, dg.AssetChecksDefinition) for ck in a.check_keys
+    ]
+    job_selection = dg.AssetSelection.assets(*selection) - dg.AssetSelection.checks(*standalone)
     defs = dg.Definitions(
-        jobs=[dg.define_asset_job(name=job_name, selection=list(selection))],
+        jobs=[dg.define_asset_job(name=job_name, selection=job_selection)],
         assets=assets,
         resources=resources,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,15 +40,35 @@ def validation_message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _registered_workflows(kind: str) -> list[str] | None:
-    """The registry's workflow names of ``kind``, or None when the registry cannot be read
-    (then the render that needs a workflow says why)."""
-    try:
-        from videogen_resources.workflows import list_workflows
+_STUDIO: ContextVar[Path | None] = ContextVar("videogen_brief_studio", default=None)
+"""The studio whose workflow registry (shipped + ``<studio>/workflows/`` + $VIDEOGEN_WORKFLOWS)
+a brief's workflow names are checked against; None: the shipped one and $VIDEOGEN_WORKFLOWS."""
 
-        return sorted(list_workflows(kind))
+
+@contextlib.contextmanager
+def studio_registry(studio: Path | None) -> Iterator[None]:
+    """Check the workflow names of briefs validated inside against ``studio``'s registry (the
+    overlay the studio renders with), not only the shipped one."""
+    token = _STUDIO.set(studio)
+    try:
+        yield
+    finally:
+        _STUDIO.reset(token)
+
+
+def _registered_workflows(kind: str) -> tuple[list[str], dict[str, str]] | None:
+    """The names of ``kind`` in the registry of the studio being read (see `studio_registry`)
+    and every registered name's kind, or None when the registry cannot be read (then the
+    render that needs a workflow says why)."""
+    try:
+        from videogen_resources.workflows import load_registry, studio_workflows
+
+        studio = _STUDIO.get()
+        registry = load_registry(studio_workflows(studio) if studio is not None else None)
     except Exception:
         return None
+    kinds: dict[str, str] = {name: entry.kind for name, entry in registry.items()}
+    return sorted(n for n, k in kinds.items() if k == kind), kinds
 
 
 def _character_name(name: str) -> str:
@@ -160,8 +182,16 @@ class ProjectBrief(BaseModel):
                 f"invalid workflow name {v!r}: use letters, digits, '.', '_' or '-' "
                 "(a name from workflows.yaml, not a path)"
             )
-        known = _registered_workflows(kind)
-        if known is not None and v not in known:
+        registered = _registered_workflows(kind)
+        if registered is None:
+            return v
+        known, kinds = registered
+        if v in kinds and kinds[v] != kind:
+            raise ValueError(
+                f"{v!r} is an {kinds[v]} workflow, not a {kind} workflow; {kind} workflows: "
+                f"{', '.join(known)}"
+            )
+        if v not in known:
             raise ValueError(
                 f"unknown {kind} workflow {v!r}; known {kind} workflows: {', '.join(known)}"
             )
@@ -205,7 +235,12 @@ def brief_path(project_dir: Path) -> Path:
 def load_brief(project_dir: Path) -> ProjectBrief:
     """Read and validate ``project.yaml``; errors name the file, line and field."""
     path = brief_path(project_dir)
-    brief = load_yaml_model(path, ProjectBrief)
+    # A project folder is <studio>/projects/<name>: its workflows are the studio's overlay.
+    # (A folder outside a studio: the shipped registry and $VIDEOGEN_WORKFLOWS.)
+    parent = project_dir.parent
+    studio = parent.parent if paths.projects_dir(parent.parent) == parent else None
+    with studio_registry(studio):
+        brief = load_yaml_model(path, ProjectBrief)
     if brief.name != project_dir.name:
         raise InputError(
             f"name {brief.name!r} does not match the project folder {project_dir.name!r}",

@@ -84,6 +84,25 @@ def dg_dev_command(port: int, host: str = "127.0.0.1") -> list[str]:
     ]
 
 
+def dagster_dev_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command line of an installed studio (no `dg` project folder): `dagster dev` on the
+    packaged workspace file, with the same host, port and log level as `dg dev`."""
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 def child_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
     """The environment of `dg dev`: ``base`` without module pointers, unbuffered, plus ``extra``."""
     env = {k: v for k, v in base.items() if k not in POINTER_VARS}

@@ -136,7 +136,7 @@ def discover_all_projects(root: Path) -> tuple[list[ProjectBrief], dict[str, str
 
 def invalid_project_asset(name: str, reason: str) -> dg.AssetSpec:
     """What the UI shows for a project folder that cannot load: an asset whose description is
-    the reason (the group ``invalid_projects`` lists them; valid projects load as usual)."""
+    the reason (the group ``invalid_project`` lists them; valid projects load as usual)."""
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")[:40] or "project"
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:6]
     return dg.AssetSpec(

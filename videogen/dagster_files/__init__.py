@@ -14,44 +14,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videogen.atomic import atomic_write_text
-
 HERE = Path(__file__).resolve().parent
 DAGSTER_YAML = HERE / "dagster.yaml"
 WORKSPACE_YAML = HERE / "workspace.yaml"
 
-__all__ = ["DAGSTER_YAML", "DG_PROJECT", "WORKSPACE_YAML", "dg_project_dir"]
-
-DG_PROJECT = """\
-# Written by `videogen ui`: the `dg` project that loads the studio's code location, for an
-# installed studio (a checkout uses the repository's own pyproject.toml).
-[tool.dg]
-directory_type = "project"
-
-[tool.dg.project]
-root_module = "videogen_assets"
-code_location_target_module = "videogen_assets.definitions"
-code_location_name = "videogen_studio"
-
-[tool.dg.cli]
-telemetry = { enabled = false }
-"""
+__all__ = ["DAGSTER_YAML", "WORKSPACE_YAML", "checkout_root"]
 
 
-def dg_project_dir(studio_root: Path) -> Path:
-    """The folder `dg dev` runs from: the checkout's root, or a ``dg`` project in the studio.
-
-    In a checkout the repository's pyproject.toml holds ``[tool.dg]``. An installed studio (a
-    wheel, pipx, uv tool) has no such file, so the same project settings are written to
-    ``<studio>/.dg/pyproject.toml`` (never next to ``DAGSTER_HOME``'s dagster.yaml).
-    """
+def checkout_root() -> Path | None:
+    """The repository root when the studio runs from a checkout (its pyproject.toml holds the
+    ``[tool.dg]`` project `dg dev` loads), else None (an installed wheel: `dg` finds a project's
+    root module only inside the project folder, so `videogen ui` runs `dagster dev` on
+    ``WORKSPACE_YAML`` instead)."""
     checkout = HERE.parents[1]
     pyproject = checkout / "pyproject.toml"
-    if pyproject.is_file() and "[tool.dg.project]" in pyproject.read_text(encoding="utf-8"):
-        return checkout
-    folder = studio_root / ".dg"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "pyproject.toml"
-    if not target.is_file() or target.read_text(encoding="utf-8") != DG_PROJECT:
-        atomic_write_text(target, DG_PROJECT)
-    return folder
+    try:
+        if pyproject.is_file() and "[tool.dg.project]" in pyproject.read_text(encoding="utf-8"):
+            return checkout
+    except OSError:
+        return None
+    return None
