@@ -4,7 +4,6 @@ import time
 
 import dagster as dg
 
-from videogen.models import ProjectView
 from videogen_assets.context import (
     CLIP,
     EXPORT,
@@ -40,26 +39,6 @@ def _require_complete(view, what: str) -> None:  # type: ignore[no-untyped-def]
         )
     if not view.items:
         raise dg.Failure("the project has no sentences yet")
-
-
-def _narration_loudness(
-    instance: dg.DagsterInstance, narration: dg.AssetKey, view: ProjectView
-) -> dict[str, float]:
-    """Each sentence's measured narration loudness, from its latest materialization."""
-    ids = [i.sentence_id for i in view.items]
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=narration, asset_partitions=ids), limit=len(ids) * 8
-    ).records
-    out: dict[str, float] = {}
-    for rec in records:  # newest first
-        pk = rec.partition_key
-        mat = rec.asset_materialization
-        if pk is None or pk in out or mat is None:
-            continue
-        value = mat.metadata.get("loudness_lufs")
-        if value is not None and isinstance(value.value, (int, float)):
-            out[pk] = float(value.value)
-    return out
 
 
 def _project_links(studio: StudioResource, project: str) -> dict[str, dg.MetadataValue]:
@@ -251,7 +230,12 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The NLE package: numbered media, metadata.json, subtitles and ready timelines."""
-        from videogen.export import ExportError, refuse_during_runs, write_export
+        from videogen.export import (
+            ExportError,
+            narration_loudness,
+            refuse_during_runs,
+            write_export,
+        )
 
         view = project_view(studio, db, project, versions=versions)
         _require_complete(view, "clip")
@@ -266,7 +250,9 @@ def build_project_assets(
             studio.export_dir(project),
             subtitles={"srt": folder / "subtitles.srt", "vtt": folder / "subtitles.vtt"},
             rough_cut=folder / "rough_cut.mp4",
-            loudness_lufs=_narration_loudness(context.instance, k_narr, view),
+            loudness_lufs=narration_loudness(
+                context.instance, project, [i.sentence_id for i in view.items]
+            ),
             before_swap=lambda: refuse_during_runs(
                 context.instance, project, exclude=[context.run_id]
             ),
