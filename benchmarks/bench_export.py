@@ -44,7 +44,7 @@ from videogen.export import (
     write_zip,
 )
 from videogen.export.timelines import probe_media
-from videogen.models import ProjectItem, ProjectView, Shot
+from videogen_domain.models import ProjectItem, ProjectView, Shot
 
 FPS = 30
 CLIP_FRAMES = (45, 60, 75, 90)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videogen.models import CameraMovement, Shot
+from videogen_domain.models import CameraMovement, Shot
 from videogen_resources import media
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.cards import CardKeyframes

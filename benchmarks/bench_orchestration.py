@@ -37,12 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.servers (the ComfyUI test server)
 
-from videogen.models import Shot  # noqa: E402
 from videogen.operations import QUIET, _contiguous_ranges, create_project, sync  # noqa: E402
 from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key  # noqa: E402
 from videogen_assets.definitions import build_definitions  # noqa: E402
 from videogen_assets.partitions import partitions_name  # noqa: E402
 from videogen_assets.status import sentence_statuses  # noqa: E402
+from videogen_domain.models import Shot  # noqa: E402
 from videogen_resources.base import (  # noqa: E402
     CharacterRef,
     ClipMakerResource,

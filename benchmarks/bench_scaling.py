@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from servers.comfyui import FakeComfyUI  # noqa: E402
 
-from videogen.models import Shot  # noqa: E402
+from videogen_domain.models import Shot  # noqa: E402
 from videogen_resources.base import KeyframeJob  # noqa: E402
 from videogen_resources.comfyui import ComfyUIResource  # noqa: E402
 from videogen_resources.comfyui_makers import ComfyUIKeyframes  # noqa: E402

@@ -2,7 +2,7 @@
 
 ``studio_env`` is the environment of a `videogen` subprocess on a temporary studio and Dagster
 home; ``temp_leftovers`` lists the temporary files of interrupted atomic writes
-(``videogen.atomic``) and of other half-finished writes under a folder.
+(``videogen_domain.atomic``) and of other half-finished writes under a folder.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def sentence_rows(root: Path, project: str) -> tuple[list[tuple[str, int]], tupl
     (distinct texts, rows) and the number of generation jobs pointing at no sentence."""
     import sqlite3
 
-    from videogen.paths import database_path
+    from videogen_domain.paths import database_path
 
     with sqlite3.connect(database_path(root)) as con:
         rows = con.execute(

@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videogen.align import align
+from videogen_domain.align import align
 
 
 def _old(texts: list[str]) -> list[tuple[str, str]]:

@@ -39,12 +39,12 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
-from videogen import paths
 from videogen.cli import main as videogen_main
-from videogen.errors import InputError
 from videogen.operations import create_project, sync
-from videogen.script import MAX_SCRIPT_BYTES, read_script
 from videogen_assets.partitions import partitions_name
+from videogen_domain import paths
+from videogen_domain.errors import InputError
+from videogen_domain.script import MAX_SCRIPT_BYTES, read_script
 from videogen_resources.chatterbox import ChatterboxNarrator, decode_wav
 from videogen_resources.comfyui import ComfyUIResource, sanitize_filename
 from videogen_resources.errors import ServiceError
@@ -450,7 +450,7 @@ def _replace_with_fifo(path: Path) -> None:
 
 def prepare(st: CliStudio, case: dict[str, Any]) -> dict[str, str]:
     """Run a case's setup steps; return the extra placeholders they define."""
-    from videogen import characters as lib
+    from videogen_store import characters as lib
 
     extra: dict[str, str] = {}
     for step in case.get("setup", []):
@@ -656,7 +656,7 @@ def test_reference_images_are_stored_downscaled(cli_studio: CliStudio) -> None:
     its longer side, keeping its aspect; the creator's original file is left as it was."""
     from PIL import Image
 
-    from videogen import characters as lib
+    from videogen_store import characters as lib
 
     big = cli_studio.tmp / "huge.jpg"
     Image.new("RGB", (6000, 4000), (200, 60, 30)).save(big, quality=80)

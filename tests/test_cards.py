@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
-from videogen.styles import list_styles, load_style
+from videogen_domain.models import Shot
+from videogen_domain.styles import list_styles, load_style
 from videogen_resources.base import CharacterRef
 from videogen_resources.embedded import cards
 from videogen_resources.embedded.cards import CardKeyframes, FontStack, fit_text, thumbnail_markdown

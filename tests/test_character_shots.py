@@ -9,13 +9,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from videogen import characters as lib
 from videogen.operations import create_project
-from videogen.shots import rule_based_shot
-from videogen.styles import load_style
 from videogen_assets.context import cast_of, sentence_order
-from videogen_resources.database import StudioDatabase
+from videogen_domain.shots import rule_based_shot
+from videogen_domain.styles import load_style
 from videogen_resources.studio import StudioResource
+from videogen_store import characters as lib
+from videogen_store.database import StudioDatabase
 
 SCRIPT = """# The lab
 Ada shows Bob the new telescope.

@@ -8,11 +8,11 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
-from videogen.characters import add_character, cast_add, edit_character
 from videogen.operations import create_project, render, sync
 from videogen_assets.definitions import build_definitions
 from videogen_assets.status import sentence_statuses
 from videogen_resources.settings import BackendSettings
+from videogen_store.characters import add_character, cast_add, edit_character
 
 SCRIPT = """# Lab
 The lab is quiet tonight.

@@ -22,12 +22,12 @@ from click.testing import CliRunner
 from PIL import Image
 from sqlalchemy import select
 
-from videogen import characters as lib
 from videogen.cli_characters import cast_group, character_group
-from videogen.errors import InputError
 from videogen.operations import create_project
-from videogen.project import load_brief
-from videogen_resources.database import Character, Project, ProjectCast, StudioDatabase
+from videogen_domain.errors import InputError
+from videogen_domain.project import load_brief
+from videogen_store import characters as lib
+from videogen_store.database import Character, Project, ProjectCast, StudioDatabase
 
 
 def _image(path: Path, fmt: str, *, mode: str = "RGB", color: Any = (200, 30, 40)) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 from videogen_resources.base import CharacterRef
 from videogen_resources.comfyui import ComfyUIResource, OutputFile
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 from videogen_resources.base import CharacterRef, ClipJob, ImageResult, KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes

@@ -18,8 +18,8 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
 from videogen.operations import create_project, render
+from videogen_domain.models import Shot
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes, generated_size
 from videogen_resources.settings import BackendSettings

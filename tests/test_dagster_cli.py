@@ -312,9 +312,7 @@ def test_see_what_is_stale(studio: Studio) -> None:
     # The narrations remade by the recipes above came out identical (embedded narration is
     # deterministic) and every clip recorded the version it was made from: no clip is stale.
     # The edited sentence's narration and shot are.
-    narrations = dict(
-        re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?narration:(\w+)", done.stdout)
-    )
+    narrations = dict(re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?narration:(\w+)", done.stdout))
     shots = dict(re.findall(rf"({re.escape(PROJECT)}\.s\d+)\s.*?shot:(\w+)", done.stdout))
     assert narrations == {sid: "stale" if sid == IDS[0] else "done" for sid in IDS}, done.stdout
     assert shots[IDS[0]] == "stale", done.stdout

@@ -37,18 +37,18 @@ from servers.comfyui import SHARED, FakeComfyUI
 from servers.llm import OpenAICompatServer
 from servers.tts import ChatterboxServer
 
-from videogen.characters import add_character, cast_add
-from videogen.models import Shot
 from videogen.operations import create_project, render, sync
 from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot
 from videogen_assets.definitions import build_definitions
+from videogen_domain.models import Shot
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes
 from videogen_resources.errors import ServiceError
 from videogen_resources.media import probe, wav_num_samples
 from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas
+from videogen_store.characters import add_character, cast_add
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "object_info.json").is_file(), reason="recorded ComfyUI responses not found"

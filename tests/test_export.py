@@ -33,7 +33,7 @@ from videogen.export import (
     validate_metadata,
     write_export,
 )
-from videogen.models import ProjectItem, ProjectView
+from videogen_domain.models import ProjectItem, ProjectView
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,7 +197,7 @@ _KILL_CHILD = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from videogen.export import write_export
-    from videogen.models import ProjectView
+    from videogen_domain.models import ProjectView
 
     view = ProjectView.model_validate_json(Path(sys.argv[1]).read_text())
     def progress(rel: str) -> None:

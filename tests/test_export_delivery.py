@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 from videogen_resources import media
 from videogen_resources.embedded.kenburns import KenBurnsClips
 

@@ -43,8 +43,8 @@ from videogen.export import (
     validate_metadata,
     write_export,
 )
-from videogen.models import ProjectView
-from videogen.project import ProjectBrief
+from videogen_domain.models import ProjectView
+from videogen_domain.project import ProjectBrief
 
 DTD_DIR = Path(__file__).parent / "dtd"
 SAMPLES_PER_FRAME = 48000 // FPS

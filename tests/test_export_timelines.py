@@ -35,7 +35,7 @@ from videogen.export import (
     resolve_reference,
     write_export,
 )
-from videogen.models import ProjectItem, ProjectView, Shot
+from videogen_domain.models import ProjectItem, ProjectView, Shot
 
 FPS = 30
 SECTIONS = [("Intro", [45, 60]), ("How it works", [33, 50, 40])]

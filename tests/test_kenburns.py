@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 from videogen_resources import media
 from videogen_resources.embedded.kenburns import KenBurnsClips, plan_move
 

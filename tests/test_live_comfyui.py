@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 from videogen_resources.base import ImageResult
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes, check_server_nodes

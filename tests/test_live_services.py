@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from videogen.models import CAMERA_MOVEMENTS
+from videogen_domain.models import CAMERA_MOVEMENTS
 from videogen_resources.chatterbox import ChatterboxNarrator
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import (

@@ -24,8 +24,8 @@ import pytest
 from aiohttp import web
 from pydantic import BaseModel
 
-from videogen.errors import InputError
-from videogen.models import CAMERA_MOVEMENTS
+from videogen_domain.errors import InputError
+from videogen_domain.models import CAMERA_MOVEMENTS
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import (
     CastMember,
@@ -450,7 +450,7 @@ def test_render_script_markdown_exact_format():
 
 
 def test_rendered_script_reads_back_with_the_studio_parser(server):
-    script = pytest.importorskip("videogen.script")
+    script = pytest.importorskip("videogen_domain.script")
     draft = llm(server).write_script(brief(minutes=1))
     parsed = script.parse_script(render_script_markdown(draft))
     sentences = [s for sec in draft.sections for s in sec.sentences]

@@ -25,12 +25,12 @@ from click.testing import CliRunner
 from servers.comfyui import SHARED, FakeComfyUI
 
 from videogen.cli import main
-from videogen.errors import InputError
 from videogen.operations import create_project, render
-from videogen.project import ProjectBrief
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_assets.status import sentence_statuses
+from videogen_domain.errors import InputError
+from videogen_domain.project import ProjectBrief
 from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas
 

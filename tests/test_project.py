@@ -9,11 +9,11 @@ import pytest
 import yaml
 from samples import SMALL_SCRIPT
 
-from videogen import paths
-from videogen.errors import InputError
 from videogen.operations import create_project, list_projects, sync
-from videogen.project import load_brief
-from videogen_resources.database import StudioDatabase
+from videogen_domain import paths
+from videogen_domain.errors import InputError
+from videogen_domain.project import load_brief
+from videogen_store.database import StudioDatabase
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from videogen.align import align
-from videogen.errors import InputError
-from videogen.script import parse_script
+from videogen_domain.align import align
+from videogen_domain.errors import InputError
+from videogen_domain.script import parse_script
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -23,8 +23,8 @@ from servers.comfyui import FakeComfyUI
 
 from videogen import render_control as rc
 from videogen.cli import main
-from videogen.errors import InputError
 from videogen.operations import create_project
+from videogen_domain.errors import InputError
 from videogen_resources.workflows import newer_node_schemas
 
 SCRIPT = "# T\nMagma rises.\nLava flows.\nRock melts.\n"

@@ -18,7 +18,6 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.utils import make_new_run_id
 
-from videogen.atomic import atomic_write_bytes
 from videogen_assets.run_workers import (
     WORKER_HOST_TAG,
     StudioRunLauncher,
@@ -26,6 +25,7 @@ from videogen_assets.run_workers import (
     stop_with_run_worker,
     worker_status,
 )
+from videogen_domain.atomic import atomic_write_bytes
 
 
 def _dead_pid() -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from videogen.errors import InputError
-from videogen.script import MAX_SENTENCE_CHARS, parse_script
+from videogen_domain.errors import InputError
+from videogen_domain.script import MAX_SENTENCE_CHARS, parse_script
 
 
 def test_sections_sentences_and_directives() -> None:

@@ -34,7 +34,6 @@ import pytest
 from PIL import Image
 
 from videogen.media_server import make_server, media_url, resolve_request_path, start_in_thread
-from videogen.models import ProjectItem, ProjectView, Shot
 from videogen.storyboard import (
     CONTACT_SHEET_GAP,
     ROUGH_CUT_NAME,
@@ -46,6 +45,7 @@ from videogen.storyboard import (
     contact_sheet_size,
     write_storyboard,
 )
+from videogen_domain.models import ProjectItem, ProjectView, Shot
 
 # --------------------------------------------------------------------------------------------
 # real, tiny media

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from videogen.errors import InputError
-from videogen.models import CAMERA_MOVEMENTS
-from videogen.styles import FONT_FAMILIES, LAYOUTS, StylePreset, list_styles, load_style
+from videogen_domain.errors import InputError
+from videogen_domain.models import CAMERA_MOVEMENTS
+from videogen_domain.styles import FONT_FAMILIES, LAYOUTS, StylePreset, list_styles, load_style
 
 BUILT_IN = {"documentary", "cinematic", "anime", "watercolor", "minimal", "playful"}
 
@@ -43,7 +43,7 @@ def test_unknown_style_lists_known_ones() -> None:
 
 
 def test_adding_a_yaml_file_adds_a_style(tmp_path: Path) -> None:
-    text = (Path(__file__).parents[1] / "videogen/styles/minimal.yaml").read_text()
+    text = (Path(__file__).parents[1] / "videogen_domain/styles/minimal.yaml").read_text()
     (tmp_path / "noir.yaml").write_text(text.replace("name: minimal", "name: noir"))
     assert "noir" in list_styles([tmp_path])
     style = load_style("noir", [tmp_path])

@@ -9,11 +9,11 @@ import dagster as dg
 import pytest
 from samples import SMALL_SCRIPT
 
-from videogen.errors import InputError
 from videogen.operations import create_project, sync
 from videogen_assets.context import DIRECTION, SENTENCE, key
 from videogen_assets.partitions import sentence_partitions
-from videogen_resources.database import StudioDatabase
+from videogen_domain.errors import InputError
+from videogen_store.database import StudioDatabase
 
 
 def _latest_versions(instance: dg.DagsterInstance, k: dg.AssetKey, parts: list[str]) -> dict:

@@ -29,8 +29,10 @@ from videogen_resources.workflows import (
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "comfyui"
-needs_recording = pytest.mark.skipif(not (SHARED / "object_info.json").is_file(),
-                                     reason=f"recorded ComfyUI responses not found in {SHARED}")
+needs_recording = pytest.mark.skipif(
+    not (SHARED / "object_info.json").is_file(),
+    reason=f"recorded ComfyUI responses not found in {SHARED}",
+)
 RECORDED_VERSION = "0.3.64"
 
 
@@ -59,8 +61,9 @@ def test_registry_lists_the_five_workflows() -> None:
 
 
 @needs_recording
-@pytest.mark.parametrize("name", ["flux-1-dev-v1", "wan-2.2-v1", "ltx-video-v1",
-                                  "flux-2-v1", "ltx-2-v1"])
+@pytest.mark.parametrize(
+    "name", ["flux-1-dev-v1", "wan-2.2-v1", "ltx-video-v1", "flux-2-v1", "ltx-2-v1"]
+)
 def test_workflow_validates_against_recorded_nodes_or_newer_schemas(name: str) -> None:
     wf = load_workflow(name)
     missing = missing_nodes(wf, recorded())
@@ -80,7 +83,9 @@ def test_newer_nodes_are_absent_from_the_recording() -> None:
     if not (SHARED / "object_info.json").is_file():
         pytest.skip(f"recorded ComfyUI responses not found in {SHARED}")
     assert missing_nodes(load_workflow("flux-2-v1"), recorded()) == [
-        "EmptyFlux2LatentImage", "Flux2Scheduler"]
+        "EmptyFlux2LatentImage",
+        "Flux2Scheduler",
+    ]
     assert "LTXAVTextEncoderLoader" in missing_nodes(load_workflow("ltx-2-v1"), recorded())
 
 
@@ -99,8 +104,18 @@ def _values(wf: Any, *, everything: bool) -> dict[str, Any]:
 
 def test_binding_application_sets_values_and_rounds_frames() -> None:
     wf = load_workflow("ltx-2-v1")
-    p = wf.apply({"prompt": "waves", "negative_prompt": "blur", "seed": 42, "frames": 100,
-                  "fps": 25, "image": "k.png", "width": 1280, "height": 720})
+    p = wf.apply(
+        {
+            "prompt": "waves",
+            "negative_prompt": "blur",
+            "seed": 42,
+            "frames": 100,
+            "fps": 25,
+            "image": "k.png",
+            "width": 1280,
+            "height": 720,
+        }
+    )
     assert p["6"]["inputs"]["text"] == "waves" and p["7"]["inputs"]["text"] == "blur"
     assert p["15"]["inputs"]["noise_seed"] == 42
     assert p["9"]["inputs"]["length"] == 105 and p["11"]["inputs"]["frames_number"] == 105
@@ -122,8 +137,14 @@ def test_unused_lora_and_reference_nodes_are_bypassed() -> None:
     assert bare["16"]["inputs"]["model"] == ["1", 0]  # rewired around both LoRA nodes
     assert bare["6"]["inputs"]["clip"] == ["2", 0]
     assert bare["16"]["inputs"]["positive"] == ["7", 0]  # around StyleModelApply
-    one = wf.apply({"prompt": "x", "lora_1_name": "ada.safetensors", "lora_1_strength": 0.7,
-                    "reference_image": "ada.png"})
+    one = wf.apply(
+        {
+            "prompt": "x",
+            "lora_1_name": "ada.safetensors",
+            "lora_1_strength": 0.7,
+            "reference_image": "ada.png",
+        }
+    )
     assert one["4"]["inputs"]["lora_name"] == "ada.safetensors"
     assert one["4"]["inputs"]["strength_clip"] == 0.7 and "5" not in one
     assert one["6"]["inputs"]["clip"] == ["4", 1] and one["16"]["inputs"]["model"] == ["4", 0]
@@ -178,22 +199,26 @@ def test_bad_files_name_the_file_and_field(tmp_path: Path) -> None:
 def test_validation_reports_each_problem() -> None:
     prompt = {
         "1": {"class_type": "NoSuchNode", "inputs": {}},
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 99999, "height": 8,
-                                                     "batch_size": 1}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 99999, "height": 8, "batch_size": 1}},
         "3": {"class_type": "VAEDecode", "inputs": {"samples": ["2", 0], "vae": ["7", 0]}},
-        "4": {"class_type": "SaveVideo", "inputs": {"video": ["3", 0], "filename_prefix": "x",
-                                                    "format": "mov", "codec": "auto"}},
+        "4": {
+            "class_type": "SaveVideo",
+            "inputs": {"video": ["3", 0], "filename_prefix": "x", "format": "mov", "codec": "auto"},
+        },
         "5": {"class_type": "VAELoader", "inputs": {"vae_name": "whatever.safetensors"}},
     }
     problems = [str(p) for p in validate_workflow(prompt, recorded())]
     assert "node 1 (NoSuchNode): node class 'NoSuchNode' does not exist on this server" in problems
     assert "node 2 (EmptyImage) input 'color': required input is missing (INT)" in problems
     assert "node 2 (EmptyImage) input 'width': value 99999 bigger than max of 16384" in problems
-    assert ("node 3 (VAEDecode) input 'samples': wants LATENT but node 2 (EmptyImage) output 0 "
-            "gives IMAGE") in problems
+    assert (
+        "node 3 (VAEDecode) input 'samples': wants LATENT but node 2 (EmptyImage) output 0 "
+        "gives IMAGE"
+    ) in problems
     assert "node 3 (VAEDecode) input 'vae': links to node '7', which does not exist" in problems
-    assert ("node 4 (SaveVideo) input 'video': wants VIDEO but node 3 (VAEDecode) output 0 "
-            "gives IMAGE") in problems
+    assert (
+        "node 4 (SaveVideo) input 'video': wants VIDEO but node 3 (VAEDecode) output 0 gives IMAGE"
+    ) in problems
     assert any(p.startswith("node 4 (SaveVideo) input 'format': value 'mov'") for p in problems)
     assert not any("node 5" in p for p in problems)  # model files are not checked
 
@@ -216,11 +241,16 @@ def test_version_is_a_content_hash(tmp_path: Path) -> None:
 def test_adding_a_model_needs_no_code(tmp_path: Path) -> None:
     root = _copy_root(tmp_path)
     shutil.copy(root / "image" / "flux-1-dev-v1.json", root / "image" / "my-model-v1.json")
-    shutil.copy(root / "image" / "flux-1-dev-v1.binding.yaml",
-                root / "image" / "my-model-v1.binding.yaml")
+    shutil.copy(
+        root / "image" / "flux-1-dev-v1.binding.yaml", root / "image" / "my-model-v1.binding.yaml"
+    )
     reg = root / "workflows.yaml"
-    reg.write_text(reg.read_text() + (
-        "  my-model-v1:\n    file: image/my-model-v1.json\n    kind: image\n"
-        "    min_comfyui_version: \"0.3.64\"\n    description: mine\n"))
+    reg.write_text(
+        reg.read_text()
+        + (
+            "  my-model-v1:\n    file: image/my-model-v1.json\n    kind: image\n"
+            '    min_comfyui_version: "0.3.64"\n    description: mine\n'
+        )
+    )
     wf = load_workflow("my-model-v1", root)
     assert wf.kind == "image" and wf.apply({"prompt": "x"})["6"]["inputs"]["text"] == "x"

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from videogen import paths
 from videogen.cli_errors import StudioGroup, echo_error, one_line
 from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML, checkout_root
-from videogen.errors import InputError
-from videogen.styles import list_styles
+from videogen_domain import paths
+from videogen_domain.errors import InputError
+from videogen_domain.styles import list_styles
 
 
 def _root(ctx: click.Context) -> Path:
@@ -94,7 +94,7 @@ def _ready_to_render(root: Path | None = None, project: str | None = None) -> No
     """Settings, the configured servers and the voices to use checked before any work starts
     (VIDEOGEN_VOICE, and the ``voice`` of the project's brief when ``project`` is given)."""
     from videogen.operations import project_brief
-    from videogen.project import brief_path
+    from videogen_domain.project import brief_path
     from videogen_resources.settings import check_environment, check_reachable, check_voice
 
     settings = check_environment()
@@ -242,7 +242,7 @@ def new(
 def script(ctx: click.Context, project: str, replace: bool) -> None:
     """Have the LLM write the script (to script.draft.md when script.md already exists)."""
     from videogen.operations import Studio, project_brief
-    from videogen.scriptwriter import write_script
+    from videogen_resources.scriptwriter import write_script
     from videogen_resources.settings import BackendSettings, build_resources
 
     root = _root(ctx)

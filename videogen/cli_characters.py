@@ -9,9 +9,9 @@ from typing import NoReturn
 
 import click
 
-from videogen import characters as lib
 from videogen.cli_errors import echo_error
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
+from videogen_store import characters as lib
 
 
 def _root(ctx: click.Context) -> Path:

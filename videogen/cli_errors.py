@@ -1,6 +1,6 @@
 """How the `videogen` command fails: one line on stderr and a non-zero exit, never a traceback.
 
-- A creator's mistake (:class:`~videogen.errors.InputError`, a bad option) prints
+- A creator's mistake (:class:`~videogen_domain.errors.InputError`, a bad option) prints
   ``error: <file>:<line>: <field>: <what is wrong>; <what to do>`` and exits 2.
 - A service that fails (:class:`~videogen_resources.errors.ServiceError`) or the disk
   (``OSError``) prints its message and exits 1.
@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 import click
 
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
 
 LOG_DIR = "logs"
 LOG_FILE = "videogen.log"

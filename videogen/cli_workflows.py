@@ -11,8 +11,8 @@ from typing import Any, NoReturn
 
 import click
 
-from videogen import paths
-from videogen.errors import InputError
+from videogen_domain import paths
+from videogen_domain.errors import InputError
 
 
 def _root(ctx: click.Context) -> Path:

@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from videogen.paths import projects_dir
+from videogen_domain.paths import projects_dir
 
 __all__ = [
     "CONTENT_TYPES",

@@ -16,19 +16,19 @@ from typing import Any
 
 import dagster as dg
 
-from videogen import paths
-from videogen.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
-from videogen.errors import InputError
 from videogen.progress import RenderSnapshot, RenderWatch
-from videogen.project import (
+from videogen_domain import paths
+from videogen_domain.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
+from videogen_domain.errors import InputError
+from videogen_domain.project import (
     ProjectBrief,
     load_brief,
     save_brief,
     studio_registry,
     validation_message,
 )
-from videogen.script import read_script, read_script_bytes
-from videogen.sync import SyncResult, sync_project
+from videogen_domain.script import read_script, read_script_bytes
+from videogen_store.sync import SyncResult, sync_project
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Studio:
     @property
     def db(self):  # type: ignore[no-untyped-def]
         """The studio database resource."""
-        from videogen_resources.database import StudioDatabase
+        from videogen_store.database import StudioDatabase
 
         return StudioDatabase.for_studio(self.root)
 

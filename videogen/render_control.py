@@ -34,13 +34,13 @@ from typing import IO, Any
 
 import dagster as dg
 
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
 
 STOP_GRACE_S = 1.5
 """Seconds a stopped render waits for its steps to end by themselves."""
 
 RENDER_TAG = "videogen/render"
-PROJECT_TAG = "videogen/project"
+PROJECT_TAG = "videogen_domain/project"
 
 _UNFINISHED = (
     dg.DagsterRunStatus.NOT_STARTED,
@@ -377,7 +377,7 @@ def write_render_log(
 
     from dagster._core.storage.dagster_run import RunsFilter
 
-    from videogen.atomic import atomic_write_text
+    from videogen_domain.atomic import atomic_write_text
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = root / "logs" / f"render-{project}-{stamp}.log"

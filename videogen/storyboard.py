@@ -31,9 +31,9 @@ from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from videogen.atomic import atomic_path, atomic_write_text
-from videogen.models import AssetStatus, ProjectItem, ProjectView
-from videogen.paths import projects_dir
+from videogen_domain.atomic import atomic_path, atomic_write_text
+from videogen_domain.models import AssetStatus, ProjectItem, ProjectView
+from videogen_domain.paths import projects_dir
 
 __all__ = [
     "CONTACT_SHEET_GAP",

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
-from videogen import paths
+from videogen_domain import paths
 
 GRACE_S = 30.0
 """How long the group may take to stop after the signal before it is killed."""

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from videogen.models import Directives, Shot
+from videogen_domain.models import Directives, Shot
 from videogen_resources.base import CharacterRef
-from videogen_resources.database import Character, ProjectCast, Section, Sentence, StudioDatabase
 from videogen_resources.studio import StudioResource
+from videogen_store.database import Character, ProjectCast, Section, Sentence, StudioDatabase
 
 SENTENCE = "sentence"
 DIRECTION = "direction"

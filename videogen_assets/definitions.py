@@ -10,10 +10,6 @@ from typing import Any
 
 import dagster as dg
 
-from videogen import paths
-from videogen.errors import InputError
-from videogen.project import ProjectBrief, load_brief
-from videogen.styles import STYLES_DIR
 from videogen_assets.conditions import OlderThanInputs, OutOfDate
 from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
 from videogen_assets.executors import build_executor
@@ -22,6 +18,10 @@ from videogen_assets.progress import build_progress_checks, build_progress_senso
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
 from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
+from videogen_domain import paths
+from videogen_domain.errors import InputError
+from videogen_domain.project import ProjectBrief, load_brief
+from videogen_domain.styles import STYLES_DIR
 from videogen_resources.errors import ServiceError
 from videogen_resources.settings import BackendSettings, build_resources
 
@@ -176,8 +176,10 @@ def build_definitions(
         try:
             project_assets = _project_assets(brief, resources, settings)
         except Exception as exc:  # one project's failure (a missing workflow...) hides no other
-            detail = str(exc) if isinstance(exc, InputError | ServiceError) else (
-                f"{type(exc).__name__}: {exc}"
+            detail = (
+                str(exc)
+                if isinstance(exc, InputError | ServiceError)
+                else (f"{type(exc).__name__}: {exc}")
             )
             reason = f"{brief.name}: its assets cannot be built ({detail})"
             invalid[brief.name] = reason

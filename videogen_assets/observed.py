@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from videogen.sync import sync_project
 from videogen_assets.context import DIRECTION, SENTENCE, key
 from videogen_assets.partitions import sentence_partitions
-from videogen_resources.database import StudioDatabase
 from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
+from videogen_store.sync import sync_project
 
 
 def build_observed_assets(project: str) -> list[dg.SourceAsset]:

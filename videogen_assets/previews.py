@@ -23,7 +23,7 @@ from typing import Any
 
 import dagster as dg
 
-from videogen.atomic import atomic_path
+from videogen_domain.atomic import atomic_path
 
 DEFAULT_MEDIA_URL = "http://127.0.0.1:3031"
 PREVIEW_WIDTH = 480
@@ -66,7 +66,7 @@ def media_link(base_url: str, root: Path, path: Path) -> str:
 def preview_path(project_dir: Path, name: str, sentence_id: str | None = None) -> Path:
     """Where a preview is kept: ``<project>/preview/[<sentence id>/]<name>``, outside the media
     folders (which hold only what a sentence is made of)."""
-    from videogen import paths
+    from videogen_domain import paths
 
     folder = project_dir / PREVIEW_DIR
     return paths.safe_join(folder, sentence_id) / name if sentence_id else folder / name

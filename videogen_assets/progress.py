@@ -24,7 +24,7 @@ import dagster as dg
 
 from videogen_assets.context import CLIP, NARRATION, PER_SENTENCE, ROUGH_CUT, key
 from videogen_assets.previews import SENTENCE_TAG, sentence_label
-from videogen_resources.database import StudioDatabase
+from videogen_store.database import StudioDatabase
 
 CHECK_NAME = "up_to_date"
 LISTED = 8  # sentences named in a check's description and metadata

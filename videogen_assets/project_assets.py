@@ -25,9 +25,9 @@ from videogen_assets.previews import (
     video_preview,
 )
 from videogen_assets.views import project_view
-from videogen_resources.database import StudioDatabase
 from videogen_resources.llm import LLMResource
 from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
 
 
 def _require_complete(view, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -273,8 +273,8 @@ def build_project_assets(
         studio: StudioResource, db: StudioDatabase, llm: LLMResource
     ) -> dg.MaterializeResult:
         """The script written by the LLM from the brief (never over a script you edited)."""
-        from videogen.scriptwriter import write_script
         from videogen_assets.context import cast_of
+        from videogen_resources.scriptwriter import write_script
 
         brief = studio.brief(project)
         cast = {n: c.description for n, c in cast_of(db, studio, project).items()}

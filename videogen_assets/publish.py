@@ -9,12 +9,12 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from sqlalchemy import or_, select
 
-from videogen import paths
-from videogen.sync import SyncResult
 from videogen_assets.context import DIRECTION, SCRIPT, SENTENCE, file_digest, key
 from videogen_assets.partitions import partitions_name
-from videogen_resources.database import Sentence, StudioDatabase
+from videogen_domain import paths
 from videogen_resources.studio import StudioResource
+from videogen_store.database import Sentence, StudioDatabase
+from videogen_store.sync import SyncResult
 
 
 @dataclass

@@ -41,7 +41,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster_shared.ipc import send_interrupt
 
-from videogen.atomic import process_alive
+from videogen_domain.atomic import process_alive
 
 WORKER_HOST_TAG = "videogen/worker_host"
 """The host whose code server runs the run's worker (set when the launcher launches a run on a

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from videogen import paths
-from videogen.errors import InputError
-from videogen.sync import SyncResult, sync_project
 from videogen_assets.context import (
     CLIP,
     EXPORT,
@@ -24,8 +21,11 @@ from videogen_assets.context import (
 )
 from videogen_assets.partitions import partitions_name
 from videogen_assets.publish import publish
-from videogen_resources.database import StudioDatabase
+from videogen_domain import paths
+from videogen_domain.errors import InputError
 from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
+from videogen_store.sync import SyncResult, sync_project
 
 
 def _stamp(folder: Path) -> str:
@@ -44,7 +44,7 @@ def _characters_stamp(db: StudioDatabase) -> str:
     """Changes whenever a library character is added, edited or removed."""
     from sqlalchemy import func, select
 
-    from videogen_resources.database import Character
+    from videogen_store.database import Character
 
     with db.session() as s:
         count, latest = s.execute(
@@ -105,7 +105,7 @@ def one_sentence_edit(
     """
     from sqlalchemy import select
 
-    from videogen_resources.database import Sentence
+    from videogen_store.database import Sentence
 
     if result.added or result.removed or result.reordered:
         return None

@@ -11,9 +11,6 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from videogen.atomic import atomic_write_text
-from videogen.shots import rule_based_shot
-from videogen.styles import load_style
 from videogen_assets.batching import PartitionResults
 from videogen_assets.cancel import run_cancel_check, stops_on_cancel
 from videogen_assets.context import (
@@ -42,6 +39,9 @@ from videogen_assets.previews import (
     video_preview,
     waveform_preview,
 )
+from videogen_domain.atomic import atomic_write_text
+from videogen_domain.shots import rule_based_shot
+from videogen_domain.styles import load_style
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -53,10 +53,10 @@ from videogen_resources.base import (
     NarratorResource,
     maker_for,
 )
-from videogen_resources.database import StudioDatabase
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource
 from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
 
 SHOT_RULES_VERSION = "rules-1"
 

@@ -22,9 +22,9 @@ from dagster._core.definitions.data_version import (
     extract_data_version_from_entry,
 )
 
-from videogen.models import AssetStatus
 from videogen_assets.context import PER_SENTENCE, key
 from videogen_assets.records import LatestRecords
+from videogen_domain.models import AssetStatus
 
 
 def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions | Any):  # type: ignore[no-untyped-def]

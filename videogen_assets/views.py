@@ -7,11 +7,11 @@ import math
 import wave
 from pathlib import Path
 
-from videogen import paths
-from videogen.models import AssetStatus, ProjectItem, ProjectView, Shot
 from videogen_assets.context import read_shot, sentence_order
-from videogen_resources.database import StudioDatabase
+from videogen_domain import paths
+from videogen_domain.models import AssetStatus, ProjectItem, ProjectView, Shot
 from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
 
 
 def wav_frames(path: Path, fps: int) -> tuple[int, int]:

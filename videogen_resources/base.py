@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from videogen.models import Shot
+from videogen_domain.models import Shot
 
 ProgressFn = Callable[[str], None]
 """Called with a human-readable progress line (goes to the Dagster log)."""

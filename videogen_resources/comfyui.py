@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from videogen.atomic import atomic_path
+from videogen_domain.atomic import atomic_path
 from videogen_resources.errors import ServiceError
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
-from videogen.atomic import atomic_path
-from videogen.models import Shot
+from videogen_domain.atomic import atomic_path
+from videogen_domain.models import Shot
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,

@@ -35,8 +35,8 @@ from pydantic import (
     field_validator,
 )
 
-from videogen.errors import InputError
-from videogen.models import CAMERA_MOVEMENTS, CameraMovement, Shot
+from videogen_domain.errors import InputError
+from videogen_domain.models import CAMERA_MOVEMENTS, CameraMovement, Shot
 from videogen_resources.errors import ServiceError
 
 log = logging.getLogger(__name__)

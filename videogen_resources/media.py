@@ -22,7 +22,7 @@ import av
 import numpy as np
 from pydantic import BaseModel
 
-from videogen.atomic import atomic_path, atomic_write_text
+from videogen_domain.atomic import atomic_path, atomic_write_text
 from videogen_resources.errors import ServiceError
 
 AUDIO_RATE = 48_000

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
 
 KEYFRAME_ENGINES = ("comfyui", "cards")
 CLIP_ENGINES = ("comfyui", "kenburns")
@@ -288,9 +288,9 @@ def build_resources(
 
     ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine.
     """
-    from videogen_resources.database import StudioDatabase
     from videogen_resources.llm import LLMResource
     from videogen_resources.studio import StudioResource
+    from videogen_store.database import StudioDatabase
 
     narrator: Any
     if settings.tts == "chatterbox":

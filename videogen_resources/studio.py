@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from videogen import paths
-from videogen.project import ProjectBrief, load_brief
+from videogen_domain import paths
+from videogen_domain.project import ProjectBrief, load_brief
 
 
 class StudioResource(dg.ConfigurableResource):

@@ -31,8 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from videogen.errors import InputError
-from videogen.names import WORKFLOW_NAME_RE
+from videogen_domain.errors import InputError
+from videogen_domain.names import WORKFLOW_NAME_RE
 from videogen_resources.comfyui import ObjectInfo, parse_object_info
 
 REGISTRY_FILE = "workflows.yaml"
@@ -157,8 +157,7 @@ class WorkflowProblem(BaseModel):
     def __str__(self) -> str:
         where = []
         if self.node is not None:
-            where.append(f"node {self.node}" + (f" ({self.class_type})" if self.class_type
-                                                 else ""))
+            where.append(f"node {self.node}" + (f" ({self.class_type})" if self.class_type else ""))
         if self.input:
             where.append(f"input '{self.input}'")
         return (" ".join(where) + ": " if where else "") + self.message
@@ -236,9 +235,12 @@ class Workflow(BaseModel):
         """
         unknown = sorted(set(values) - set(self.binding.slots))
         if unknown:
-            raise WorkflowError(f"workflow {self.name!r} has no slot(s) {', '.join(unknown)}; "
-                                f"it has: {', '.join(sorted(self.binding.slots))}",
-                                file=self.binding_path, field="slots")
+            raise WorkflowError(
+                f"workflow {self.name!r} has no slot(s) {', '.join(unknown)}; "
+                f"it has: {', '.join(sorted(self.binding.slots))}",
+                file=self.binding_path,
+                field="slots",
+            )
         prompt = copy.deepcopy(self.prompt)
         values = self._fit_size_values(values)
         for name, slot in self.binding.slots.items():
@@ -247,8 +249,11 @@ class Workflow(BaseModel):
                 value = slot.default
             if value is None:
                 if slot.required:
-                    raise WorkflowError(f"workflow {self.name!r} needs a value for {name!r}",
-                                        file=self.binding_path, field=f"slots.{name}")
+                    raise WorkflowError(
+                        f"workflow {self.name!r} needs a value for {name!r}",
+                        file=self.binding_path,
+                        field=f"slots.{name}",
+                    )
                 for b in slot.bypass:
                     _bypass(prompt, b, self.binding_path)
                 continue
@@ -276,8 +281,13 @@ def _coerce(value: Any, old: Any, slot: Slot) -> Any:
 
 
 def _is_link(v: Any) -> bool:
-    return (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
-            and isinstance(v[1], int) and not isinstance(v[1], bool))
+    return (
+        isinstance(v, list)
+        and len(v) == 2
+        and isinstance(v[0], str)
+        and isinstance(v[1], int)
+        and not isinstance(v[1], bool)
+    )
 
 
 def _bypass(prompt: dict[str, Any], b: Bypass, binding_path: Path) -> None:
@@ -294,7 +304,9 @@ def _bypass(prompt: dict[str, Any], b: Bypass, binding_path: Path) -> None:
                 if not isinstance(src, list) or not _is_link(src):
                     raise WorkflowError(
                         f"cannot bypass node {b.node}: its input {through!r} is not a link",
-                        file=binding_path, field="bypass")
+                        file=binding_path,
+                        field="bypass",
+                    )
                 other["inputs"][in_name] = list(src)
     del prompt[b.node]
 
@@ -439,15 +451,26 @@ def load_workflow(name: str, root: str | Path | None = None) -> Workflow:
     sources = registry_sources(root)
     base = sources.get(name)
     if base is None:
-        raise WorkflowError(f"unknown workflow {name!r}; known: {', '.join(sorted(sources))}",
-                            file=registry_folders(root)[-1] / REGISTRY_FILE, field="workflows")
+        raise WorkflowError(
+            f"unknown workflow {name!r}; known: {', '.join(sorted(sources))}",
+            file=registry_folders(root)[-1] / REGISTRY_FILE,
+            field="workflows",
+        )
     entry = _read_registry(base)[name]
     path = base / entry.file
-    binding_path = (base / entry.binding) if entry.binding else path.with_name(
-        path.name.removesuffix(".json") + ".binding.yaml")
-    return load_workflow_files(path, binding_path, name=name, kind=entry.kind,
-                               min_comfyui_version=entry.min_comfyui_version,
-                               description=entry.description)
+    binding_path = (
+        (base / entry.binding)
+        if entry.binding
+        else path.with_name(path.name.removesuffix(".json") + ".binding.yaml")
+    )
+    return load_workflow_files(
+        path,
+        binding_path,
+        name=name,
+        kind=entry.kind,
+        min_comfyui_version=entry.min_comfyui_version,
+        description=entry.description,
+    )
 
 
 def load_workflow_files(
@@ -481,9 +504,15 @@ def load_workflow_files(
     _check_binding(prompt, binding, binding_path)
     version = hashlib.sha256(wf_bytes + b"\0" + bind_bytes).hexdigest()[:12]
     return Workflow(
-        name=name or path.stem, kind=kind, min_comfyui_version=min_comfyui_version,
-        description=description, path=path, binding_path=binding_path, prompt=prompt,
-        binding=binding, version=version,
+        name=name or path.stem,
+        kind=kind,
+        min_comfyui_version=min_comfyui_version,
+        description=description,
+        path=path,
+        binding_path=binding_path,
+        prompt=prompt,
+        binding=binding,
+        version=version,
     )
 
 
@@ -495,8 +524,8 @@ def parse_api_workflow(data: bytes | str, path: str | Path = "<workflow>") -> di
         raise WorkflowError(f"not valid JSON: {exc}", file=path) from exc
     if isinstance(raw, dict) and "nodes" in raw and "links" in raw:
         raise WorkflowError(
-            "this is a ComfyUI UI-format workflow; save it with 'Export (API)' instead",
-            file=path)
+            "this is a ComfyUI UI-format workflow; save it with 'Export (API)' instead", file=path
+        )
     if isinstance(raw, dict) and isinstance(raw.get("prompt"), dict):
         raw = raw["prompt"]
     if not isinstance(raw, dict) or not raw:
@@ -512,43 +541,62 @@ def parse_api_workflow(data: bytes | str, path: str | Path = "<workflow>") -> di
         for in_name, v in node["inputs"].items():
             if isinstance(v, list) and len(v) == 2 and isinstance(v[1], int):
                 if str(v[0]) not in raw:
-                    raise WorkflowError(f"links to node {v[0]!r}, which does not exist",
-                                        file=path, field=f"{nid}.inputs.{in_name}")
+                    raise WorkflowError(
+                        f"links to node {v[0]!r}, which does not exist",
+                        file=path,
+                        field=f"{nid}.inputs.{in_name}",
+                    )
                 v[0] = str(v[0])
     return raw
 
 
 def _check_binding(prompt: dict[str, Any], binding: Binding, path: Path) -> None:
     if binding.output_node not in prompt:
-        raise WorkflowError(f"output node {binding.output_node!r} is not in the workflow",
-                            file=path, field="output_node")
+        raise WorkflowError(
+            f"output node {binding.output_node!r} is not in the workflow",
+            file=path,
+            field="output_node",
+        )
     for name, slot in binding.slots.items():
         if not slot.targets:
             raise WorkflowError("slot has no target", file=path, field=f"slots.{name}")
         for t in slot.targets:
             node = prompt.get(t.node)
             if node is None:
-                raise WorkflowError(f"names node {t.node!r}, which is not in the workflow",
-                                    file=path, field=f"slots.{name}")
+                raise WorkflowError(
+                    f"names node {t.node!r}, which is not in the workflow",
+                    file=path,
+                    field=f"slots.{name}",
+                )
             if t.input not in node["inputs"]:
                 raise WorkflowError(
                     f"names input {t.input!r} of node {t.node} ({node['class_type']}), which "
                     f"the workflow does not set; it has: {', '.join(node['inputs'])}",
-                    file=path, field=f"slots.{name}")
+                    file=path,
+                    field=f"slots.{name}",
+                )
             if _is_link(node["inputs"][t.input]):
-                raise WorkflowError(f"input {t.input!r} of node {t.node} is a link, not a value",
-                                    file=path, field=f"slots.{name}")
+                raise WorkflowError(
+                    f"input {t.input!r} of node {t.node} is a link, not a value",
+                    file=path,
+                    field=f"slots.{name}",
+                )
         for b in slot.bypass:
             node = prompt.get(b.node)
             if node is None:
-                raise WorkflowError(f"bypasses node {b.node!r}, which is not in the workflow",
-                                    file=path, field=f"slots.{name}.bypass")
+                raise WorkflowError(
+                    f"bypasses node {b.node!r}, which is not in the workflow",
+                    file=path,
+                    field=f"slots.{name}.bypass",
+                )
             names = [b.through] if isinstance(b.through, str) else list(b.through.values())
             for n in names:
                 if not _is_link(node["inputs"].get(n)):
                     raise WorkflowError(
-                        f"bypass of node {b.node} goes through {n!r}, which is not a linked "
-                        "input", file=path, field=f"slots.{name}.bypass")
+                        f"bypass of node {b.node} goes through {n!r}, which is not a linked input",
+                        file=path,
+                        field=f"slots.{name}.bypass",
+                    )
 
 
 def _pyd(exc: ValidationError) -> str:
@@ -568,8 +616,9 @@ def _as_info(object_info: ObjectInfo | dict[str, Any]) -> ObjectInfo:
     return object_info if isinstance(object_info, ObjectInfo) else parse_object_info(object_info)
 
 
-def missing_nodes(workflow: Workflow | dict[str, Any],
-                  object_info: ObjectInfo | dict[str, Any]) -> list[str]:
+def missing_nodes(
+    workflow: Workflow | dict[str, Any], object_info: ObjectInfo | dict[str, Any]
+) -> list[str]:
     """Class types the workflow uses that the server does not have (sorted)."""
     info = _as_info(object_info)
     prompt = workflow.prompt if isinstance(workflow, Workflow) else workflow
@@ -588,8 +637,9 @@ def _is_model_file(value: Any) -> bool:
     return isinstance(value, str) and bool(_MODEL_FILE_RE.search(value))
 
 
-def validate_workflow(workflow: Workflow | dict[str, Any],
-                      object_info: ObjectInfo | dict[str, Any]) -> list[WorkflowProblem]:
+def validate_workflow(
+    workflow: Workflow | dict[str, Any], object_info: ObjectInfo | dict[str, Any]
+) -> list[WorkflowProblem]:
     """Check a workflow against node definitions the way ComfyUI's validation would.
 
     Every class_type exists; every required input is given, linked or bound; every link points
@@ -634,30 +684,54 @@ def validate_workflow(workflow: Workflow | dict[str, Any],
                 if src_schema is None:
                     continue  # reported on that node
                 if idx < 0 or idx >= len(src_schema.outputs):
-                    add(nid, cls, in_name, f"links to output {idx} of node {src_id} "
-                        f"({src_schema.name}), which has {len(src_schema.outputs)} output(s)")
+                    add(
+                        nid,
+                        cls,
+                        in_name,
+                        f"links to output {idx} of node {src_id} "
+                        f"({src_schema.name}), which has {len(src_schema.outputs)} output(s)",
+                    )
                     continue
                 got = src_schema.outputs[idx]
                 if not _types_match(got, ispec.type):
-                    add(nid, cls, in_name, f"wants {ispec.type} but node {src_id} "
-                        f"({src_schema.name}) output {idx} gives {got}")
+                    add(
+                        nid,
+                        cls,
+                        in_name,
+                        f"wants {ispec.type} but node {src_id} "
+                        f"({src_schema.name}) output {idx} gives {got}",
+                    )
                 continue
-            problems.extend(_check_value(nid, cls, ispec.name, ispec.type, ispec.options,
-                                         ispec.config, value, bound))
+            problems.extend(
+                _check_value(
+                    nid, cls, ispec.name, ispec.type, ispec.options, ispec.config, value, bound
+                )
+            )
     if not has_output and prompt:
         add(None, None, None, "the workflow has no output node")
     if isinstance(workflow, Workflow):
         out = prompt.get(workflow.output_node)
         schema = info.get(str(out.get("class_type"))) if out else None
         if schema is not None and not schema.output_node:
-            add(workflow.output_node, schema.name, None,
-                "the binding's output node is not an output node")
+            add(
+                workflow.output_node,
+                schema.name,
+                None,
+                "the binding's output node is not an output node",
+            )
     return problems
 
 
-def _check_value(nid: str, cls: str, name: str, typ: str, options: list[Any] | None,
-                 config: dict[str, Any], value: Any,
-                 bound: set[tuple[str, str]]) -> list[WorkflowProblem]:
+def _check_value(
+    nid: str,
+    cls: str,
+    name: str,
+    typ: str,
+    options: list[Any] | None,
+    config: dict[str, Any],
+    value: Any,
+    bound: set[tuple[str, str]],
+) -> list[WorkflowProblem]:
     out: list[WorkflowProblem] = []
 
     def bad(msg: str) -> None:
@@ -713,10 +787,15 @@ def missing_models(
             if spec is None or spec.type != "COMBO" or (nid, in_name) in bound:
                 continue
             if _is_model_file(value) and spec.options is not None and value not in spec.options:
-                problems.append(WorkflowProblem(
-                    node=nid, class_type=schema.name, input=in_name,
-                    message=f"model file {value!r} is not installed on the server "
-                    f"({len(spec.options)} file(s) offered)"))
+                problems.append(
+                    WorkflowProblem(
+                        node=nid,
+                        class_type=schema.name,
+                        input=in_name,
+                        message=f"model file {value!r} is not installed on the server "
+                        f"({len(spec.options)} file(s) offered)",
+                    )
+                )
     return problems
 
 

@@ -1,7 +1,7 @@
 """The NLE export package: sequential files, metadata, subtitles, timelines and a zip.
 
 ``write_export`` builds ``exports/<project>/`` (or ``<dir>/<project>/``) from a
-:class:`~videogen.models.ProjectView`::
+:class:`~videogen_domain.models.ProjectView`::
 
     audio/001_intro_narration.wav   images/001_intro_keyframe.png   videos/001_intro_clip.mp4
     metadata.json                   subtitles.srt / subtitles.vtt   rough_cut.mp4
@@ -52,7 +52,7 @@ from videogen.export.timelines import (
     timecode,
     write_timelines,
 )
-from videogen.models import ProjectItem, ProjectView
+from videogen_domain.models import ProjectItem, ProjectView
 
 MediaKind = Literal["narration", "keyframe", "clip"]
 MEDIA_KINDS: tuple[MediaKind, ...] = ("narration", "keyframe", "clip")

@@ -1,6 +1,6 @@
 """Styled title cards: the embedded keyframe maker, 1920x1080 PNGs drawn with Pillow.
 
-Each visual style preset (``videogen.styles``) gives the palette, typography and layout. The
+Each visual style preset (``videogen_domain.styles``) gives the palette, typography and layout. The
 card shows the shot's key phrase (or the sentence), the section title and the characters in the
 shot (a circular cut-out of the reference image, or a name card). Text wraps and shrinks until it
 fits its box, so it never overflows; characters the style's font lacks are drawn with a fallback
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from videogen.atomic import atomic_path
-from videogen.models import Shot
-from videogen.styles import STYLES_DIR, StylePreset, load_style
+from videogen_domain.atomic import atomic_path
+from videogen_domain.models import Shot
+from videogen_domain.styles import STYLES_DIR, StylePreset, load_style
 from videogen_resources.base import CharacterRef, ImageResult, KeyframeMakerResource, ProgressFn
 
 ENGINE = "cards"

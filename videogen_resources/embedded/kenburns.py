@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from videogen.atomic import atomic_path
-from videogen.models import CameraMovement, Shot
+from videogen_domain.atomic import atomic_path
+from videogen_domain.models import CameraMovement, Shot
 from videogen_resources import media
 from videogen_resources.base import ClipMakerResource, ClipResult, ProgressFn
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from videogen.atomic import atomic_write_bytes, atomic_write_text
+from videogen_domain.atomic import atomic_write_bytes, atomic_write_text
 from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError

@@ -232,7 +232,7 @@ class StudioDatabase(dg.ConfigurableResource):
     @classmethod
     def for_studio(cls, root: Path) -> StudioDatabase:
         """The database of a studio root."""
-        from videogen.paths import database_path
+        from videogen_domain.paths import database_path
 
         return cls(url=sqlite_url(database_path(root)))
 

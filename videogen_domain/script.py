@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from videogen.errors import InputError
-from videogen.models import CAMERA_MOVEMENTS, Directives
-from videogen.names import normalize_name, skeleton
-from videogen.safeio import read_limited
+from videogen_domain.errors import InputError
+from videogen_domain.models import CAMERA_MOVEMENTS, Directives
+from videogen_domain.names import normalize_name, skeleton
+from videogen_domain.safeio import read_limited
 
 MAX_SENTENCE_CHARS = 1000
 MAX_LINE_CHARS = 10 * MAX_SENTENCE_CHARS

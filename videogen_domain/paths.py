@@ -7,7 +7,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
 
 PROJECT_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 """Project names are also Dagster group names and asset-key prefixes: lowercase, digits, '_'.

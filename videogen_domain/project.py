@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from videogen import paths
-from videogen.atomic import atomic_write_text
-from videogen.errors import InputError
-from videogen.names import WORKFLOW_NAME_RE, normalize_name
-from videogen.yamlio import load_yaml_model
+from videogen_domain import paths
+from videogen_domain.atomic import atomic_write_text
+from videogen_domain.errors import InputError
+from videogen_domain.names import WORKFLOW_NAME_RE, normalize_name
+from videogen_domain.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
 DEFAULT_VIDEO_WORKFLOW = "wan-2.2-v1"
@@ -25,7 +25,7 @@ DEFAULT_VIDEO_WORKFLOW = "wan-2.2-v1"
 
 def known_styles() -> list[str]:
     """The visual style presets shipped as data files."""
-    from videogen.styles import list_styles
+    from videogen_domain.styles import list_styles
 
     return list_styles()
 

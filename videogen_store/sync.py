@@ -11,11 +11,16 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from videogen import paths
-from videogen.align import align
-from videogen.project import ProjectBrief, load_brief
-from videogen.script import ParsedScript, read_script, read_script_bytes, resolve_character_names
-from videogen_resources.database import Character, Project, Section, Sentence, StudioDatabase
+from videogen_domain import paths
+from videogen_domain.align import align
+from videogen_domain.project import ProjectBrief, load_brief
+from videogen_domain.script import (
+    ParsedScript,
+    read_script,
+    read_script_bytes,
+    resolve_character_names,
+)
+from videogen_store.database import Character, Project, Section, Sentence, StudioDatabase
 
 
 @dataclass

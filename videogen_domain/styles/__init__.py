@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from videogen.errors import InputError
-from videogen.models import CameraMovement
+from videogen_domain.errors import InputError
+from videogen_domain.models import CameraMovement
 
 STYLES_DIR = Path(__file__).resolve().parent
 """The folder holding the built-in presets."""

@@ -1,6 +1,7 @@
 """Reading a creator's files safely: the kind of file is checked before it is opened, and at
 most the size limit plus one byte is read, so a folder, a FIFO, a device or a huge file gives
-one clear :class:`~videogen.errors.InputError` instead of a traceback, a hang or a MemoryError.
+one clear :class:`~videogen_domain.errors.InputError` instead of a traceback, a hang or a
+MemoryError.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from videogen.errors import InputError
+from videogen_domain.errors import InputError
 
 
 def _kind(mode: int) -> str:

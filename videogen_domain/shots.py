@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from videogen.models import Directives, Shot
+from videogen_domain.models import Directives, Shot
 
 _STOP = {
     "a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "for", "with", "is",

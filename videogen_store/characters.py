@@ -3,8 +3,8 @@
 Characters live in the studio database (``characters`` table); their reference images live in
 the studio under ``characters/<sha256-prefix>.png``. Every operation validates its whole input
 before it writes anything: a bad name, image, LoRA, strength or voice raises an
-:class:`~videogen.errors.InputError` naming the field (and the file, for images) and leaves the
-database and the studio folder as they were.
+:class:`~videogen_domain.errors.InputError` naming the field (and the file, for images) and
+leaves the database and the studio folder as they were.
 
 Casting a character in a project updates both the ``project_cast`` table and the ``cast`` list
 of the project's ``project.yaml``; either both change or neither does.
@@ -27,13 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from videogen import paths
-from videogen.atomic import atomic_write_bytes
-from videogen.errors import InputError
-from videogen.names import normalize_name, skeleton
-from videogen.project import ProjectBrief, brief_path, load_brief, save_brief
-from videogen.safeio import read_limited
-from videogen_resources.database import Character, Project, ProjectCast, StudioDatabase
+from videogen_domain import paths
+from videogen_domain.atomic import atomic_write_bytes
+from videogen_domain.errors import InputError
+from videogen_domain.names import normalize_name, skeleton
+from videogen_domain.project import ProjectBrief, brief_path, load_brief, save_brief
+from videogen_domain.safeio import read_limited
+from videogen_store.database import Character, Project, ProjectCast, StudioDatabase
 
 CHARACTERS_DIR = "characters"
 """The studio folder holding the normalized reference images."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from videogen import paths
-from videogen.atomic import atomic_write_text
-from videogen.errors import InputError
-from videogen.project import ProjectBrief
-from videogen.script import parse_script
+from videogen_domain import paths
+from videogen_domain.atomic import atomic_write_text
+from videogen_domain.errors import InputError
+from videogen_domain.project import ProjectBrief
+from videogen_domain.script import parse_script
 
 DRAFT_FILE = "script.draft.md"
 

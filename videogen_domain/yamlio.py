@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from videogen.errors import InputError
-from videogen.safeio import read_limited
+from videogen_domain.errors import InputError
+from videogen_domain.safeio import read_limited
 
 M = TypeVar("M", bound=BaseModel)
 
