@@ -31,9 +31,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.operations import create_project, render
 from videogen_assets.concurrency import configure_pools
+from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.definitions import automation_sensor_name
 from videogen_resources.settings import BackendSettings
 

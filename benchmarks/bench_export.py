@@ -33,7 +33,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-from videogen.export import (
+from videogen_assets.export import (
     TIMELINE_FILES,
     TimelineEntry,
     read_metadata,
@@ -43,7 +43,7 @@ from videogen.export import (
     write_timelines,
     write_zip,
 )
-from videogen.export.timelines import probe_media
+from videogen_assets.export.timelines import probe_media
 from videogen_domain.models import ProjectItem, ProjectView, Shot
 
 FPS = 30

@@ -41,9 +41,9 @@ import pytest
 from browser import artifact_path, launch_chromium, require_chromium
 from samples import SMALL_SCRIPT
 
-from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen.media_server import start_in_thread
 from videogen.operations import create_project, render, sync
+from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings
 

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 from test_export_timelines import _mp4, _png, _wav, make_project
 
-from videogen.export import (
+from videogen_assets.export import (
     MissingMediaError,
     package_file_names,
     read_metadata,
@@ -123,7 +123,7 @@ def test_metadata_validates_and_a_broken_one_fails(tmp_path: Path) -> None:
         breakage(broken)
         with pytest.raises(jsonschema.ValidationError):
             validate_metadata(broken)
-    schema = json.loads((REPO / "videogen" / "export" / "metadata.schema.json").read_text())
+    schema = json.loads((REPO / "videogen_assets" / "export" / "metadata.schema.json").read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
 
@@ -196,7 +196,7 @@ def test_missing_media_names_the_sentence_unless_partial(tmp_path: Path) -> None
 _KILL_CHILD = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from videogen.export import write_export
+    from videogen_assets.export import write_export
     from videogen_domain.models import ProjectView
 
     view = ProjectView.model_validate_json(Path(sys.argv[1]).read_text())
@@ -269,7 +269,7 @@ def test_zip_holds_every_file_stored_or_deflated(tmp_path: Path) -> None:
 _ZIP_CHILD = textwrap.dedent("""
     import resource, sys
     from pathlib import Path
-    from videogen.export import write_zip
+    from videogen_assets.export import write_zip
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     write_zip(Path(sys.argv[1]), Path(sys.argv[2]))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -33,7 +33,7 @@ import pytest
 import yaml
 from test_export_timelines import FPS, make_project
 
-from videogen.export import (
+from videogen_assets.export import (
     TIMELINE_FILES,
     ExportError,
     read_metadata,
@@ -449,7 +449,7 @@ def test_render_and_export_keep_creator_files_and_export_goes_to_dir(
 
 
 def test_a_file_saved_during_the_swap_is_moved_into_the_new_package(tmp_path: Path) -> None:
-    from videogen.export.package import _swap
+    from videogen_assets.export.package import _swap
 
     dest = tmp_path / "demo"
     (dest / "notes").mkdir(parents=True)
@@ -470,7 +470,7 @@ def test_any_narration_becomes_48k_pcm_of_whole_frames(
 ) -> None:
     from scipy.io import wavfile
 
-    from videogen.export.package import package_narration
+    from videogen_assets.export.package import package_narration
 
     seconds = 1.337
     t = np.arange(int(rate * seconds)) / rate

@@ -28,7 +28,7 @@ import opentimelineio as otio
 import pytest
 from PIL import Image
 
-from videogen.export import (
+from videogen_assets.export import (
     TIMELINE_FILES,
     read_timeline,
     relink_timelines,

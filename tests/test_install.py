@@ -99,7 +99,7 @@ def test_a_built_wheel_installed_elsewhere_renders_and_serves(tmp_path: Path) ->
     where = subprocess.run(
         [str(bin_dir / "python"), "-c",
          "import videogen, videogen_assets, videogen_resources.workflows as w, "
-         "videogen.dagster_files as d; print(videogen.__file__); print(w.SHIPPED_ROOT); "
+         "videogen_assets.dagster_files as d; print(videogen.__file__); print(w.SHIPPED_ROOT); "
          "print(d.WORKSPACE_YAML)"],
         cwd=work, env=env, check=True, capture_output=True, text=True, timeout=120,
     ).stdout.split()  # fmt: skip

@@ -34,7 +34,7 @@ import pytest
 from PIL import Image
 
 from videogen.media_server import make_server, media_url, resolve_request_path, start_in_thread
-from videogen.storyboard import (
+from videogen_assets.storyboard import (
     CONTACT_SHEET_GAP,
     ROUGH_CUT_NAME,
     STORYBOARD_NAME,

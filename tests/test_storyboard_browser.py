@@ -21,7 +21,7 @@ from browser import artifact_path, launch_chromium  # tests/ is on sys.path (roo
 from test_storyboard import build_project, make_mp4, with_every_clip
 
 from videogen.media_server import media_url, start_in_thread
-from videogen.storyboard import ROUGH_CUT_NAME, STORYBOARD_NAME, write_storyboard
+from videogen_assets.storyboard import ROUGH_CUT_NAME, STORYBOARD_NAME, write_storyboard
 from videogen_domain.models import ProjectView
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from videogen.cli_errors import StudioGroup, echo_error, one_line
-from videogen.dagster_files import DAGSTER_YAML, WORKSPACE_YAML, checkout_root
+from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML, checkout_root
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_domain.styles import list_styles
@@ -462,13 +462,13 @@ def export_cmd(
     ctx: click.Context, project: str, make_zip: bool, partial: bool, to_dir: Path | None
 ) -> None:
     """Write the NLE package (numbered media, metadata.json, subtitles, timelines)."""
-    from videogen.export import (
+    from videogen.operations import Studio, fail_orphaned_runs, sync
+    from videogen_assets.export import (
         ExportError,
         narration_loudness,
         refuse_during_runs,
         write_export,
     )
-    from videogen.operations import Studio, fail_orphaned_runs, sync
     from videogen_assets.views import project_view
 
     root = _root(ctx)

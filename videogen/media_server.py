@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from videogen_domain.paths import projects_dir
+from videogen_domain.paths import media_url, projects_dir
 
 __all__ = [
     "CONTENT_TYPES",
@@ -480,25 +480,3 @@ def start_in_thread(
         thread.join(timeout=5)
 
     return server.url, stop
-
-
-def media_url(base_url: str, studio_root: Path, path: str | Path) -> str:
-    """The URL at which the media server started on ``studio_root`` serves ``path``.
-
-    ``path`` is absolute or relative to the studio root; it must lie inside the root.
-    """
-    root = Path(os.path.abspath(studio_root))
-    target = Path(path)
-    if not target.is_absolute():
-        target = root / target
-    rel = Path(os.path.relpath(os.path.abspath(target), root))
-    if rel.parts and rel.parts[0] == "..":
-        # The lexical path leaves the root; accept it only if the real one stays inside.
-        real_root = root.resolve()
-        real = Path(os.path.abspath(target)).resolve()
-        if real_root not in real.parents:
-            raise ValueError(f"{path} is outside the studio root {studio_root}")
-        rel = real.relative_to(real_root)
-    if rel == Path("."):
-        raise ValueError(f"{path} is the studio root itself, not a file in it")
-    return f"{base_url.rstrip('/')}/{'/'.join(quote(part) for part in rel.parts)}"

@@ -58,7 +58,7 @@ def sentence_label(sentence_id: str, text: str, limit: int = TEXT_CHARS) -> str:
 
 def media_link(base_url: str, root: Path, path: Path) -> str:
     """The media server URL of a file inside the studio root."""
-    from videogen.media_server import media_url
+    from videogen_domain.paths import media_url
 
     return media_url(base_url, root, path)
 

@@ -191,9 +191,9 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The storyboard: every shot by section with its keyframe, narration, clip and prompts."""
-        from videogen.storyboard import contact_sheet, write_storyboard
         from videogen_assets.context import sentence_order
         from videogen_assets.status import sentence_statuses
+        from videogen_assets.storyboard import contact_sheet, write_storyboard
 
         ids = [s.id for s in sentence_order(db, project)]
         # Dagster's own view of each sentence (missing / stale / done), not only the files
@@ -230,7 +230,7 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The NLE package: numbered media, metadata.json, subtitles and ready timelines."""
-        from videogen.export import (
+        from videogen_assets.export import (
             ExportError,
             narration_loudness,
             refuse_during_runs,

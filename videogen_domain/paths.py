@@ -6,6 +6,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from urllib.parse import quote
 
 from videogen_domain.errors import InputError
 
@@ -82,3 +83,25 @@ def safe_join(base: Path, *parts: str) -> Path:
     if candidate != base_resolved and base_resolved not in candidate.parents:
         raise InputError(f"path {'/'.join(parts)!r} escapes {base}")
     return candidate
+
+
+def media_url(base_url: str, studio_root: Path, path: str | Path) -> str:
+    """The URL at which the media server started on ``studio_root`` serves ``path``.
+
+    ``path`` is absolute or relative to the studio root; it must lie inside the root.
+    """
+    root = Path(os.path.abspath(studio_root))
+    target = Path(path)
+    if not target.is_absolute():
+        target = root / target
+    rel = Path(os.path.relpath(os.path.abspath(target), root))
+    if rel.parts and rel.parts[0] == "..":
+        # The lexical path leaves the root; accept it only if the real one stays inside.
+        real_root = root.resolve()
+        real = Path(os.path.abspath(target)).resolve()
+        if real_root not in real.parents:
+            raise ValueError(f"{path} is outside the studio root {studio_root}")
+        rel = real.relative_to(real_root)
+    if rel == Path("."):
+        raise ValueError(f"{path} is the studio root itself, not a file in it")
+    return f"{base_url.rstrip('/')}/{'/'.join(quote(part) for part in rel.parts)}"

@@ -1,6 +1,6 @@
 """The NLE export package: sequential files, metadata, subtitles and editor timelines."""
 
-from videogen.export.package import (
+from videogen_assets.export.package import (
     ExportError,
     ExportReport,
     LeftOut,
@@ -13,13 +13,13 @@ from videogen.export.package import (
     write_export,
     write_zip,
 )
-from videogen.export.runs import (
+from videogen_assets.export.runs import (
     ActiveRun,
     narration_loudness,
     refuse_during_runs,
     runs_in_progress,
 )
-from videogen.export.timelines import (
+from videogen_assets.export.timelines import (
     TIMELINE_FILES,
     MediaInfo,
     TimelineEntry,

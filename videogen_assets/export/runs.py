@@ -93,8 +93,8 @@ def _planned_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[dg.
 def refuse_during_runs(
     instance: dg.DagsterInstance, project: str, *, exclude: Iterable[str] = ()
 ) -> None:
-    """Raise :class:`~videogen.export.ExportError` naming the run(s) making the project's media."""
-    from videogen.export.package import ExportError
+    """Raise :class:`~videogen_assets.export.ExportError` naming the run(s) making the media."""
+    from videogen_assets.export.package import ExportError
 
     active = runs_in_progress(instance, project, exclude=exclude)
     if not active:

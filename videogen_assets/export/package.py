@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from videogen.export.timelines import (
+from videogen_assets.export.timelines import (
     TIMELINE_FILES,
     MediaInfo,
     TimelineEntry,
@@ -312,7 +312,11 @@ def write_zip(package: Path, zip_path: Path, *, only: Iterable[str] | None = Non
 
 def metadata_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) that ``metadata.json`` follows."""
-    text = resources.files("videogen.export").joinpath("metadata.schema.json").read_text("utf-8")
+    text = (
+        resources.files("videogen_assets.export")
+        .joinpath("metadata.schema.json")
+        .read_text("utf-8")
+    )
     schema: dict[str, Any] = json.loads(text)
     return schema
 
