@@ -492,7 +492,7 @@ def prepare(st: CliStudio, case: dict[str, Any]) -> dict[str, str]:
             (st.tmp / "big.md").write_text(big, encoding="utf-8")
         elif step == "corrupt_db":
             # As another process would find it: this process's open connections closed first.
-            from videogen_resources import database
+            from videogen_store import database
 
             for url in [u for u in database._ENGINES if str(st.root) in u]:
                 database._ENGINES.pop(url).dispose()
