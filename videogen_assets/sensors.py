@@ -19,6 +19,7 @@ from videogen_assets.context import (
     SUBTITLES,
     key,
 )
+from videogen_assets.dagster_internals import project_has_requested_backfill
 from videogen_assets.partitions import partitions_name
 from videogen_assets.publish import publish
 from videogen_domain import paths
@@ -133,17 +134,10 @@ def one_sentence_edit(
 
 
 def _project_busy(instance: dg.DagsterInstance, project: str) -> bool:
-    from dagster._core.execution.backfill import BulkActionStatus
-    from dagster._core.storage.dagster_run import RunsFilter
-
-    for run in instance.get_runs(RunsFilter(statuses=_ACTIVE)):
+    for run in instance.get_runs(dg.RunsFilter(statuses=_ACTIVE)):
         if any(k.path[0] == project for k in run.asset_selection or ()):
             return True
-    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
-        keys = backfill.asset_selection or ()
-        if any(k.path[0] == project for k in keys):
-            return True
-    return False
+    return project_has_requested_backfill(instance, project)
 
 
 def build_script_watcher(
