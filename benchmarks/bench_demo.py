@@ -14,8 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.dagster_run import RunsFilter
+from dagster import DagsterEventType, RunsFilter
 
 from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
 from videogen.operations import create_project, render

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 
 from videogen.operations import create_project, render
 from videogen_assets.concurrency import configure_pools
@@ -57,7 +57,7 @@ def _latest_ts(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | 
 
 def _step_seconds(instance: dg.DagsterInstance, since: float) -> float:
     total = 0.0
-    from dagster._core.storage.dagster_run import RunsFilter
+    from dagster import RunsFilter
 
     for run in instance.get_runs(RunsFilter()):
         starts: dict[str, float] = {}
@@ -76,7 +76,7 @@ def _step_seconds(instance: dg.DagsterInstance, since: float) -> float:
 def _timeline(instance: dg.DagsterInstance, since: float) -> list[str]:
     """What happened after the save, in seconds from it: each run's creation, start, steps and
     end (where the orchestration time goes)."""
-    from dagster._core.storage.dagster_run import RunsFilter
+    from dagster import RunsFilter
 
     lines: list[tuple[float, str]] = []
     for rec in instance.get_run_records(RunsFilter()):
@@ -126,7 +126,7 @@ class Measured:
 
 
 def _runs(instance: dg.DagsterInstance, since: float) -> list[tuple[str, float, float | None]]:
-    from dagster._core.storage.dagster_run import RunsFilter
+    from dagster import RunsFilter
 
     out = []
     for rec in instance.get_run_records(RunsFilter()):
@@ -196,7 +196,7 @@ def _wait_for_sensor_ticks(
     """Wait until each named sensor has ended `ticks` ticks (the daemon is up and has seen the
     unchanged studio: a save before the first ticks would be taken for the initial state);
     the seconds waited."""
-    from dagster._core.scheduler.instigation import TickStatus
+    from videogen_assets.dagster_internals import TickStatus
 
     t0 = time.time()
     ended = [TickStatus.SKIPPED, TickStatus.SUCCESS, TickStatus.FAILURE]

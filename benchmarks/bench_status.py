@@ -31,18 +31,14 @@ from videogen.operations import create_project, sync
 
 def record_media(instance: dg.DagsterInstance, project: str, keys: list[str]) -> int:
     """Store a materialization per sentence and asset as a render records it; returns how many."""
-    from dagster._core.definitions.data_version import (
+    from videogen_assets.batching import _provenance_tags
+    from videogen_assets.context import key
+    from videogen_assets.dagster_internals import (
         CODE_VERSION_TAG,
         DATA_VERSION_IS_USER_PROVIDED_TAG,
         DATA_VERSION_TAG,
+        runless_event_entries,
     )
-    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-    from dagster._core.events.log import EventLogEntry
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-    from dagster._time import get_current_timestamp
-
-    from videogen_assets.batching import _provenance_tags
-    from videogen_assets.context import key
     from videogen_assets.definitions import build_definitions
     from videogen_assets.records import LatestRecords, store_asset_events
 
@@ -63,22 +59,7 @@ def record_media(instance: dg.DagsterInstance, project: str, keys: list[str]) ->
                 **_provenance_tags(latest, pk, parents),
             }
             mat = dg.AssetMaterialization(asset_key=node.key, partition=pk, tags=tags)
-            entries.append(
-                EventLogEntry(
-                    user_message="",
-                    level=20,
-                    job_name=RUNLESS_JOB_NAME,
-                    run_id=RUNLESS_RUN_ID,
-                    error_info=None,
-                    timestamp=get_current_timestamp(),
-                    step_key=None,
-                    dagster_event=DagsterEvent(
-                        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-                        event_specific_data=StepMaterializationData(mat),
-                        job_name=RUNLESS_JOB_NAME,
-                    ),
-                )
-            )
+            entries.extend(runless_event_entries([mat]))
         for start in range(0, len(entries), 2000):
             store_asset_events(instance, entries[start : start + 2000])
         total += len(entries)

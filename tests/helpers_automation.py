@@ -94,15 +94,13 @@ class World:
         settle delay is set (``DAGSTER_AUTOMATION_TICK_SETTLE_SECONDS``); run statuses are read
         when evaluated.
         """
-        from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
-        from dagster._core.definitions.declarative_automation.automation_condition_evaluator import (  # noqa: E501
+        from dagster import EvaluateAutomationConditionsResult, partition_loading_context
+        from dagster_shared.serdes import deserialize_value, serialize_value
+
+        from videogen_assets.dagster_internals import (
+            AssetDaemonCursor,
             AutomationConditionEvaluator,
         )
-        from dagster._core.definitions.declarative_automation.automation_condition_tester import (
-            EvaluateAutomationConditionsResult,
-        )
-        from dagster._core.definitions.partitions.context import partition_loading_context
-        from dagster_shared.serdes import deserialize_value, serialize_value
 
         graph = self.defs.resolve_asset_graph()
         selection = (

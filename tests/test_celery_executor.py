@@ -44,11 +44,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.data_version import (
-    extract_data_provenance_from_entry,
-    extract_data_version_from_entry,
-)
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 from helpers_steps import max_overlap, step_spans
 from samples import SMALL_SCRIPT
@@ -56,6 +52,10 @@ from samples import SMALL_SCRIPT
 from videogen.operations import create_project
 from videogen_assets.concurrency import configure_pools
 from videogen_assets.context import PER_SENTENCE, file_digest, key
+from videogen_assets.dagster_internals import (
+    extract_data_provenance_from_entry,
+    extract_data_version_from_entry,
+)
 from videogen_assets.definitions import build_definitions
 from videogen_assets.executors import DEFAULT_CELERY_URL, ExecutorSettings, build_executor
 from videogen_assets.partitions import partitions_name
@@ -319,9 +319,9 @@ _LAUNCH = """
 import os, sys
 import dagster as dg
 from videogen_assets.progress import CHECK_NAME
-from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
-from dagster._core.execution.api import create_execution_plan, execute_run
-from dagster._core.snap import snapshot_from_execution_plan
+from videogen_assets.dagster_internals import ReconstructableJob, ReconstructableRepository
+from videogen_assets.dagster_internals import create_execution_plan, execute_run
+from videogen_assets.dagster_internals import snapshot_from_execution_plan
 
 select, option, value = sys.argv[1:4]
 keys = {dg.AssetKey.from_user_string(s) for s in select.split(",")}
@@ -470,7 +470,7 @@ def test_batched_steps_over_a_partition_range_run_in_the_celery_worker(cluster: 
 
 @pytest.mark.slow
 def test_pools_bound_the_steps_the_celery_executor_hands_out(cluster: Cluster) -> None:
-    from dagster._core.definitions.reconstruct import ReconstructableJob
+    from videogen_assets.dagster_internals import ReconstructableJob
 
     configure_pools(cluster.instance, gpu_servers=1)
     job = ReconstructableJob.for_file(

@@ -119,7 +119,7 @@ def test_generated_size_is_recorded(
 
 
 def _check_evaluations(instance: dg.DagsterInstance, name: str) -> list[Any]:
-    from dagster._core.events import DagsterEventType
+    from dagster import DagsterEventType
 
     found = []
     for run in instance.get_runs():

@@ -22,7 +22,7 @@ def test_configure_pools_sets_slots_and_is_idempotent(instance: dg.DagsterInstan
 
 
 def test_gpu_steps_never_overlap_while_tts_steps_do(instance: dg.DagsterInstance) -> None:
-    from dagster._core.definitions.reconstruct import ReconstructableJob
+    from videogen_assets.dagster_internals import ReconstructableJob
 
     configure_pools(instance, gpu_servers=1)
     # step subprocesses load the job from its file, as a code location would

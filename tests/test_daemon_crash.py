@@ -49,9 +49,7 @@ from typing import Any, TypeVar
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.definitions.data_version import extract_data_version_from_entry
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
+from dagster import DagsterEventType, RunsFilter
 from helpers_crash import (
     REPO,
     SCRIPT_8,
@@ -64,6 +62,10 @@ from helpers_crash import (
 from videogen.operations import QUIET, sync
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
+from videogen_assets.dagster_internals import (
+    IN_PROGRESS_RUN_STATUSES,
+    extract_data_version_from_entry,
+)
 from videogen_assets.definitions import build_definitions
 from videogen_resources.media import probe, wav_num_samples
 from videogen_resources.settings import BackendSettings

@@ -137,7 +137,7 @@ def _watcher_tick(
     world: World, cursor: str | None
 ) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:
     """One evaluation as the daemon makes it (run requests resolved against the jobs)."""
-    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster import partition_loading_context
 
     sensor = world.defs.resolve_sensor_def("script_watcher")
     with (
@@ -156,7 +156,7 @@ def _watcher_tick(
 
 
 def _observed(world: World, name: str, partition: str) -> str | None:
-    from dagster._core.definitions.data_version import extract_data_version_from_entry
+    from videogen_assets.dagster_internals import extract_data_version_from_entry
 
     rec = world.instance.get_latest_data_version_record(
         key("alpha", name), is_source=True, partition_key=partition

@@ -40,8 +40,7 @@ import dagster as dg
 import psycopg2
 import pytest
 import yaml
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster import DagsterRunStatus
 from dagster_postgres import (
     PostgresEventLogStorage,
     PostgresRunStorage,
@@ -51,6 +50,7 @@ from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 
 from videogen_assets.context import PER_PROJECT, PER_SENTENCE, SCRIPT, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
+from videogen_assets.dagster_internals import DATA_VERSION_TAG
 from videogen_assets.partitions import partitions_name
 
 pytestmark = pytest.mark.slow

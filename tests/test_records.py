@@ -14,23 +14,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.data_version import (
+from dagster import DagsterEventType, EventLogEntry, serialize_value
+
+from videogen_assets.dagster_internals import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
+    RUNLESS_RUN_ID,
     extract_data_provenance_from_entry,
     extract_data_version_from_entry,
+    runless_event_entries,
 )
-from dagster._core.events import (
-    AssetObservationData,
-    DagsterEvent,
-    DagsterEventType,
-    StepMaterializationData,
-)
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-from dagster._serdes import serialize_value
-
 from videogen_assets.records import (
     LatestRecords,
     Row,
@@ -199,22 +193,7 @@ def test_records_before_a_wipe_are_not_read(instance: dg.DagsterInstance) -> Non
 
 
 def _entry(event: dg.AssetMaterialization | dg.AssetObservation, at: float) -> EventLogEntry:
-    if isinstance(event, dg.AssetObservation):
-        kind, data = DagsterEventType.ASSET_OBSERVATION, AssetObservationData(event)
-    else:
-        kind, data = DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(event)
-    return EventLogEntry(
-        user_message="",
-        level=20,
-        job_name=RUNLESS_JOB_NAME,
-        run_id=RUNLESS_RUN_ID,
-        error_info=None,
-        timestamp=at,
-        step_key=None,
-        dagster_event=DagsterEvent(
-            event_type_value=kind.value, event_specific_data=data, job_name=RUNLESS_JOB_NAME
-        ),
-    )
+    return runless_event_entries([event], timestamp=at)[0]
 
 
 def _batch() -> list[EventLogEntry]:

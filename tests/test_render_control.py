@@ -245,7 +245,7 @@ def test_wait_takes_the_lock_when_the_holder_ends(tmp_path: Path) -> None:
 
 
 def test_partitions_of_runs_in_progress_are_busy(instance: dg.DagsterInstance) -> None:
-    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster import DagsterRun
 
     keys = ["t.s1", "t.s2", "t.s3", "t.s4"]
     ranged = DagsterRun(

@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import EngineEventData
-from dagster._core.launcher import WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.utils import make_new_run_id
+from dagster import DagsterRun
 
+from videogen_assets.dagster_internals import EngineEventData, WorkerStatus, make_new_run_id
 from videogen_assets.run_workers import (
     WORKER_HOST_TAG,
     StudioRunLauncher,

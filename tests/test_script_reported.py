@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project, sync
 from videogen_assets.context import file_digest
+from videogen_assets.dagster_internals import DATA_VERSION_TAG
 
 KEY = dg.AssetKey(["volcanoes", "script"])
 

@@ -18,7 +18,7 @@ from videogen_resources.settings import BackendSettings
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # type: ignore[no-untyped-def]
     """One evaluation as the daemon makes it (its run requests resolved against the
     repository's jobs): a SkipReason, or a SensorResult with the resolved run requests."""
-    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster import partition_loading_context
 
     sensor = defs.resolve_sensor_def("script_watcher")
     with (
@@ -37,7 +37,7 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
 
 
 def _observed(instance: dg.DagsterInstance, name: str) -> dict[str, str]:
-    from dagster._core.definitions.data_version import extract_data_version_from_entry
+    from videogen_assets.dagster_internals import extract_data_version_from_entry
 
     out = {}
     for pk in instance.get_dynamic_partitions(partitions_name("volcanoes")):
@@ -108,7 +108,7 @@ def test_one_edit_is_one_run_unless_the_project_is_busy(
     outputs) and leaves the new versions for that run to report. While a run of the project
     is waiting or running, the edit is reported at once and left to automation, which waits
     for that run."""
-    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+    from dagster import DagsterRun, DagsterRunStatus
 
     from videogen.operations import render
     from videogen_assets.context import key

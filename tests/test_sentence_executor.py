@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
+from dagster import DagsterEventType
 from helpers_crash import SCRIPT_8, studio_env, videogen_cmd
 
 PROJECT = "volcanoes"

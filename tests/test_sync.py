@@ -17,7 +17,7 @@ from videogen_store.database import StudioDatabase
 
 
 def _latest_versions(instance: dg.DagsterInstance, k: dg.AssetKey, parts: list[str]) -> dict:
-    from dagster._core.definitions.data_version import extract_data_version_from_entry
+    from videogen_assets.dagster_internals import extract_data_version_from_entry
 
     out = {}
     for p in parts:

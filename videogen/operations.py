@@ -576,12 +576,10 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     Returns their run ids. Runs of other hosts, and runs without the render's owner tags (runs
     launched by the daemon or the UI, which run monitoring looks after), are left alone.
     """
-    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-
     host = socket.gethostname()
     failed: list[str] = []
     runs = instance.get_runs(
-        RunsFilter(statuses=[DagsterRunStatus.STARTED], tags={_HOST_TAG: host})
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags={_HOST_TAG: host})
     )
     for run in runs:
         pid = run.tags.get(_PID_TAG, "")

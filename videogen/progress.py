@@ -94,12 +94,10 @@ class RenderWatch:
 
     def poll(self, *, final: bool = False) -> RenderSnapshot:
         """What happened since the previous poll, and where the render stands."""
-        from dagster._core.storage.dagster_run import RunsFilter
-
         finished: list[Finished] = []
         starts: list[float] = []
         ends: list[float] = []
-        records = self.instance.get_run_records(RunsFilter(tags={"videogen/render": self.tag}))
+        records = self.instance.get_run_records(dg.RunsFilter(tags={"videogen/render": self.tag}))
         for record in records:
             run = record.dagster_run
             self._read_run(run.run_id, finished)

@@ -34,6 +34,12 @@ from typing import IO, Any
 
 import dagster as dg
 
+from videogen_assets.dagster_internals import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+    no_compute_log_capture,
+)
 from videogen_domain.errors import InputError
 
 STOP_GRACE_S = 1.5
@@ -124,13 +130,11 @@ def holder_text(facts: dict[str, Any], instance: dg.DagsterInstance | None = Non
     render = str(facts.get("render", "?"))
     runs: list[str] = []
     if instance is not None and render != "?":
-        from dagster._core.storage.dagster_run import RunsFilter
-
         with contextlib.suppress(Exception):
             runs = [
                 r.run_id
                 for r in instance.get_runs(
-                    RunsFilter(tags={RENDER_TAG: render}, statuses=list(_UNFINISHED)), limit=3
+                    dg.RunsFilter(tags={RENDER_TAG: render}, statuses=list(_UNFINISHED)), limit=3
                 )
             ]
     run = f"run {runs[0]}" if runs else f"render {render[:8]}"
@@ -181,17 +185,10 @@ def busy_partitions(
     """Per asset kind of ``project``, the partitions that a run not of this render (one launched
     by the daemon's automation, a backfill, the UI) is making now; and those runs' ids.
     A run without a partition over a partitioned asset counts as making all of them."""
-    from dagster._core.storage.dagster_run import RunsFilter
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-        PARTITION_NAME_TAG,
-    )
-
     busy: dict[str, set[str]] = {}
     runs: list[str] = []
     index = {k: i for i, k in enumerate(ordered_keys)}
-    for run in instance.get_runs(RunsFilter(statuses=list(_UNFINISHED))):
+    for run in instance.get_runs(dg.RunsFilter(statuses=list(_UNFINISHED))):
         if run.tags.get(RENDER_TAG) == mine:
             continue
         kinds = [k.path[-1] for k in run.asset_selection or () if k.path[0] == project]
@@ -248,11 +245,9 @@ class Stopper:
                 signal.signal(s, h)
 
     def _runs(self, statuses: tuple[dg.DagsterRunStatus, ...]) -> list[dg.DagsterRun]:
-        from dagster._core.storage.dagster_run import RunsFilter
-
         return list(
             self.instance.get_runs(
-                RunsFilter(tags={RENDER_TAG: self.render_tag}, statuses=list(statuses))
+                dg.RunsFilter(tags={RENDER_TAG: self.render_tag}, statuses=list(statuses))
             )
         )
 
@@ -328,18 +323,8 @@ def without_output_capture(instance: dg.DagsterInstance) -> Iterator[None]:
     too and the watcher prints a KeyboardInterrupt traceback. A render's runs keep their full
     event log (the UI, the log file of a failed render); only their raw stdout/stderr is not
     kept (the steps log through Dagster, not print)."""
-    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
-
-    had = getattr(instance, "_compute_log_manager", None)
-    try:
-        instance._compute_log_manager = NoOpComputeLogManager()  # type: ignore[attr-defined]
-    except AttributeError:
+    with no_compute_log_capture(instance):
         yield
-        return
-    try:
-        yield
-    finally:
-        instance._compute_log_manager = had  # type: ignore[attr-defined,assignment]
 
 
 def tell_services() -> None:
@@ -375,15 +360,13 @@ def write_render_log(
     ``<studio>/logs/``; returns its path (None when it cannot be written)."""
     import traceback
 
-    from dagster._core.storage.dagster_run import RunsFilter
-
     from videogen_domain.atomic import atomic_write_text
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = root / "logs" / f"render-{project}-{stamp}.log"
     lines = [f"videogen render {project} on {socket.gethostname()} (render {render_tag})", ""]
     try:
-        runs = instance.get_runs(RunsFilter(tags={RENDER_TAG: render_tag}))
+        runs = instance.get_runs(dg.RunsFilter(tags={RENDER_TAG: render_tag}))
         for run in reversed(list(runs)):
             lines.append(f"=== run {run.run_id} ({run.status.value}) ===")
             for entry in instance.all_logs(run.run_id):

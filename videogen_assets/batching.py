@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.data_version import (
+
+from videogen_assets.dagster_internals import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
@@ -22,7 +23,6 @@ from dagster._core.definitions.data_version import (
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
-
 from videogen_assets.records import LatestRecords
 
 AUTOMATION_RUN_TAG = "dagster/from_automation_condition"

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 
 _STOP = threading.Event()
 _POLL_S = 1.0
@@ -78,7 +77,7 @@ def no_retry_when_cancelled(context: dg.AssetExecutionContext) -> Iterator[None]
     the retry policy leaves alone. Other failures pass through unchanged (and are retried)."""
     try:
         yield
-    except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
         context.log.warning("step interrupted: stopping without a retry")
         raise dg.Failure(description="interrupted (run cancelled)", allow_retries=False) from None
     except dg.Failure as exc:

@@ -27,12 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.declarative_automation.automation_condition import (
-    AutomationResult,
-)
-from dagster._core.definitions.declarative_automation.automation_context import (
-    AutomationContext,
-)
+from dagster import AutomationContext, AutomationResult
 
 
 class OutOfDate(dg.AutomationCondition[dg.AssetKey]):

@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from videogen_assets.context import CLIP, NARRATION, PER_SENTENCE, ROUGH_CUT, key
+from videogen_assets.dagster_internals import IN_PROGRESS_RUN_STATUSES, asset_graph_from_assets
 from videogen_assets.previews import SENTENCE_TAG, sentence_label
 from videogen_store.database import StudioDatabase
 
@@ -83,8 +84,6 @@ def _latest_storage_id(instance: dg.DagsterInstance, asset: dg.AssetKey) -> int 
 def _runs_in_progress(instance: dg.DagsterInstance, project: str) -> list[str]:
     """The runs of this project queued or in progress, each named by its sentence when it
     makes one (else by its partition range or its run id)."""
-    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
-
     out: list[str] = []
     runs = instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES), limit=50)
     for run in runs:
@@ -200,9 +199,7 @@ def build_progress_checks(
         def up_to_date(
             context: dg.AssetCheckExecutionContext, db: StudioDatabase
         ) -> dg.AssetCheckResult:
-            from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-
-            graph = AssetGraph.from_assets(graph_assets)
+            graph = asset_graph_from_assets(graph_assets)
             verdicts = evaluate_project(context.instance, graph, db, project)
             return next(v for v in verdicts if v.asset == asset).result()
 
@@ -227,8 +224,6 @@ def build_progress_sensor(projects: list[str], *, interval_s: int = 5) -> dg.Sen
         if graph is None:
             return dg.SkipReason("no repository")
         # nothing new in the event log and the same runs in progress: nothing can have changed
-        from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
-
         active = context.instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
         gate = f"{context.instance.event_log_storage.get_maximum_record_id()}|" + ",".join(
             sorted(f"{r.run_id}:{r.status.value}" for r in active)

@@ -17,6 +17,7 @@ from videogen_assets.context import (
     file_digest,
     key,
 )
+from videogen_assets.dagster_internals import asset_graph_from_assets
 from videogen_assets.previews import (
     MediaLinks,
     image_preview,
@@ -75,9 +76,7 @@ def build_project_assets(
     """
 
     def _project_graph():  # type: ignore[no-untyped-def]
-        from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-
-        return AssetGraph.from_assets(graph_assets or [])
+        return asset_graph_from_assets(graph_assets or [])
 
     k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
     k_rough, k_subs, k_board, k_export = (

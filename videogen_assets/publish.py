@@ -6,10 +6,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from sqlalchemy import or_, select
 
 from videogen_assets.context import DIRECTION, SCRIPT, SENTENCE, file_digest, key
+from videogen_assets.dagster_internals import DATA_VERSION_TAG, runless_event_entries
 from videogen_assets.partitions import partitions_name
 from videogen_domain import paths
 from videogen_resources.studio import StudioResource
@@ -187,29 +187,7 @@ def report_observations(
     two per observation: see ``records.store_asset_events``)."""
     if not observations:
         return
-    from dagster._core.events import AssetObservationData, DagsterEvent, DagsterEventType
-    from dagster._core.events.log import EventLogEntry
-    from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
-    from dagster._time import get_current_timestamp
-
-    now = get_current_timestamp()
-    entries = [
-        EventLogEntry(
-            user_message="",
-            level=20,
-            job_name=RUNLESS_JOB_NAME,
-            run_id=RUNLESS_RUN_ID,
-            error_info=None,
-            timestamp=now,
-            step_key=None,
-            dagster_event=DagsterEvent(
-                event_type_value=DagsterEventType.ASSET_OBSERVATION.value,
-                event_specific_data=AssetObservationData(obs),
-                job_name=RUNLESS_JOB_NAME,
-            ),
-        )
-        for obs in observations
-    ]
+    entries = runless_event_entries(observations)
     from videogen_assets.records import store_asset_events
 
     for start in range(0, len(entries), 2000):

@@ -17,7 +17,7 @@ Any other event log is read through Dagster's records. ``tests/test_records.py``
 both ways read the same.
 
 It also stores a batch of asset events (``store_asset_events``). This is the one module that
-reads or writes Dagster's event log below its public API.
+reads or writes Dagster's event log below its public API (through ``dagster_internals``).
 """
 
 from __future__ import annotations
@@ -31,26 +31,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.data_version import (
-    _OLD_DATA_VERSION_TAG,
-    _OLD_INPUT_DATA_VERSION_TAG_PREFIX,
+from dagster import DagsterEventType, DataProvenance, DataVersion
+
+from videogen_assets.dagster_internals import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
     INPUT_DATA_VERSION_TAG_PREFIX,
     INPUT_EVENT_POINTER_TAG_PREFIX,
     NULL_EVENT_POINTER,
-    DataProvenance,
-    DataVersion,
-    _asset_key_from_tag,
+    OLD_DATA_VERSION_TAG,
+    OLD_INPUT_DATA_VERSION_TAG_PREFIX,
+    asset_key_from_input_tag,
+    event_log_table,
+    is_sql_event_log,
+    is_sqlite_event_log,
+    last_wipe_timestamp,
+    latest_event_ids_subquery,
+    store_sqlite_asset_events,
 )
-from dagster._core.events import DagsterEventType
 
 _CHUNK = 500  # storage ids per query (well under SQLite's bound-variable limit)
 
 # an input's asset key from its provenance tag, parsed once per input (Dagster parses it again
 # for every record: most of the time of reading thousands of provenances)
-_key_from_tag = functools.lru_cache(maxsize=4096)(_asset_key_from_tag)
+_key_from_tag = functools.lru_cache(maxsize=4096)(asset_key_from_input_tag)
 
 # where an asset event keeps its tags in its stored JSON, by event type
 _TAGS_AT = {
@@ -79,7 +84,7 @@ class Row:
     @property
     def data_version(self) -> str | None:
         """The recorded data version (as ``extract_data_version_from_entry`` reads it)."""
-        return self.tags.get(DATA_VERSION_TAG) or self.tags.get(_OLD_DATA_VERSION_TAG)
+        return self.tags.get(DATA_VERSION_TAG) or self.tags.get(OLD_DATA_VERSION_TAG)
 
     @property
     def provenance(self) -> DataProvenance | None:
@@ -91,7 +96,7 @@ class Row:
         versions = {
             _key_from_tag(k): DataVersion(v)
             for k, v in tags.items()
-            if k.startswith((INPUT_DATA_VERSION_TAG_PREFIX, _OLD_INPUT_DATA_VERSION_TAG_PREFIX))
+            if k.startswith((INPUT_DATA_VERSION_TAG_PREFIX, OLD_INPUT_DATA_VERSION_TAG_PREFIX))
         }
         storage_ids = {
             _key_from_tag(k): int(v) if v != NULL_EVENT_POINTER else None
@@ -116,19 +121,17 @@ def read_rows(
 ) -> Iterator[Row]:
     """The given materializations (observations, for a source asset) of one asset; ids that
     are not such a record of it are left out."""
-    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from sqlalchemy import func, literal_column, select
 
     wanted = sorted(set(storage_ids))
     storage = instance.event_log_storage
     events = DagsterEventType
     kind = events.ASSET_OBSERVATION if is_source else events.ASSET_MATERIALIZATION
-    if not isinstance(storage, SqlEventLogStorage):
+    if not is_sql_event_log(storage):
         yield from _read_records(instance, asset, is_source, wanted)
         return
-    details = storage._get_assets_details([asset])[0]
-    wiped = details.last_wipe_timestamp if details else None
+    table = event_log_table()
+    wiped = last_wipe_timestamp(storage, asset)
     with storage.index_connection() as conn:
         # SQLite takes the tags out of the JSON itself (its JSON functions, built in since
         # 3.38): only they reach Python; elsewhere the whole event is read
@@ -218,18 +221,17 @@ def latest_rows(
 ) -> Iterator[Row]:
     """The latest materialization (observation, for a source asset) of each of the partitions
     (and, for many partitions, maybe of others too: the caller picks)."""
-    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
     from sqlalchemy import func, select
 
     events = DagsterEventType
     kind = events.ASSET_OBSERVATION if is_source else events.ASSET_MATERIALIZATION
     storage = instance.event_log_storage
-    if isinstance(storage, SqlEventLogStorage) and _json_in_sqlite(storage):
+    if is_sqlite_event_log(storage) and _json_in_sqlite(storage):
         # one query: Dagster's own "latest id of each partition" (wipes heeded), joined to the
         # events' tags; for many partitions, of all partitions (a long IN list costs more)
-        subquery = storage._latest_event_ids_by_partition_subquery(
-            asset, [kind], asset_partitions=list(partitions) if len(partitions) <= _CHUNK else None
+        table = event_log_table()
+        subquery = latest_event_ids_subquery(
+            storage, asset, [kind], list(partitions) if len(partitions) <= _CHUNK else None
         )
         path = f"$.dagster_event.event_specific_data.{_TAGS_AT[kind.value]}.tags"
         query = select(table.c.id, table.c.partition, func.json_extract(table.c.event, path)).where(
@@ -246,9 +248,7 @@ def latest_rows(
 
 def _json_in_sqlite(storage: Any) -> bool:
     """Whether the event log is SQLite with its JSON functions (built in since 3.38)."""
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-
-    return isinstance(storage, SqliteEventLogStorage) and sqlite3.sqlite_version_info >= (3, 38)
+    return is_sqlite_event_log(storage) and sqlite3.sqlite_version_info >= (3, 38)
 
 
 _BATCHED = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
@@ -259,18 +259,16 @@ def store_asset_events(instance: dg.DagsterInstance, entries: Sequence[Any]) -> 
 
     Dagster's SQLite event log stores a batch one event at a time, each in two transactions
     (its run's file and the cross-run index), about 12 ms an event: the two observations per
-    sentence that a first sync of a 5,000-sentence script reports took minutes. Here the batch
-    is written as Dagster writes each event (the same rows, asset tags and asset entry) in one
-    transaction per file. Other event logs (Postgres: one insert) use their own
-    ``store_event_batch``; so do batches with any other kind of event.
+    sentence that a first sync of a 5,000-sentence script reports took minutes. On SQLite the
+    batch is written as Dagster writes each event (the same rows, asset tags and asset entry)
+    in one transaction per file (``dagster_internals.store_sqlite_asset_events``). Other event
+    logs (Postgres: one insert) use their own ``store_event_batch``; so do batches with any
+    other kind of event.
     """
-    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-
     if not entries:
         return
     storage = instance.event_log_storage
-    if not isinstance(storage, SqliteEventLogStorage) or any(
+    if not is_sqlite_event_log(storage) or any(
         e.dagster_event is None
         or e.dagster_event_type not in _BATCHED
         or e.dagster_event.asset_key is None
@@ -278,22 +276,4 @@ def store_asset_events(instance: dg.DagsterInstance, entries: Sequence[Any]) -> 
     ):
         storage.store_event_batch(entries)
         return
-    rows = [storage._event_to_row(e) for e in entries]
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for entry, row in zip(entries, rows, strict=True):
-        runs.setdefault(entry.run_id, []).append(row)
-    for run_id, run_rows in runs.items():
-        with storage.run_connection(run_id) as conn:
-            conn.execute(table.insert(), run_rows)
-    with storage.index_transaction() as conn:
-        ids: list[int] = []
-        for row in rows:
-            inserted = conn.execute(table.insert(), row).inserted_primary_key
-            if inserted is None or inserted[0] is None:
-                raise RuntimeError("the event log stored an asset event without an id")
-            ids.append(int(inserted[0]))
-        storage._store_asset_event_tags(conn, entries, ids)
-        # each event overwrites its asset's entry: the last one of each asset leaves the same
-        last = {e.dagster_event.asset_key: (e, i) for e, i in zip(entries, ids, strict=True)}
-        for entry, event_id in last.values():
-            storage._store_asset_event(conn, entry, event_id)
+    store_sqlite_asset_events(storage, entries)

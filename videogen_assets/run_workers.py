@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster import DagsterEventType
 from dagster_shared.ipc import send_interrupt
 
+from videogen_assets.dagster_internals import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from videogen_domain.atomic import process_alive
 
 WORKER_HOST_TAG = "videogen/worker_host"

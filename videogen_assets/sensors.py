@@ -19,6 +19,7 @@ from videogen_assets.context import (
     SUBTITLES,
     key,
 )
+from videogen_assets.dagster_internals import project_has_requested_backfill
 from videogen_assets.partitions import partitions_name
 from videogen_assets.publish import publish
 from videogen_domain import paths
@@ -133,17 +134,10 @@ def one_sentence_edit(
 
 
 def _project_busy(instance: dg.DagsterInstance, project: str) -> bool:
-    from dagster._core.execution.backfill import BulkActionStatus
-    from dagster._core.storage.dagster_run import RunsFilter
-
-    for run in instance.get_runs(RunsFilter(statuses=_ACTIVE)):
+    for run in instance.get_runs(dg.RunsFilter(statuses=_ACTIVE)):
         if any(k.path[0] == project for k in run.asset_selection or ()):
             return True
-    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
-        keys = backfill.asset_selection or ()
-        if any(k.path[0] == project for k in keys):
-            return True
-    return False
+    return project_has_requested_backfill(instance, project)
 
 
 def build_script_watcher(
@@ -188,6 +182,15 @@ def build_script_watcher(
             edit = None
             if project in automated and not cast_changed:
                 edit = one_sentence_edit(context.instance, db, project, result, folder)
+            # Partitions and observations are written here (`publish`), not returned as
+            # SensorResult(dynamic_partitions_requests=..., asset_events=...): the daemon stores
+            # returned events one at a time (`report_runless_asset_event`, two SQLite
+            # transactions each) and checks each added partition with a query of its own.
+            # Measured for 400 new sentences on a busy 2-core machine: 2.7 s written here in one
+            # batch, 79 s the daemon's way (61 s events, 18 s partitions); a first sync of
+            # 5,000 sentences (10,000 observations) would take minutes. And the daemon stores
+            # returned events after the tick, once the studio database has marked them reported:
+            # a daemon stopped in between would lose them; written here, they are stored first.
             report = publish(
                 context.instance, db, studio, result, defer=[edit.sentence] if edit else ()
             )

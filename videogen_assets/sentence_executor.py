@@ -16,21 +16,18 @@ runs; within a run over one sentence the steps run one after another.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
-from dagster._core.execution.retries import RetryMode
-from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.executor.base import Executor
-from dagster._core.executor.in_process import InProcessExecutor
-from dagster._core.executor.multiprocess import MultiprocessExecutor
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+from dagster import DagsterEvent, Executor, multiple_process_executor_requirements
 
-if TYPE_CHECKING:
-    from dagster._core.events import DagsterEvent
-    from dagster._core.execution.context.system import PlanOrchestrationContext
-    from dagster._core.execution.plan.plan import ExecutionPlan
+from videogen_assets.dagster_internals import (
+    ASSET_PARTITION_RANGE_START_TAG,
+    ExecutionPlan,
+    PlanOrchestrationContext,
+    RetryMode,
+    in_process_executor,
+    multiprocess_executor,
+)
 
 
 def runs_in_process(tags: Mapping[str, str]) -> bool:
@@ -43,14 +40,9 @@ class SentenceOrBatchExecutor(Executor):
     """In-process for a run over at most one partition, multiprocess for a range of them."""
 
     def __init__(self, retries: RetryMode) -> None:
-        self._in_process = InProcessExecutor(
-            retries=retries, step_dependency_config=StepDependencyConfig.default()
-        )
-        self._multiprocess = MultiprocessExecutor(
-            retries=retries,
-            max_concurrent=None,  # the core count; the pools bound the rest
-            step_dependency_config=StepDependencyConfig.default(),
-        )
+        self._in_process = in_process_executor(retries)
+        # max_concurrent: the core count; the pools bound the rest
+        self._multiprocess = multiprocess_executor(retries, max_concurrent=None)
         self._retries = retries
 
     @property

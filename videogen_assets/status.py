@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.data_version import (
+
+from videogen_assets import dagster_internals
+from videogen_assets.context import PER_SENTENCE, key
+from videogen_assets.dagster_internals import (
     DEFAULT_DATA_VERSION,
     NULL_DATA_VERSION,
     extract_data_version_from_entry,
 )
-
-from videogen_assets.context import PER_SENTENCE, key
 from videogen_assets.records import LatestRecords
 from videogen_domain.models import AssetStatus
 
@@ -30,19 +31,8 @@ from videogen_domain.models import AssetStatus
 def stale_status_resolver(instance: dg.DagsterInstance, defs: dg.Definitions | Any):  # type: ignore[no-untyped-def]
     """Dagster's own resolver of data-version staleness over the studio's asset graph
     (``defs``: the Definitions, or an asset graph already resolved)."""
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._time import get_current_datetime
-
     asset_graph = defs.resolve_asset_graph() if isinstance(defs, dg.Definitions) else defs
-    view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-        instance=instance,
-        asset_graph=asset_graph,
-    )
-    return CachingStaleStatusResolver(
-        instance=instance, asset_graph=asset_graph, loading_context=view
-    )
+    return dagster_internals.stale_status_resolver(instance, asset_graph)
 
 
 def _differ(before: str | None, now: str | None) -> bool:
