@@ -6,8 +6,10 @@ project's storyboard over http. It serves media (images, audio, video), subtitle
 project.yaml, shot.json or a creator's notes): no directory listings (the root page lists
 projects that have a storyboard), no paths with ``..``, empty or hidden segments, nothing a
 symlink leads outside the root, and only GET and HEAD (plus OPTIONS for CORS preflight).
-Byte ranges are supported so ``<video>`` and ``<audio>`` can seek; responses carry an ETag
-and ``Cache-Control: no-cache`` so a re-rendered keyframe shows up on the next look.
+
+It is a Starlette app served by uvicorn. Files go out through Starlette's ``FileResponse``,
+which answers byte ranges so ``<video>`` and ``<audio>`` can seek; responses carry an ETag and
+``Cache-Control: no-cache`` so a re-rendered keyframe shows up on the next look.
 
 When bound to a loopback address it only answers requests whose Host header names a
 loopback host, which keeps DNS-rebinding pages from reading the studio.
@@ -16,7 +18,6 @@ loopback host, which keeps DNS-rebinding pages from reading the studio.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import html
 import logging
 import mimetypes
@@ -26,11 +27,17 @@ import socket
 import stat
 import threading
 from collections.abc import Callable, Iterable
-from functools import partial
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from videogen_domain.paths import media_url, projects_dir
 
@@ -39,9 +46,9 @@ __all__ = [
     "DEFAULT_ALLOWED_ORIGINS",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
-    "MediaRequestHandler",
     "MediaServer",
     "content_type",
+    "create_app",
     "make_server",
     "media_url",
     "resolve_request_path",
@@ -90,9 +97,6 @@ CONTENT_TYPES: dict[str, str] = {
     ".fcpxml": "application/xml",
     ".edl": "text/plain; charset=utf-8",
 }
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # fullmatch; ASCII digits only
-_MAX_DIGITS = 18  # more digits than any file size: read as "past the end", never parsed
 SERVED_SUFFIXES = frozenset(
     {
         *(".png", ".jpg", ".jpeg", ".webp", ".gif"),
@@ -104,14 +108,16 @@ SERVED_SUFFIXES = frozenset(
 """What the server serves besides storyboards: media and subtitles. A creator's script.md,
 project.yaml, shot.json and notes are not media and are answered 404."""
 SERVED_PAGES = frozenset({"storyboard.html"})
-_CHUNK = 256 * 1024
+ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 # Never served: the studio database and its journals.
 _PRIVATE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal", ".sqlite", ".sqlite3")
-
-
-def _host_of(address: object) -> str:
-    host = address[0] if isinstance(address, tuple) and address else ""
-    return host.decode() if isinstance(host, bytes) else str(host)
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The one Range form passed on to FileResponse; ASCII digits only.
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_MAX_DIGITS = 18  # more digits than any file size: capped, read as "past the end"
+_STOP_TIMEOUT_S = 5.0
+# Bytes per read: each read is a hop to a worker thread, so fewer, larger ones (Starlette: 64 KiB).
+_CHUNK = 1024 * 1024
 
 
 def content_type(path: Path) -> str:
@@ -128,7 +134,7 @@ def resolve_request_path(root: Path, url_path: str) -> tuple[HTTPStatus, Path | 
 
     403 for ``..``/``.`` segments, encoded slashes, NUL bytes, empty segments (``//etc``) and
     paths a symlink leads outside ``root``; 404 for hidden names, directories and what does
-    not exist.
+    not exist. Raises ``UnicodeDecodeError`` for percent-escapes that are not UTF-8.
     """
     if url_path.startswith("/"):  # origin form; "//x" is a path here, never a host
         raw = url_path.split("?", 1)[0].split("#", 1)[0]
@@ -172,29 +178,30 @@ def _servable(name: str) -> bool:
     return lower in SERVED_PAGES or Path(lower).suffix in SERVED_SUFFIXES
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
-    """``(first, last)`` inclusive; ``None`` to ignore the header; ``False`` if unsatisfiable."""
-    m = _RANGE.fullmatch(header.strip())
-    if not m:
-        return None  # multiple ranges or another unit: answer with the whole file
-    first_s, last_s = m.groups()
-    if not first_s and not last_s:
+def _range_for_file_response(header: str | None) -> str | None:
+    """The Range header ``FileResponse`` is given; ``None`` to serve the whole file.
+
+    Only one ASCII ``bytes=first-last`` range is passed on; several ranges, other units and
+    anything malformed are ignored, as RFC 9110 allows (FileResponse would answer 400 or a
+    multipart body). Numbers longer than any file size are capped; a range that ends before
+    it starts becomes the empty suffix ``bytes=-0``, which FileResponse answers 416.
+    """
+    m = _RANGE.fullmatch(header.strip()) if header else None
+    if m is None:
         return None
+    first, last = (_capped(digits) for digits in m.groups())
+    if not first and not last:
+        return None
+    if first and last and int(last) < int(first):
+        return "bytes=-0"
+    return f"bytes={first}-{last}"
 
-    def number(digits: str) -> int:
-        digits = digits.lstrip("0") or "0"
-        return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
-    if not first_s:  # suffix: the last N bytes
-        n = number(last_s)
-        if n == 0 or size == 0:
-            return False
-        return max(0, size - n), size - 1
-    first = number(first_s)
-    last = number(last_s) if last_s else size - 1
-    if first >= size or last < first:
-        return False
-    return first, min(last, size - 1)
+def _capped(digits: str) -> str:
+    if not digits:
+        return ""
+    digits = digits.lstrip("0") or "0"
+    return digits if len(digits) <= _MAX_DIGITS else str(10**_MAX_DIGITS)
 
 
 def _storyboards(root: Path) -> list[Path]:
@@ -211,167 +218,52 @@ def _storyboards(root: Path) -> list[Path]:
     return found
 
 
-class MediaRequestHandler(BaseHTTPRequestHandler):
-    """Serves files under ``root``; see the module docstring for what it refuses."""
+def _error(status: HTTPStatus, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(f"{status.value} {status.phrase}\n", status, headers=headers)
 
-    server_version = "VideoGenMedia/1"
-    protocol_version = "HTTP/1.1"
 
-    def __init__(
-        self,
-        *args: object,
-        root: Path,
-        allowed_origins: tuple[str, ...],
-        **kwargs: object,
-    ) -> None:
-        self.root = root
-        self.allowed_origins = allowed_origins
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class _MediaFile(FileResponse):
+    """A ``FileResponse`` that sees ``range_header`` in place of the request's Range."""
 
-    # -- plumbing ----------------------------------------------------------------------------
+    chunk_size = _CHUNK
 
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+    def __init__(self, path: Path, st: os.stat_result, etag: str, range_header: str | None) -> None:
+        super().__init__(
+            path,
+            media_type=content_type(path),
+            headers={"ETag": etag, "Cache-Control": "no-cache"},
+            stat_result=st,
+        )
+        self.range_header = range_header
 
-    def _cors(self) -> None:
-        origin = self.headers.get("Origin")
-        if "*" in self.allowed_origins:
-            self.send_header("Access-Control-Allow-Origin", "*")
-        elif origin and origin in self.allowed_origins:
-            self.send_header("Access-Control-Allow-Origin", origin)
-        self.send_header("Vary", "Origin")
-        self.send_header("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"range"]
+        if self.range_header is not None:
+            headers.append((b"range", self.range_header.encode("ascii")))
+        await super().__call__({**scope, "headers": headers}, receive, send)
 
-    def _common(self) -> None:
-        self._cors()
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Cross-Origin-Resource-Policy", "cross-origin")
-        self.send_header("Referrer-Policy", "no-referrer")
 
-    def _error(self, status: HTTPStatus, extra: Iterable[tuple[str, str]] = ()) -> None:
-        body = f"{status.value} {status.phrase}\n".encode()
-        self.send_response(status)
-        self._common()
-        for key, value in extra:
-            self.send_header(key, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+def create_app(
+    studio_root: Path,
+    *,
+    allowed_origins: Iterable[str] = DEFAULT_ALLOWED_ORIGINS,
+    loopback_only: bool = True,
+) -> ASGIApp:
+    """The media server's ASGI app for ``studio_root``.
 
-    def _host_allowed(self) -> bool:
-        if _host_of(self.server.server_address) not in _LOOPBACK_HOSTS:
-            return True
-        host = self.headers.get("Host")
-        if host is None:
-            return True  # HTTP/1.0 clients may omit it
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        name = name.strip("[]").lower()
-        return name in _LOOPBACK_HOSTS
+    ``loopback_only`` (the server is bound to a loopback address) answers only requests whose
+    Host header names a loopback host. The endpoints touch the disk, so they are plain
+    functions that Starlette runs on its thread pool.
+    """
+    root = Path(studio_root).resolve()
 
-    # -- methods -----------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:
-        self._serve(head=True)
-
-    def do_OPTIONS(self) -> None:
-        self.send_response(HTTPStatus.NO_CONTENT)
-        self._common()
-        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-        self.send_header("Access-Control-Allow-Headers", "Range")
-        self.send_header("Access-Control-Max-Age", "600")
-        self.send_header("Allow", "GET, HEAD, OPTIONS")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def _refuse_method(self) -> None:
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "GET, HEAD, OPTIONS")])
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method
-
-    # -- serving -----------------------------------------------------------------------------
-
-    def _serve(self, head: bool) -> None:
-        if not self._host_allowed():
-            self._error(HTTPStatus.FORBIDDEN)
-            return
-        if self.path.split("?", 1)[0] == "/":
-            self._index(head)
-            return
-        try:
-            status, path = resolve_request_path(self.root, self.path)
-        except UnicodeDecodeError:
-            status, path = HTTPStatus.BAD_REQUEST, None
-        if path is None:
-            self._error(status)
-            return
-        try:
-            fh = open(path, "rb")
-        except OSError:
-            self._error(HTTPStatus.NOT_FOUND)
-            return
-        with fh:
-            st = os.fstat(fh.fileno())
-            size = st.st_size
-            etag = f'"{st.st_mtime_ns:x}-{size:x}"'
-            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-            if etag in [t.strip() for t in self.headers.get("If-None-Match", "").split(",")]:
-                self.send_response(HTTPStatus.NOT_MODIFIED)
-                self._common()
-                self.send_header("ETag", etag)
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                return
-            first, last = 0, size - 1
-            status = HTTPStatus.OK
-            range_header = self.headers.get("Range")
-            if_range = self.headers.get("If-Range")
-            if range_header and (if_range is None or if_range in (etag, modified)):
-                parsed = _parse_range(range_header, size)
-                if parsed is False:
-                    self._error(
-                        HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
-                        [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")],
-                    )
-                    return
-                if isinstance(parsed, tuple):
-                    first, last = parsed
-                    status = HTTPStatus.PARTIAL_CONTENT
-            length = max(0, last - first + 1)
-            self.send_response(status)
-            self._common()
-            self.send_header("Content-Type", content_type(path))
-            self.send_header("Content-Length", str(length))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", etag)
-            self.send_header("Last-Modified", modified)
-            self.send_header("Cache-Control", "no-cache")
-            if status == HTTPStatus.PARTIAL_CONTENT:
-                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
-            self.end_headers()
-            if head or length == 0:
-                return
-            fh.seek(first)
-            remaining = length
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                while remaining > 0:
-                    chunk = fh.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
-                    remaining -= len(chunk)
-
-    def _index(self, head: bool) -> None:
+    def index(request: Request) -> Response:
         """The root page: links to each project folder's storyboard, nothing else."""
-        links: list[str] = []
-        for rel in _storyboards(self.root):
-            href = "/".join(quote(part) for part in rel.parts)
-            name = rel.parent.name
-            links.append(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>')
+        links = [
+            f'<li><a href="{html.escape("/".join(quote(p) for p in rel.parts))}">'
+            f"{html.escape(rel.parent.name)}</a></li>"
+            for rel in _storyboards(root)
+        ]
         items = "".join(links) or "<li>No storyboards yet.</li>"
         body = (
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -379,23 +271,122 @@ class MediaRequestHandler(BaseHTTPRequestHandler):
             "<style>:root{color-scheme:light dark}body{font:16px/1.5 system-ui,sans-serif;"
             "margin:2rem}</style></head><body><h1>Storyboards</h1>"
             f"<ul>{items}</ul></body></html>\n"
-        ).encode()
-        self.send_response(HTTPStatus.OK)
-        self._common()
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        if not head:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
+        )
+        return HTMLResponse(body, headers={"Cache-Control": "no-cache"})
+
+    def media(request: Request) -> Response:
+        # the path as sent: an encoded slash or dot must not pass as a separator
+        raw_path = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
+        try:
+            status, path = resolve_request_path(root, raw_path.decode("latin-1"))
+        except UnicodeDecodeError:
+            return _error(HTTPStatus.BAD_REQUEST)
+        if path is None:
+            return _error(status)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _error(HTTPStatus.NOT_FOUND)
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        if_none_match = request.headers.get("if-none-match", "")
+        if etag in (tag.strip() for tag in if_none_match.split(",")):
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
+        return _MediaFile(path, st, etag, _range_for_file_response(request.headers.get("range")))
+
+    app = Starlette(routes=[Route("/", index), Route("/{path:path}", media)])
+    return _Guard(app, tuple(allowed_origins), loopback_only)
 
 
-class MediaServer(ThreadingHTTPServer):
-    """A ``ThreadingHTTPServer`` that serves one studio root; IPv6 when the host is."""
+class _Guard:
+    """Refuses foreign Host headers and methods other than GET/HEAD/OPTIONS, answers CORS
+    preflight, and adds the CORS and safety headers every response carries."""
 
-    daemon_threads = True
-    allow_reuse_address = True
+    def __init__(self, app: ASGIApp, allowed_origins: tuple[str, ...], loopback_only: bool) -> None:
+        self.app = app
+        self.allowed_origins = allowed_origins
+        self.loopback_only = loopback_only
+
+    def _common(self, origin: str | None) -> list[tuple[str, str]]:
+        common: list[tuple[str, str]] = []
+        if "*" in self.allowed_origins:
+            common.append(("Access-Control-Allow-Origin", "*"))
+        elif origin and origin in self.allowed_origins:
+            common.append(("Access-Control-Allow-Origin", origin))
+        return [
+            *common,
+            ("Vary", "Origin"),
+            ("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cross-Origin-Resource-Policy", "cross-origin"),
+            ("Referrer-Policy", "no-referrer"),
+        ]
+
+    def _host_allowed(self, host: str | None) -> bool:
+        if not self.loopback_only or host is None:
+            return True  # HTTP/1.0 clients may omit it
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]").lower() in _LOOPBACK_HOSTS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        common = self._common(headers.get("origin"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                for key, value in common:
+                    out.append(key, value)
+            await send(message)
+
+        method = scope["method"]
+        response: Response | None = None
+        if not self._host_allowed(headers.get("host")):
+            response = _error(HTTPStatus.FORBIDDEN)
+        elif method == "OPTIONS":
+            response = Response(
+                status_code=HTTPStatus.NO_CONTENT,
+                headers={
+                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                    "Access-Control-Allow-Headers": "Range",
+                    "Access-Control-Max-Age": "600",
+                    "Allow": ALLOWED_METHODS,
+                },
+            )
+        elif method not in ("GET", "HEAD"):
+            response = _error(HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": ALLOWED_METHODS})
+        if response is not None:
+            await response(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
+
+
+def _host_of(address: object) -> str:
+    host = address[0] if isinstance(address, tuple) and address else ""
+    return host.decode() if isinstance(host, bytes) else str(host)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket; a busy port raises ``OSError`` with the plain reason."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class MediaServer:
+    """The media app on a bound socket, served by uvicorn; IPv6 when the host is.
+
+    The socket is bound (and listening) when the server is made, so a busy port raises
+    ``OSError`` at once and requests made before ``serve_forever`` starts wait in the backlog.
+    """
 
     def __init__(
         self,
@@ -407,21 +398,53 @@ class MediaServer(ThreadingHTTPServer):
         self.studio_root = Path(studio_root).resolve()
         if not self.studio_root.is_dir():
             raise NotADirectoryError(f"studio root {studio_root} is not a directory")
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        handler = partial(
-            MediaRequestHandler,
-            root=self.studio_root,
-            allowed_origins=tuple(allowed_origins),
+        self.socket = _listening_socket(host, port)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        app = create_app(
+            self.studio_root,
+            allowed_origins=allowed_origins,
+            loopback_only=_host_of(self.server_address) in _LOOPBACK_HOSTS,
         )
-        super().__init__((host, port), handler)
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # the studio's logging stays as it is
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
-        host = _host_of(self.server_address)
-        port = self.server_address[1] if isinstance(self.server_address, tuple) else 0
+        host, port = _host_of(self.server_address), self.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
+
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown`` (or, on the main thread, SIGINT/SIGTERM)."""
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self, timeout: float = _STOP_TIMEOUT_S) -> None:
+        """Ask ``serve_forever`` to return and wait for it (open responses get 2 s)."""
+        self._server.should_exit = True
+        self._stopped.wait(timeout)
+
+    def server_close(self) -> None:
+        """Close the listening socket."""
+        self.socket.close()
+
+    def __enter__(self) -> MediaServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server_close()
 
 
 def make_server(
@@ -443,9 +466,8 @@ def serve(
     """Serve ``studio_root`` until interrupted (Ctrl-C returns cleanly)."""
     server = make_server(studio_root, host=host, port=port, allowed_origins=allowed_origins)
     log.info("serving %s at %s", server.studio_root, server.url)
-    with server:
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
+    with server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 def start_in_thread(
@@ -461,7 +483,6 @@ def start_in_thread(
     server = make_server(studio_root, host=host, port=port, allowed_origins=allowed_origins)
     thread = threading.Thread(
         target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
         name=f"videogen-media-{server.server_address[1]}",
         daemon=True,
     )
@@ -477,6 +498,6 @@ def start_in_thread(
             stopped = True
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
+        thread.join(timeout=_STOP_TIMEOUT_S)
 
     return server.url, stop

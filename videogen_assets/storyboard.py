@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
-import html
 import io
 import math
 import os
@@ -27,12 +27,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
+import jinja2
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from videogen_domain.atomic import atomic_path, atomic_write_text
-from videogen_domain.models import AssetStatus, ProjectItem, ProjectView
+from videogen_domain.models import AssetStatus, ProjectItem, ProjectView, Shot
 from videogen_domain.paths import projects_dir
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 STORYBOARD_NAME = "storyboard.html"
+TEMPLATE_NAME = "storyboard.html.j2"  # in videogen_assets/templates
 ROUGH_CUT_NAME = "rough_cut.mp4"
 CONTACT_SHEET_NAME = "storyboard_contact.png"
 THUMBS_DIR = "thumbs"
@@ -67,6 +70,8 @@ MEDIA_KINDS: tuple[str, ...] = ("narration", "keyframe", "clip")
 _KIND_ORDER: tuple[str, ...] = ("script", "shot", "narration", "keyframe", "clip")
 # The worst status of a card decides its colour and what the filter matches.
 _SEVERITY: dict[str, int] = {"done": 0, "missing": 1, "stale": 2, "running": 3, "failed": 4}
+# The status filter's choices after "all shots" and "needs attention".
+_FILTER_ORDER: tuple[str, ...] = ("failed", "stale", "running", "missing", "done")
 
 _THUMB_NAME = re.compile(r"^(?P<stem>.+)-(?P<sig>[0-9a-f]{12})\.jpg$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -115,6 +120,18 @@ def _existing(path: str | None) -> Path | None:
     return p if p.is_file() else None
 
 
+class _Media(NamedTuple):
+    """A sentence's media files that exist on disk (looked up once per page)."""
+
+    narration: Path | None
+    keyframe: Path | None
+    clip: Path | None
+
+
+def _media_of(item: ProjectItem) -> _Media:
+    return _Media(_existing(item.narration), _existing(item.keyframe), _existing(item.clip))
+
+
 def item_seconds(item: ProjectItem, fps: int) -> float | None:
     """A sentence's length: its frame-exact clip when made, else its narration."""
     if item.clip_frames and fps > 0:
@@ -133,17 +150,12 @@ def _format_seconds(seconds: float) -> str:
     return f"{minutes}:{secs:04.1f}"
 
 
-def _statuses(item: ProjectItem) -> dict[str, str]:
+def _statuses(item: ProjectItem, media: _Media) -> dict[str, str]:
     """Every asset kind's status, in display order; media kinds not given are inferred."""
     given: dict[str, str] = dict(item.status)
-    inferred = {
-        "narration": item.narration,
-        "keyframe": item.keyframe,
-        "clip": item.clip,
-    }
-    for kind, path in inferred.items():
+    for kind, path in media._asdict().items():
         if kind not in given:
-            given[kind] = "done" if _existing(path) else "missing"
+            given[kind] = "done" if path is not None else "missing"
     ordered = [k for k in _KIND_ORDER if k in given]
     ordered += sorted(k for k in given if k not in _KIND_ORDER)
     return {k: given[k] for k in ordered}
@@ -153,17 +165,18 @@ def _worst(statuses: Iterable[str]) -> str:
     return max(statuses, key=lambda s: _SEVERITY.get(s, 1), default="done")
 
 
-def _rel_url(target: Path, base_dir: Path) -> str:
-    """A URL to ``target`` relative to ``base_dir``, each segment percent-encoded."""
-    try:
-        rel = os.path.relpath(os.path.abspath(target), os.path.abspath(base_dir))
-    except ValueError:  # another drive: only an absolute file URL reaches it
-        return Path(os.path.abspath(target)).as_uri()
-    return "/".join(quote(part) for part in Path(rel).parts)
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+def _rel_url(target: Path, base_dir: str) -> str:
+    """A URL to ``target`` relative to ``base_dir`` (absolute), each segment percent-encoded."""
+    absolute = os.path.abspath(target)
+    prefix = os.path.join(base_dir, "")
+    if absolute.startswith(prefix):  # inside the folder: no need to walk both paths
+        rel = absolute[len(prefix) :]
+    else:
+        try:
+            rel = os.path.relpath(absolute, base_dir)
+        except ValueError:  # another drive: only an absolute file URL reaches it
+            return Path(absolute).as_uri()
+    return "/".join(quote(part) for part in rel.split(os.sep))
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +218,7 @@ def _load_scaled(source: Path, box: tuple[int, int]) -> Image.Image:
 
 def _make_thumb(source: Path, target: Path, box: tuple[int, int]) -> tuple[int, int]:
     thumb = _load_scaled(source, box)
+    target.parent.mkdir(exist_ok=True)
     with atomic_path(target) as tmp:
         thumb.save(tmp, format="JPEG", quality=THUMB_QUALITY, optimize=True, progressive=True)
     return thumb.size
@@ -222,8 +236,9 @@ def _thumb_target(sentence_id: str, source: Path, thumbs_dir: Path, box: tuple[i
     return thumbs_dir / f"{_safe_stem(sentence_id)}-{_thumb_signature(source, box)}.jpg"
 
 
-def _thumb_for(item: ProjectItem, thumbs_dir: Path, box: tuple[int, int]) -> _Thumb | None:
-    source = _existing(item.keyframe)
+def _thumb_for(
+    item: ProjectItem, source: Path | None, thumbs_dir: Path, box: tuple[int, int]
+) -> _Thumb | None:
     if source is None:
         return None
     try:
@@ -255,250 +270,102 @@ def _prune_thumbs(thumbs_dir: Path, keep: set[str]) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# HTML
+# HTML: the page is templates/storyboard.html.j2; this part computes what each card shows
 
 
-_CSS = """
-:root{color-scheme:light dark;--bg:#f6f6f4;--fg:#1d1d1f;--muted:#5d5d63;--card:#fff;
---line:#d9d9dd;--chip:#ececef;--focus:#2f62d0;--done:#1f7a3d;--missing:#6b6b73;
---stale:#8a5a00;--running:#1f5fbf;--failed:#b3261e}
-@media (prefers-color-scheme:dark){:root{--bg:#151517;--fg:#ececef;--muted:#a6a6ad;
---card:#1f1f23;--line:#34343a;--chip:#2a2a30;--focus:#8fb1ff;--done:#6fd18f;
---missing:#a6a6ad;--stale:#f0b44c;--running:#8fb1ff;--failed:#ff8a80}}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);
-font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif}
-a{color:inherit}
-:focus-visible{outline:3px solid var(--focus);outline-offset:2px}
-.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:var(--card);
-padding:.5rem 1rem;z-index:2}
-header{padding:1.25rem clamp(1rem,3vw,2rem);border-bottom:1px solid var(--line);
-background:var(--card)}
-h1{margin:0 0 .25rem;font-size:1.6rem;line-height:1.2}
-.sub{margin:0;color:var(--muted)}
-.totals{display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;margin:.9rem 0 0;padding:0;list-style:none}
-.totals b{font-variant-numeric:tabular-nums}
-.kinds{border-collapse:collapse;margin-top:.75rem;font-size:.85rem}
-.kinds th,.kinds td{padding:.15rem .6rem;border-bottom:1px solid var(--line);text-align:right;
-font-variant-numeric:tabular-nums}.kinds th:first-child{text-align:left}
-.controls{display:flex;flex-wrap:wrap;align-items:center;gap:.75rem;margin-top:.9rem}
-select,input{font:inherit;color:inherit;background:var(--bg);border:1px solid var(--line);
-border-radius:6px;padding:.3rem .5rem}
-nav.toc{display:flex;flex-wrap:wrap;gap:.4rem;margin-top:.75rem;font-size:.85rem}
-nav.toc a{background:var(--chip);border-radius:999px;padding:.15rem .65rem;text-decoration:none}
-main{padding:0 clamp(1rem,3vw,2rem) 3rem}
-section>h2{margin:1.75rem 0 .75rem;font-size:1.2rem}
-section>h2 small{color:var(--muted);font-weight:normal;font-size:.85rem}
-.grid{display:grid;gap:1rem;grid-template-columns:repeat(auto-fill,minmax(300px,1fr))}
-.shot{background:var(--card);border:1px solid var(--line);border-left:5px solid var(--done);
-border-radius:10px;overflow:hidden;display:flex;flex-direction:column;
-content-visibility:auto;contain-intrinsic-size:auto 520px}
-.shot[data-worst=missing]{border-left-color:var(--missing)}
-.shot[data-worst=stale]{border-left-color:var(--stale)}
-.shot[data-worst=running]{border-left-color:var(--running)}
-.shot[data-worst=failed]{border-left-color:var(--failed)}
-.frame{margin:0;aspect-ratio:var(--ar);background:#0d0d0f;display:flex;align-items:center;
-justify-content:center}
-.frame a{display:block;width:100%;height:100%}
-.frame img{width:100%;height:100%;object-fit:contain;display:block}
-.frame .none{color:#b5b5bb;font-size:.9rem}
-.body{padding:.7rem .85rem .85rem;display:flex;flex-direction:column;gap:.5rem}
-.meta{display:flex;justify-content:space-between;gap:.5rem;color:var(--muted);font-size:.85rem;
-font-variant-numeric:tabular-nums}
-.text{margin:0;font-size:1rem}
-.badges{display:flex;flex-wrap:wrap;gap:.3rem;margin:0;padding:0;list-style:none}
-.badge{font-size:.75rem;border-radius:999px;padding:.1rem .55rem;background:var(--chip);
-border:1px solid currentColor}
-.badge.done{color:var(--done)}.badge.missing{color:var(--missing)}.badge.stale{color:var(--stale)}
-.badge.running{color:var(--running)}.badge.failed{color:var(--failed);font-weight:600}
-audio,video{width:100%;display:block}
-video{aspect-ratio:var(--ar);background:#0d0d0f}
-.absent{color:var(--muted);font-size:.85rem;margin:0}
-details{font-size:.85rem}summary{cursor:pointer;color:var(--muted)}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .6rem;margin:.5rem 0 0}
-dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
-.shot[hidden],section[hidden]{display:none}
-footer{padding:1rem 2rem;color:var(--muted);font-size:.8rem}
-.cut{position:sticky;top:0;z-index:1;background:var(--card);border-bottom:1px solid var(--line);
-padding:.5rem clamp(1rem,3vw,2rem);display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap}
-.cut video{width:min(480px,100%);max-height:34vh;aspect-ratio:var(--ar)}
-.cut .side{flex:1;min-width:14rem;font-size:.85rem}
-.cut .now{margin:.2rem 0 .5rem;color:var(--muted)}
-.marks{position:relative;height:22px;background:var(--chip);border-radius:4px;margin:.25rem 0}
-.mark{position:absolute;top:0;bottom:0;width:3px;margin-left:-1px;background:var(--focus);
-border:0;padding:0;cursor:pointer}
-.mark:hover,.mark:focus-visible{width:5px;margin-left:-2px}
-.shot[data-start]{cursor:pointer}
-.shot.playing{outline:3px solid var(--focus);outline-offset:-3px}
-"""
-
-_JS = """
-(function(){
-  var sel=document.getElementById('filter'),q=document.getElementById('search'),
-      out=document.getElementById('shown');
-  function apply(){
-    var f=sel.value,t=q.value.trim().toLowerCase(),n=0;
-    document.querySelectorAll('section.sec').forEach(function(s){
-      var any=false;
-      s.querySelectorAll('.shot').forEach(function(c){
-        var st=c.getAttribute('data-statuses').split(' ');
-        var ok=f==='all'||(f==='attention'?c.getAttribute('data-worst')!=='done'
-              :st.indexOf(f)>=0);
-        if(ok&&t){ok=c.textContent.toLowerCase().indexOf(t)>=0;}
-        c.hidden=!ok;if(ok){any=true;n++;}
-      });
-      s.hidden=!any;
-    });
-    out.textContent=n+' shown';
-  }
-  sel.addEventListener('change',apply);q.addEventListener('input',apply);
-  document.addEventListener('play',function(e){
-    document.querySelectorAll('audio,video').forEach(function(m){
-      if(m!==e.target&&!m.paused){m.pause();}
-    });
-  },true);
-  var rc=document.getElementById('roughcut'),now=document.getElementById('cut-now'),want=null;
-  function seek(t){
-    if(!rc){return;}
-    if(rc.readyState>0){rc.currentTime=t;return;}
-    if(want===null){
-      rc.addEventListener('loadedmetadata',function(){rc.currentTime=want;},{once:true});
-      rc.preload='metadata';rc.load();
-    }
-    want=t;
-  }
-  var cards=[].slice.call(document.querySelectorAll('.shot[data-start]'));
-  cards.forEach(function(c){
-    c.addEventListener('click',function(e){
-      if(e.target.closest('a,audio,video,button,summary,details,input,select')){return;}
-      seek(parseFloat(c.getAttribute('data-start')));
-    });
-  });
-  document.querySelectorAll('.mark').forEach(function(m){
-    m.addEventListener('click',function(){seek(parseFloat(m.getAttribute('data-start')));});
-  });
-  if(rc){
-    rc.addEventListener('timeupdate',function(){
-      var t=rc.currentTime+0.001,cur=null;
-      cards.forEach(function(c){if(parseFloat(c.getAttribute('data-start'))<=t){cur=c;}});
-      cards.forEach(function(c){c.classList.toggle('playing',c===cur);});
-      if(cur&&now){now.textContent=cur.getAttribute('data-label');}
-    });
-    var h=decodeURIComponent(location.hash.slice(1)),target=h&&document.getElementById(h);
-    if(target&&target.hasAttribute('data-start')){seek(parseFloat(target.getAttribute('data-start')));}
-  }
-  apply();
-})();
-"""
+@functools.cache
+def _template() -> jinja2.Template:
+    """The page template, loaded once; autoescape on, so creator text is always escaped."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("videogen_assets", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(TEMPLATE_NAME)
 
 
-def _badges(statuses: dict[str, str]) -> str:
-    parts = [
-        f'<li class="badge {_esc(st)}" title="{_esc(kind)}: {_esc(st)}">'
-        f"{_esc(kind)}: {_esc(st)}</li>"
-        for kind, st in statuses.items()
-    ]
-    return f'<ul class="badges" aria-label="Asset status">{"".join(parts)}</ul>'
+@dataclass(frozen=True)
+class _Card:
+    """One shot's card, every value as the page shows it."""
+
+    sentence_id: str
+    index: int
+    text: str
+    worst: str
+    badges: tuple[tuple[str, str], ...]  # (status, "kind: status"), in display order
+    status_words: str
+    duration: str
+    frames: str
+    thumb_url: str | None
+    thumb_size: tuple[int, int]
+    keyframe_url: str | None
+    narration_url: str | None
+    clip_url: str | None
+    shot: Shot | None  # its prompts; None: no shot planned yet
+    workflows: str  # "name version" of each workflow that made its media
+    updated_at: str
+    start: str | None  # the chapter start in the rough cut, seconds
+    start_label: str
+    chapter_label: str
 
 
-def _prompts(item: ProjectItem) -> str:
-    shot = item.shot
-    if shot is None:
-        return '<p class="absent">No shot planned yet.</p>'
-    rows: list[tuple[str, str]] = [
-        ("Image prompt", shot.image_prompt),
-        ("Video prompt", shot.video_prompt),
-    ]
-    if shot.negative_prompt:
-        rows.append(("Negative", shot.negative_prompt))
-    rows += [
-        ("Camera", shot.camera_movement),
-        ("Motion", f"{shot.motion_strength:.2f}"),
-        ("Characters", ", ".join(shot.characters) if shot.characters else "none"),
-    ]
-    if shot.key_phrase:
-        rows.append(("Key phrase", shot.key_phrase))
-    rows += [("Seed", str(shot.seed)), ("Source", shot.source)]
-    if item.workflow_versions:
-        rows.append(
-            ("Workflows", ", ".join(f"{k} {v}" for k, v in sorted(item.workflow_versions.items())))
-        )
-    cells = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in rows)
-    return f"<details><summary>Prompts</summary><dl>{cells}</dl></details>"
+@dataclass(frozen=True)
+class _Section:
+    anchor: str
+    slug: str
+    title: str
+    duration: str
+    cards: list[_Card]
+
+
+@dataclass(frozen=True)
+class _Mark:
+    start: str
+    left: str  # percent of the rough cut
+    label: str
+
+
+@dataclass(frozen=True)
+class _Player:
+    src: str
+    duration: str
+    marks: list[_Mark]
 
 
 def _card(
     item: ProjectItem,
     view: ProjectView,
-    project_dir: Path,
+    base: str,
+    media: _Media,
     thumb: _Thumb | None,
     start: float | None = None,
-) -> tuple[str, dict[str, str], float | None]:
-    statuses = _statuses(item)
-    worst = _worst(statuses.values())
+) -> tuple[_Card, dict[str, str], float | None]:
+    statuses = _statuses(item, media)
     seconds = item_seconds(item, view.fps)
-    duration = _format_seconds(seconds) if seconds is not None else "—"
-    label = f"Shot {item.index}"
-
-    if thumb is not None:
-        w, h = thumb.size
-        frame = (
-            f'<img src="{_esc(_rel_url(thumb.path, project_dir))}" width="{w}" height="{h}" '
-            f'loading="lazy" decoding="async" alt="Keyframe of shot {item.index}">'
-        )
-        poster = f' poster="{_esc(_rel_url(thumb.path, project_dir))}"'
-    else:
-        frame = '<span class="none">No keyframe yet</span>'
-        poster = ""
-    keyframe = _existing(item.keyframe)
-    if keyframe is not None:
-        frame = (
-            f'<a href="{_esc(_rel_url(keyframe, project_dir))}" '
-            f'aria-label="Open the full keyframe of shot {item.index}">{frame}</a>'
-        )
-
-    narration = _existing(item.narration)
-    if narration is not None:
-        audio = (
-            f'<audio controls preload="none" src="{_esc(_rel_url(narration, project_dir))}" '
-            f'aria-label="Narration of shot {item.index}"></audio>'
-        )
-    else:
-        audio = '<p class="absent">No narration yet.</p>'
-    clip = _existing(item.clip)
-    if clip is not None:
-        video = (
-            f'<video controls preload="none" playsinline{poster} '
-            f'src="{_esc(_rel_url(clip, project_dir))}" '
-            f'aria-label="Clip of shot {item.index}"></video>'
-        )
-    else:
-        video = '<p class="absent">No clip yet.</p>'
-
-    frames = f" · {item.clip_frames} frames" if item.clip_frames else ""
-    updated = (
-        f'<div class="meta"><span>updated {_esc(item.updated_at)}</span></div>'
-        if item.updated_at
-        else ""
-    )
-    chapter = (
-        f'data-start="{start:.3f}" data-label="{_esc(_chapter_label(item, start))}" '
-        f'title="Play the rough cut from here ({_esc(_format_seconds(start))})" '
-        if start is not None
-        else ""
-    )
-    card = (
-        f'<article class="shot" id="shot-{_esc(item.sentence_id)}" {chapter}'
-        f'data-sentence="{_esc(item.sentence_id)}" data-worst="{_esc(worst)}" '
-        f'data-statuses="{_esc(" ".join(sorted(set(statuses.values()))))}" '
-        f'aria-label="{_esc(label)}">'
-        f'<figure class="frame">{frame}</figure>'
-        f'<div class="body">'
-        f'<div class="meta"><span>#{item.index} · {_esc(item.sentence_id)}</span>'
-        f'<span title="duration">{_esc(duration)}{_esc(frames)}</span></div>'
-        f'<p class="text">{_esc(item.text)}</p>'
-        f"{_badges(statuses)}{audio}{video}{_prompts(item)}"
-        f"{updated}</div></article>"
+    narration, keyframe, clip = media
+    card = _Card(
+        sentence_id=item.sentence_id,
+        index=item.index,
+        text=item.text,
+        worst=_worst(statuses.values()),
+        badges=tuple((st, f"{kind}: {st}") for kind, st in statuses.items()),
+        status_words=" ".join(sorted(set(statuses.values()))),
+        duration=_format_seconds(seconds) if seconds is not None else "—",
+        frames=f" · {item.clip_frames} frames" if item.clip_frames else "",
+        thumb_url=_rel_url(thumb.path, base) if thumb is not None else None,
+        thumb_size=thumb.size if thumb is not None else (0, 0),
+        keyframe_url=_rel_url(keyframe, base) if keyframe is not None else None,
+        narration_url=_rel_url(narration, base) if narration is not None else None,
+        clip_url=_rel_url(clip, base) if clip is not None else None,
+        shot=item.shot,
+        workflows=", ".join(f"{k} {v}" for k, v in sorted(item.workflow_versions.items())),
+        updated_at=item.updated_at or "",
+        start=f"{start:.3f}" if start is not None else None,
+        start_label=_format_seconds(start) if start is not None else "",
+        chapter_label=_chapter_label(item, start) if start is not None else "",
     )
     return card, statuses, seconds
 
@@ -523,26 +390,19 @@ def _chapter_label(item: ProjectItem, start: float) -> str:
 
 
 def _rough_cut_player(
-    cut: Path, project_dir: Path, items: Sequence[ProjectItem], starts: dict[str, float], fps: int
-) -> str:
+    cut: Path, base: str, items: Sequence[ProjectItem], starts: dict[str, float], fps: int
+) -> _Player:
     """The rough cut's player with a chapter mark at every sentence start."""
     total = sum(item_seconds(it, fps) or 0.0 for it in items) or 1.0
-    marks = "".join(
-        f'<button type="button" class="mark" data-start="{starts[it.sentence_id]:.3f}" '
-        f'style="left:{100.0 * starts[it.sentence_id] / total:.3f}%" '
-        f'title="{_esc(_chapter_label(it, starts[it.sentence_id]))}" '
-        f'aria-label="{_esc(_chapter_label(it, starts[it.sentence_id]))}"></button>'
+    marks = [
+        _Mark(
+            start=f"{starts[it.sentence_id]:.3f}",
+            left=f"{100.0 * starts[it.sentence_id] / total:.3f}",
+            label=_chapter_label(it, starts[it.sentence_id]),
+        )
         for it in items
-    )
-    return (
-        '<section class="cut" aria-label="Rough cut">'
-        f'<video id="roughcut" controls preload="none" playsinline '
-        f'src="{_esc(_rel_url(cut, project_dir))}" aria-label="Rough cut"></video>'
-        '<div class="side"><strong>Rough cut</strong> · '
-        f"{_esc(_format_seconds(total))} · {len(items)} chapters"
-        '<p class="now" id="cut-now">Click a shot or a mark to play from there.</p>'
-        f'<div class="marks" role="group" aria-label="Chapters">{marks}</div></div></section>'
-    )
+    ]
+    return _Player(src=_rel_url(cut, base), duration=_format_seconds(total), marks=marks)
 
 
 def _sections(items: Sequence[ProjectItem]) -> list[tuple[str, str, list[ProjectItem]]]:
@@ -577,10 +437,17 @@ def write_storyboard(
     items = sorted(view.items, key=lambda it: it.index)
     box = _thumb_box(view)
 
-    if any(_existing(it.keyframe) for it in items):
-        thumbs_dir.mkdir(exist_ok=True)
+    base = os.path.abspath(project_dir)
+
+    def look(item: ProjectItem) -> tuple[_Media, _Thumb | None]:
+        media = _media_of(item)
+        return media, _thumb_for(item, media.keyframe, thumbs_dir, box)
+
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        thumbs = list(pool.map(lambda it: _thumb_for(it, thumbs_dir, box), items))
+        found = list(pool.map(look, items))
+    media = [m for m, _ in found]
+    thumbs = [th for _, th in found]
+    media_of = {it.sentence_id: m for it, m in zip(items, media, strict=True)}
     thumb_of = {it.sentence_id: th for it, th in zip(items, thumbs, strict=True)}
     removed = _prune_thumbs(thumbs_dir, {th.path.name for th in thumbs if th is not None})
 
@@ -588,22 +455,19 @@ def write_storyboard(
     kind_counts: dict[str, dict[str, int]] = {}
     total_seconds = 0.0
     timed = 0
-    body: list[str] = []
-    toc: list[str] = []
-    sections = _sections(items)
+    sections: list[_Section] = []
     cut = rough_cut if rough_cut is not None else project_dir / ROUGH_CUT_NAME
     # every clip made: the rough cut is (or is being) made of them, maybe after this page
-    complete = bool(items) and all(_existing(it.clip) for it in items)
+    complete = bool(items) and all(m.clip for m in media)
     starts = chapter_starts(items, view.fps) if complete or cut.is_file() else None
-    player = _rough_cut_player(cut, project_dir, items, starts, view.fps) if starts else ""
-    for number, (slug, title, members) in enumerate(sections, start=1):
-        cards: list[str] = []
+    player = _rough_cut_player(cut, base, items, starts, view.fps) if starts else None
+    for number, (slug, title, members) in enumerate(_sections(items), start=1):
+        cards: list[_Card] = []
         section_seconds = 0.0
         for item in members:
             start = starts.get(item.sentence_id) if starts else None
-            card, statuses, seconds = _card(
-                item, view, project_dir, thumb_of[item.sentence_id], start
-            )
+            sid = item.sentence_id
+            card, statuses, seconds = _card(item, view, base, media_of[sid], thumb_of[sid], start)
             cards.append(card)
             for kind, st in statuses.items():
                 status_counts[st] = status_counts.get(st, 0) + 1
@@ -613,70 +477,38 @@ def write_storyboard(
                 total_seconds += seconds
                 section_seconds += seconds
                 timed += 1
-        anchor = f"section-{number}-{_safe_stem(slug)}"
-        toc.append(f'<a href="#{_esc(anchor)}">{_esc(title or slug)}</a>')
-        body.append(
-            f'<section class="sec" id="{_esc(anchor)}" data-section="{_esc(slug)}" '
-            f'aria-labelledby="{_esc(anchor)}-h">'
-            f'<h2 id="{_esc(anchor)}-h">{_esc(title or slug)} '
-            f"<small>{len(members)} sentence{'s' if len(members) != 1 else ''} · "
-            f"{_esc(_format_seconds(section_seconds))}</small></h2>"
-            f'<div class="grid">{"".join(cards)}</div></section>'
+        sections.append(
+            _Section(
+                anchor=f"section-{number}-{_safe_stem(slug)}",
+                slug=slug,
+                title=title or slug,
+                duration=_format_seconds(section_seconds),
+                cards=cards,
+            )
         )
 
-    kinds_table = ""
-    if kind_counts:
-        head = "".join(f"<th scope='col'>{_esc(s)}</th>" for s in STATUSES)
-        rows = "".join(
-            f"<tr><th scope='row'>{_esc(kind)}</th>"
-            + "".join(f"<td>{counts.get(s, 0)}</td>" for s in STATUSES)
-            + "</tr>"
-            for kind, counts in kind_counts.items()
-        )
-        kinds_table = (
-            f'<table class="kinds"><caption class="skip">Asset status by kind</caption>'
-            f"<thead><tr><th scope='col'>asset</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        )
-    totals = "".join(
-        f'<li><span class="badge {_esc(s)}">{_esc(s)}</span> <b>{status_counts.get(s, 0)}</b></li>'
-        for s in STATUSES
-    )
     untimed = len(items) - timed
-    duration_note = f" ({untimed} not timed yet)" if untimed else ""
-    options = "".join(
-        f'<option value="{s}">{s}</option>'
-        for s in ("failed", "stale", "running", "missing", "done")
-    )
-    title = view.title or view.name
-    aspect = f"{max(view.width, 1)} / {max(view.height, 1)}"
-    page = (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="generator" content="VideoGen Studio">'
-        '<link rel="icon" href="data:,">'  # no favicon request, from disk or http
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'self\' file:; '
-        "img-src 'self' file: data:; media-src 'self' file:; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'\">"
-        f"<title>{_esc(title)} — storyboard</title>"
-        f"<style>:root{{--ar:{aspect}}}{_CSS}</style></head><body>"
-        '<a class="skip" href="#shots">Skip to shots</a>'
-        f'<header><h1>{_esc(title)}</h1><p class="sub">{_esc(view.topic)}'
-        f"{' · ' + _esc(view.style) if view.style else ''} · {view.width}×{view.height} "
-        f"@ {view.fps} fps</p>"
-        f'<ul class="totals" aria-label="Totals"><li><b data-total="sentences">{len(items)}'
-        f"</b> sentences</li><li><b>{len(sections)}</b> sections</li>"
-        f'<li><b data-total="duration">{_esc(_format_seconds(total_seconds))}</b> total'
-        f"{_esc(duration_note)}</li>{totals}</ul>{kinds_table}"
-        '<div class="controls"><label for="filter">Show</label><select id="filter">'
-        '<option value="all">all shots</option><option value="attention">needs attention'
-        f'</option>{options}</select><label for="search">Find</label>'
-        '<input id="search" type="search" placeholder="words, ids, prompts">'
-        '<span id="shown" aria-live="polite"></span></div>'
-        f'<nav class="toc" aria-label="Sections">{"".join(toc)}</nav></header>{player}'
-        f'<main id="shots">{"".join(body)}</main>'
-        f"<footer>{_esc(view.name)} · written {_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}"
-        f"</footer><script>{_JS}</script></body></html>\n"
+    page = _template().render(
+        title=view.title or view.name,
+        name=view.name,
+        topic=view.topic,
+        style=view.style,
+        width=view.width,
+        height=view.height,
+        fps=view.fps,
+        aspect=f"{max(view.width, 1)} / {max(view.height, 1)}",
+        sentences=len(items),
+        sections=sections,
+        duration=_format_seconds(total_seconds),
+        duration_note=f" ({untimed} not timed yet)" if untimed else "",
+        statuses=STATUSES,
+        status_counts=[(s, status_counts.get(s, 0)) for s in STATUSES],
+        kind_rows=[
+            (kind, [counts.get(s, 0) for s in STATUSES]) for kind, counts in kind_counts.items()
+        ],
+        filter_statuses=_FILTER_ORDER,
+        player=player,
+        written=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     path = atomic_write_text(project_dir / STORYBOARD_NAME, page)
     written = sum(1 for th in thumbs if th is not None and th.written)
