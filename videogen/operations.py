@@ -168,7 +168,8 @@ def sync(
     (``observe``) the observed data versions of `sentence` and `direction`."""
     studio = Studio(root)
     folder = studio.project_dir(name)
-    result = sync_project(studio.db, folder, force=force)
+    splits = paths.sentence_splits_path(root, name)
+    result = sync_project(studio.db, folder, force=force, split_cache=splits)
     if instance is not None:
         from videogen_assets.publish import publish
 

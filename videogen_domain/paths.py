@@ -43,6 +43,20 @@ def database_path(root: Path) -> Path:
     return root / DATABASE_FILE
 
 
+CACHE_DIR = ".cache"
+
+
+def cache_dir(root: Path) -> Path:
+    """The studio's cache: files the studio rebuilds when they are missing (safe to delete)."""
+    return root / CACHE_DIR
+
+
+def sentence_splits_path(root: Path, name: str) -> Path:
+    """The cached sentence splits of project ``name``'s script.md (see videogen_domain.script)."""
+    check_project_name(name)
+    return cache_dir(root) / "sentence-splits" / f"{name}.json"
+
+
 def slugify(text: str, *, sep: str = "_", max_len: int = 40) -> str:
     """A lowercase ASCII slug of ``text`` ("How Volcanoes Work!" -> "how_volcanoes_work")."""
     norm = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
