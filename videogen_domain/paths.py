@@ -38,6 +38,14 @@ def project_dir(root: Path, name: str) -> Path:
     return projects_dir(root) / name
 
 
+def list_projects(root: Path) -> list[str]:
+    """The names of the projects under a studio root (folders holding a project.yaml)."""
+    folder = projects_dir(root)
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / PROJECT_FILE).exists())
+
+
 def database_path(root: Path) -> Path:
     """The studio database file (SQLite)."""
     return root / DATABASE_FILE
