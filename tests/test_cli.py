@@ -4,6 +4,8 @@ exits 2 with one clear message and creates nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -135,3 +137,20 @@ def test_failed_render_is_one_line_with_the_server_message(
     assert code == 1
     assert "error: " in out and "Maximum 3000 characters" in out
     assert "Traceback" not in out
+
+
+def test_help_loads_no_dagster(tmp_path: Path) -> None:
+    """`videogen --help` lists every command (the character and workflow ones too) without
+    loading Dagster, SQLAlchemy or the HTTP client: the commands that need them load them."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from videogen.cli import main\n"
+        "out = CliRunner().invoke(main, ['--help']).output\n"
+        "assert 'character' in out and 'workflows' in out and 'status' in out, out\n"
+        "print(sorted(m for m in ('dagster', 'sqlalchemy', 'httpx') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip() == "[]", done.stderr

@@ -3,6 +3,7 @@ partitions added/removed, a bad edit changes nothing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,7 @@ from samples import SMALL_SCRIPT
 from videogen.operations import create_project, sync
 from videogen_assets.context import DIRECTION, SENTENCE, key
 from videogen_assets.partitions import sentence_partitions
+from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_store.database import StudioDatabase
 
@@ -143,6 +145,28 @@ def test_bad_edit_changes_nothing(
 def test_unchanged_file_is_not_reread(project: Path, studio_root: Path) -> None:
     result = sync(studio_root, "volcanoes")
     assert result.unchanged_file and not result.changed
+
+
+def test_sync_keeps_the_script_splits_in_the_studio_cache(project: Path, studio_root: Path) -> None:
+    """A later `videogen status` in a fresh process reads the splits instead of re-splitting."""
+    cache = paths.sentence_splits_path(studio_root, "volcanoes")
+    assert cache == studio_root / ".cache" / "sentence-splits" / "volcanoes.json"
+    splits = json.loads(cache.read_text(encoding="utf-8"))["splits"]
+    assert sorted(map(tuple, splits.values())) == [
+        ("Ash falls like grey snow.",),
+        ("Life returns to the slopes.",),
+        ("The sky over the volcano glows red.",),
+    ]
+    script = project / "script.md"
+    script.write_text(
+        script.read_text().replace("Life returns", "Life returns at last. Birds return"),
+        encoding="utf-8",
+    )
+    result = sync(studio_root, "volcanoes")
+    assert len(result.order) == 4
+    splits = json.loads(cache.read_text(encoding="utf-8"))["splits"]
+    assert ["Life returns at last.", "Birds return to the slopes."] in splits.values()
+    assert ["Life returns to the slopes."] not in splits.values()
 
 
 def _repeated_script(n: int, directives: bool) -> list[str]:

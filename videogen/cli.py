@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ from typing import Any
 import click
 
 from videogen.cli_errors import StudioGroup, echo_error, one_line
-from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML, checkout_root
+from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_domain.styles import list_styles
+from videogen_resources.errors import ServiceError
 
 
 def _root(ctx: click.Context) -> Path:
@@ -58,6 +60,9 @@ def usable_folder(path: Path, what: str) -> Path:
 
 def dagster_home(root: Path) -> Path:
     """The Dagster instance folder of a studio ($DAGSTER_HOME, else <studio>/.dagster)."""
+    # lazy: the videogen_assets package loads Dagster, which `videogen --help` does not need
+    from videogen_assets.dagster_files import DAGSTER_YAML
+
     env = os.environ.get("DAGSTER_HOME")
     # Dagster wants an absolute DAGSTER_HOME; a relative one is taken from the current folder.
     home = usable_folder(
@@ -78,8 +83,10 @@ def dagster_home(root: Path) -> Path:
 
 def _instance(root: Path):  # type: ignore[no-untyped-def]
     """The studio's Dagster instance, with its pool limits set (GPU: one per ComfyUI server)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     import dagster as dg
 
+    # lazy: as above
     from videogen_assets.concurrency import configure_pools
     from videogen_resources.settings import check_environment
 
@@ -93,6 +100,7 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
 def _ready_to_render(root: Path | None = None, project: str | None = None) -> None:
     """Settings, the configured servers and the voices to use checked before any work starts
     (VIDEOGEN_VOICE, and the ``voice`` of the project's brief when ``project`` is given)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import project_brief
     from videogen_domain.project import brief_path
     from videogen_resources.settings import check_environment, check_reachable, check_voice
@@ -135,9 +143,8 @@ def _fail(exc: Exception) -> None:
 
 def _fail_run(exc: Exception) -> None:
     """A failed render: the service's or the step's own message, not a traceback."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     import dagster as dg
-
-    from videogen_resources.errors import ServiceError
 
     inner: BaseException = exc
     while isinstance(inner, dg.DagsterError) and getattr(inner, "user_exception", None):
@@ -204,6 +211,7 @@ def new(
     clip_engine: str | None,
 ) -> None:
     """Create a project folder with project.yaml (and script.md when --script is given)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import create_project
     from videogen_resources.settings import check_environment, check_voice
 
@@ -241,6 +249,7 @@ def new(
 @click.pass_context
 def script(ctx: click.Context, project: str, replace: bool) -> None:
     """Have the LLM write the script (to script.draft.md when script.md already exists)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import Studio, project_brief
     from videogen_resources.scriptwriter import write_script
     from videogen_resources.settings import BackendSettings, build_resources
@@ -253,13 +262,9 @@ def script(ctx: click.Context, project: str, replace: bool) -> None:
     except InputError as exc:
         _fail(exc)
         return
-    except Exception as exc:  # ServiceError from the LLM: its message says what to do
-        from videogen_resources.errors import ServiceError
-
-        if isinstance(exc, ServiceError):
-            _fail(exc)
-            return
-        raise
+    except ServiceError as exc:  # from the LLM: its message says what to do
+        _fail(exc)
+        return
     where = "a draft beside your script.md" if res.is_draft else "script.md"
     click.echo(f"wrote {where}: {res.path} ({res.sentences} sentences, {res.words} words)")
 
@@ -268,14 +273,15 @@ def script(ctx: click.Context, project: str, replace: bool) -> None:
 @click.pass_context
 def list_cmd(ctx: click.Context) -> None:
     """List the studio's projects."""
-    from videogen.operations import list_projects, project_brief
+    # lazy: the brief's model; `videogen --help` does not need it
+    from videogen_domain.project import load_brief
 
     root = _root(ctx)
-    names = list_projects(root)
+    names = paths.list_projects(root)
     for name in names:
         shown = name if paths.PROJECT_NAME_RE.fullmatch(name) else repr(name)
         try:
-            b = project_brief(root, name)
+            b = load_brief(paths.project_dir(root, name))
             click.echo(f"{shown}\t{b.title}\t{b.minutes:g} min\t{b.style}")
         except InputError as exc:
             click.echo(f"{shown}\t(invalid: {one_line(str(exc))})")
@@ -289,7 +295,8 @@ def list_cmd(ctx: click.Context) -> None:
 @click.pass_context
 def show(ctx: click.Context, project: str, as_json: bool) -> None:
     """Show a project's sections and sentences with the status of every asset."""
-    from videogen.operations import Studio, sync
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
+    from videogen.operations import Studio, length_warning, project_brief, sync
     from videogen_assets.context import sentence_order
     from videogen_assets.definitions import build_definitions
     from videogen_assets.status import sentence_statuses
@@ -323,8 +330,6 @@ def show(ctx: click.Context, project: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    from videogen.operations import length_warning, project_brief
-
     with contextlib.suppress(InputError):
         warning = length_warning(project_brief(root, project), [r.text for r in rows])
         if warning:
@@ -349,6 +354,7 @@ def status(ctx: click.Context, project: str) -> None:
 
 
 def _progress_printer():  # type: ignore[no-untyped-def]
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.progress import console_progress
 
     return console_progress()
@@ -386,6 +392,7 @@ def render(
     """Materialize a project's missing and stale assets here, with a progress bar.
 
     One render per project runs at a time; Ctrl-C stops it (exit status 130)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import render as do_render
     from videogen.render_control import RenderBusy, RenderCanceled, RenderFailed
     from videogen_resources.settings import BackendSettings
@@ -462,6 +469,7 @@ def export_cmd(
     ctx: click.Context, project: str, make_zip: bool, partial: bool, to_dir: Path | None
 ) -> None:
     """Write the NLE package (numbered media, metadata.json, subtitles, timelines)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import Studio, fail_orphaned_runs, sync
     from videogen_assets.export import (
         ExportError,
@@ -522,6 +530,7 @@ def export_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def voices(as_json: bool) -> None:
     """List the voices of the configured TTS engine (for --voice and `character add`)."""
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen_resources.settings import check_environment, list_voices
 
     settings = check_environment()
@@ -542,15 +551,15 @@ def voices(as_json: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, style: str) -> None:
     """Create the bundled sample project and render it end to end (offline, on the CPU)."""
-    from videogen.demo import DEMO_NAME, DEMO_SCRIPT, DEMO_TITLE
-    from videogen.operations import create_project, list_projects
+    # lazy: loads Dagster; `videogen --help` and `videogen list` need none
+    from videogen.operations import create_project
     from videogen.operations import render as do_render
     from videogen.render_control import RenderCanceled
 
     root = _root(ctx)
     instance = _instance(root)
     _ready_to_render()
-    if DEMO_NAME not in list_projects(root):
+    if DEMO_NAME not in paths.list_projects(root):
         create_project(
             root,
             title=DEMO_TITLE,
@@ -576,8 +585,6 @@ def demo(ctx: click.Context, style: str) -> None:
 
 def _port_free(port: int, field: str) -> None:
     """InputError unless 127.0.0.1:``port`` can be listened on now."""
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver does
         try:
@@ -615,6 +622,7 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
     Prints warnings, errors and one line per finished run; SIGTERM or Ctrl-C stops every
     Dagster process it started (videogen/ui.py).
     """
+    # lazy: the media server, the HTTP client and Dagster; only `videogen ui` needs them
     from videogen.media_server import start_in_thread
     from videogen.ui import (
         child_env,
@@ -625,6 +633,7 @@ def ui(ctx: click.Context, port: int, media_port: int, open_browser: bool) -> No
         projects_by_recent_edit,
         run_dagster_ui,
     )
+    from videogen_assets.dagster_files import WORKSPACE_YAML, checkout_root
 
     root = _root(ctx)
     root.mkdir(parents=True, exist_ok=True)

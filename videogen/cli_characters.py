@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from videogen.cli import _instance, _root
 from videogen.cli_errors import echo_error
 from videogen_domain.errors import InputError
-from videogen_store import characters as lib
 
-
-def _root(ctx: click.Context) -> Path:
-    from videogen.cli import _root as studio_root
-
-    return studio_root(ctx)
+if TYPE_CHECKING:
+    from videogen_store.characters import CharacterInfo
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -25,7 +21,7 @@ def _fail(exc: Exception) -> NoReturn:
     sys.exit(2)
 
 
-def _describe(info: lib.CharacterInfo) -> str:
+def _describe(info: CharacterInfo) -> str:
     lines = [info.name]
     if info.description:
         lines.append(f"  description: {info.description}")
@@ -65,7 +61,9 @@ def character_add(
     voice: str | None,
 ) -> None:
     """Add a character NAME to the library."""
+    # lazy: the library and the settings load Dagster; `videogen --help` lists this command
     from videogen_resources.settings import check_environment, check_voice
+    from videogen_store import characters as lib
 
     try:
         check_voice(check_environment(), voice, field="voice")
@@ -88,6 +86,9 @@ def character_add(
 @click.pass_context
 def character_list(ctx: click.Context, as_json: bool) -> None:
     """List the characters of the library."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         infos = lib.list_characters(_root(ctx))
     except InputError as exc:
@@ -113,6 +114,9 @@ def character_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def character_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show one character."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         info = lib.show_character(_root(ctx), name)
     except InputError as exc:
@@ -153,6 +157,10 @@ def character_edit(
     no_voice: bool,
 ) -> None:
     """Change character NAME (only the options given change)."""
+    # lazy: the library and the settings load Dagster; `videogen --help` lists this command
+    from videogen_resources.settings import check_environment, check_voice
+    from videogen_store import characters as lib
+
     try:
         if clear_images and images:
             raise InputError("give --image or --clear-images, not both", field="images")
@@ -161,8 +169,6 @@ def character_edit(
         if no_voice and voice is not None:
             raise InputError("give --voice or --no-voice, not both", field="voice")
         if voice:
-            from videogen_resources.settings import check_environment, check_voice
-
             check_voice(check_environment(), voice, field="voice")
         info = lib.edit_character(
             _root(ctx),
@@ -184,7 +190,7 @@ def character_edit(
 def _resync(ctx: click.Context, projects: tuple[str, ...] | list[str]) -> None:
     """Re-derive the data versions of the projects that cast an edited character, so exactly
     the shots (and narrations) that use it become stale."""
-    from videogen.cli import _instance
+    # lazy: loads Dagster, which `videogen --help` does not need
     from videogen.operations import sync
 
     root = _root(ctx)
@@ -200,6 +206,9 @@ def _resync(ctx: click.Context, projects: tuple[str, ...] | list[str]) -> None:
 @click.pass_context
 def character_remove(ctx: click.Context, name: str) -> None:
     """Remove character NAME from the library (refused while a project casts them)."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         lib.remove_character(_root(ctx), name)
     except InputError as exc:
@@ -218,6 +227,9 @@ def cast_group() -> None:
 @click.pass_context
 def cast_add(ctx: click.Context, project: str, character: str) -> None:
     """Cast CHARACTER in PROJECT."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         cast = lib.cast_add(_root(ctx), project, character)
     except InputError as exc:
@@ -232,6 +244,9 @@ def cast_add(ctx: click.Context, project: str, character: str) -> None:
 @click.pass_context
 def cast_remove(ctx: click.Context, project: str, character: str) -> None:
     """Take CHARACTER out of PROJECT's cast."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         cast = lib.cast_remove(_root(ctx), project, character)
     except InputError as exc:
@@ -246,6 +261,9 @@ def cast_remove(ctx: click.Context, project: str, character: str) -> None:
 @click.pass_context
 def cast_list(ctx: click.Context, project: str, as_json: bool) -> None:
     """List PROJECT's cast."""
+    # lazy: the library loads the database and Dagster; `videogen --help` lists this command
+    from videogen_store import characters as lib
+
     try:
         members = lib.cast_list(_root(ctx), project)
     except InputError as exc:

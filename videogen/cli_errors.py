@@ -16,6 +16,7 @@ fail the same way.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import sys
 import traceback
@@ -25,6 +26,7 @@ from typing import Any, NoReturn
 import click
 
 from videogen_domain.errors import InputError
+from videogen_resources.errors import ServiceError
 
 LOG_DIR = "logs"
 LOG_FILE = "videogen.log"
@@ -104,8 +106,6 @@ ARGS_KEY = "videogen.args"
 
 def report(exc: BaseException, ctx: click.Context | None = None) -> NoReturn:
     """Fail the command because of ``exc``: one line on stderr, the exit status of its kind."""
-    from videogen_resources.errors import ServiceError
-
     if isinstance(exc, KeyboardInterrupt):
         echo_error("interrupted")
         sys.exit(EXIT_INTERRUPTED)
@@ -162,8 +162,6 @@ class StudioGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
         if found is None and cmd_name in LAZY_COMMANDS:
-            import importlib
-
             module, attr = LAZY_COMMANDS[cmd_name]
             found = getattr(importlib.import_module(module), attr)
             assert isinstance(found, click.Command)

@@ -13,6 +13,7 @@ import click
 
 from videogen_domain import paths
 from videogen_domain.errors import InputError
+from videogen_resources.errors import ServiceError
 
 
 def _root(ctx: click.Context) -> Path:
@@ -25,6 +26,7 @@ def _fail(exc: Exception) -> NoReturn:
 
 
 def _where(folder: Path, studio_folder: Path) -> str:
+    # lazy: the workflow registry loads Dagster and httpx; `videogen --help` lists this command
     from videogen_resources.workflows import SHIPPED_ROOT
 
     if folder == SHIPPED_ROOT:
@@ -77,6 +79,7 @@ def workflows_cmd(
 ) -> None:
     """List the ComfyUI workflows a project can use (shipped, the studio's own, and
     $VIDEOGEN_WORKFLOWS), or NAMES only."""
+    # lazy: the workflow registry loads Dagster and httpx; `videogen --help` lists this command
     from videogen_resources.workflows import (
         load_workflow,
         registry_sources,
@@ -125,8 +128,8 @@ def workflows_cmd(
 def _validate(loaded: list[Any], report: list[dict[str, Any]], url: str | None) -> bool:
     """Fill each report item's ``checks`` (one per server) from live servers: ``--url``, else
     every server of COMFYUI_URL (a job may go to any of them). True when any has a problem."""
+    # lazy: the ComfyUI client loads Dagster and httpx; `videogen --help` lists this command
     from videogen_resources.comfyui import ComfyUIResource, parse_version
-    from videogen_resources.errors import ServiceError
     from videogen_resources.workflows import missing_models, validate_workflow
 
     servers = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -15,11 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import ValidationError
 
+from videogen import render_control as rc
 from videogen.progress import RenderSnapshot, RenderWatch
+from videogen_assets.cancel import stop_requested
+from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+from videogen_assets.partitions import partitions_name
+from videogen_assets.previews import run_sentence_tags
+from videogen_assets.publish import publish
+from videogen_assets.records import LatestRecords
+from videogen_assets.status import sentence_statuses
 from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
 from videogen_domain.errors import InputError
+from videogen_domain.paths import list_projects
 from videogen_domain.project import (
     ProjectBrief,
     load_brief,
@@ -28,6 +39,8 @@ from videogen_domain.project import (
     validation_message,
 )
 from videogen_domain.script import read_script, read_script_bytes
+from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
 from videogen_store.sync import SyncResult, sync_project
 
 
@@ -38,17 +51,13 @@ class Studio:
     root: Path
 
     @property
-    def db(self):  # type: ignore[no-untyped-def]
+    def db(self) -> StudioDatabase:
         """The studio database resource."""
-        from videogen_store.database import StudioDatabase
-
         return StudioDatabase.for_studio(self.root)
 
     @property
-    def files(self):  # type: ignore[no-untyped-def]
+    def files(self) -> StudioResource:
         """The studio file layout resource."""
-        from videogen_resources.studio import StudioResource
-
         return StudioResource(root=str(self.root))
 
     def project_dir(self, name: str) -> Path:
@@ -58,14 +67,6 @@ class Studio:
             known = ", ".join(list_projects(self.root)) or "none yet"
             raise InputError(f"no project named {name!r} (projects: {known})", field="project")
         return folder
-
-
-def list_projects(root: Path) -> list[str]:
-    """The names of the projects under a studio root."""
-    folder = paths.projects_dir(root)
-    if not folder.exists():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / paths.PROJECT_FILE).exists())
 
 
 def create_project(
@@ -95,6 +96,7 @@ def create_project(
     paths.check_project_name(name)
     chosen: dict[str, Any] = {}
     if image_workflow or video_workflow:
+        # lazy: the workflow registry loads the ComfyUI client; only a chosen workflow needs it
         from videogen_resources.workflows import check_workflow_name, studio_workflows
 
         overlay = studio_workflows(root)
@@ -119,8 +121,6 @@ def create_project(
                 **chosen,
             )
     except Exception as exc:  # pydantic ValidationError -> InputError naming the field
-        from pydantic import ValidationError
-
         if isinstance(exc, ValidationError):
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
@@ -168,10 +168,9 @@ def sync(
     (``observe``) the observed data versions of `sentence` and `direction`."""
     studio = Studio(root)
     folder = studio.project_dir(name)
-    result = sync_project(studio.db, folder, force=force)
+    splits = paths.sentence_splits_path(root, name)
+    result = sync_project(studio.db, folder, force=force, split_cache=splits)
     if instance is not None:
-        from videogen_assets.publish import publish
-
         publish(instance, studio.db, studio.files, result, observe=observe)
     return result
 
@@ -270,8 +269,6 @@ def render(
     both are cleared first: runs of this host's renders whose process is gone are marked failed,
     temporary files whose writer is gone are deleted.
     """
-    from videogen import render_control as rc
-
     Studio(root).project_dir(name)  # a clear error for an unknown project, before any lock
     lock = rc.acquire_lock(root, name, wait=wait, instance=instance, on_wait=on_wait)
     tag = uuid.uuid4().hex
@@ -334,12 +331,8 @@ def _render(
     tag: str,
     on_note: Callable[[str], None] | None,
 ) -> dg.ExecuteInProcessResult | None:
-    from videogen import render_control as rc
-    from videogen_assets.cancel import stop_requested
-    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+    # lazy: the definitions load every resource's client; sync, export and `new` run without
     from videogen_assets.definitions import build_definitions
-    from videogen_assets.partitions import partitions_name
-    from videogen_assets.status import sentence_statuses
 
     sync(root, name, instance=instance)
     fail_orphaned_runs(instance)
@@ -367,8 +360,6 @@ def _render(
         )
     assets = [a for a in defs.assets or [] if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))]
     resources = dict(defs.resources or {})
-    from videogen_assets.previews import run_sentence_tags
-
     sentences = {s.id: s for s in sentence_order(studio.db, name)}
     owner = {_PID_TAG: str(os.getpid()), _HOST_TAG: socket.gethostname(), rc.PROJECT_TAG: name}
     run_config = DEBUG_CONSOLE if debug_enabled() else QUIET
@@ -514,11 +505,6 @@ def outputs_fingerprint(
     """A hash of everything the project outputs are made from: the brief, the sentences in
     script order (ids, sections, texts), each sentence's latest data versions, the outputs'
     code versions and the export's workflow versions."""
-    import hashlib
-
-    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
-    from videogen_assets.records import LatestRecords
-
     h = hashlib.sha256()
     folder = studio.project_dir(name)
     h.update((folder / paths.PROJECT_FILE).read_bytes())
@@ -552,8 +538,6 @@ def outputs_up_to_date(
 ) -> bool:
     """Whether each project output's latest materialization came from a render's outputs run
     with this fingerprint, and all their files exist."""
-    from videogen_assets.context import PER_PROJECT, key
-
     if not all(p.exists() for p in output_files(studio, name)):
         return False
     for kind in PER_PROJECT:

@@ -272,6 +272,7 @@ class LiveDisplay:
     """One status block redrawn in place on a terminal (rich ``Live``)."""
 
     def __init__(self, stream: TextIO | None = None, *, force_terminal: bool | None = None) -> None:
+        # lazy: rich is needed only where a terminal shows the live block
         from rich.console import Console
 
         self.console = Console(file=stream or sys.stderr, force_terminal=force_terminal)
@@ -280,6 +281,7 @@ class LiveDisplay:
         atexit.register(self.close)
 
     def __call__(self, snap: RenderSnapshot) -> None:
+        # lazy: see __init__
         from rich.live import Live
         from rich.text import Text
 

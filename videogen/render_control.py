@@ -26,6 +26,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,14 @@ from typing import IO, Any
 
 import dagster as dg
 
+from videogen_assets.cancel import clear_stop, request_stop, stop_requested, stop_service_jobs
 from videogen_assets.dagster_internals import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
     no_compute_log_capture,
 )
+from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 
 STOP_GRACE_S = 1.5
@@ -224,8 +227,6 @@ class Stopper:
     def _handler(self, signo: int, frame: FrameType | None) -> None:
         if self.requested.is_set():
             os._exit(130)  # a second Ctrl-C: stop now
-        from videogen_assets.cancel import request_stop
-
         request_stop()
         self.requested.set()
 
@@ -277,8 +278,6 @@ def run_stoppable(
 ) -> Any:
     """Run ``work`` in a worker thread, this thread watching for a stop request; returns its
     result, re-raises its exception, or raises `RenderCanceled` once stopped."""
-    from videogen_assets.cancel import clear_stop, stop_requested
-
     clear_stop()
     if threading.current_thread() is not threading.main_thread():
         return work()  # no signals here (a thread of a test or a server): run in place
@@ -329,8 +328,6 @@ def without_output_capture(instance: dg.DagsterInstance) -> Iterator[None]:
 
 def tell_services() -> None:
     """Tell the services this process uses to stop its jobs now (`cancel.stop_service_jobs`)."""
-    from videogen_assets.cancel import stop_service_jobs
-
     stop_service_jobs()
 
 
@@ -358,9 +355,6 @@ def write_render_log(
 ) -> Path | None:
     """Write the full event log of a render's runs (stack traces included) under
     ``<studio>/logs/``; returns its path (None when it cannot be written)."""
-    import traceback
-
-    from videogen_domain.atomic import atomic_write_text
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = root / "logs" / f"render-{project}-{stamp}.log"

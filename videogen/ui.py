@@ -32,12 +32,15 @@ import time
 import webbrowser
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
+from dagster import DagsterRunStatus, RunsFilter
 
+from videogen_assets.instance import CODE_LOCATION, REPOSITORY
 from videogen_domain import paths
 
 GRACE_S = 30.0
@@ -144,8 +147,6 @@ def pump_output(stream: IO[bytes], out: IO[str], console: ConsoleFilter | None =
 
 def lineage_url(base_url: str, group: str | None) -> str:
     """The UI page of a project's asset group (its lineage graph), or of all groups."""
-    from videogen_assets.instance import CODE_LOCATION, REPOSITORY
-
     if group is None:
         return f"{base_url}/asset-groups"
     location = quote(f"{REPOSITORY}@{CODE_LOCATION}", safe="@")
@@ -215,10 +216,6 @@ def watch_runs(
     interval_s: float = POLL_S,
 ) -> None:
     """Print one line per run that finishes after ``since`` until ``stop`` is set."""
-    from datetime import UTC, datetime
-
-    from dagster import DagsterRunStatus, RunsFilter
-
     finished = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
     seen: set[str] = set()
     after = datetime.fromtimestamp(since, tz=UTC)

@@ -38,9 +38,31 @@ def project_dir(root: Path, name: str) -> Path:
     return projects_dir(root) / name
 
 
+def list_projects(root: Path) -> list[str]:
+    """The names of the projects under a studio root (folders holding a project.yaml)."""
+    folder = projects_dir(root)
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / PROJECT_FILE).exists())
+
+
 def database_path(root: Path) -> Path:
     """The studio database file (SQLite)."""
     return root / DATABASE_FILE
+
+
+CACHE_DIR = ".cache"
+
+
+def cache_dir(root: Path) -> Path:
+    """The studio's cache: files the studio rebuilds when they are missing (safe to delete)."""
+    return root / CACHE_DIR
+
+
+def sentence_splits_path(root: Path, name: str) -> Path:
+    """The cached sentence splits of project ``name``'s script.md (see videogen_domain.script)."""
+    check_project_name(name)
+    return cache_dir(root) / "sentence-splits" / f"{name}.json"
 
 
 def slugify(text: str, *, sep: str = "_", max_len: int = 40) -> str:

@@ -9,20 +9,27 @@ Format (documented in the README):
   ``> image: ...``, ``> video: ...``, ``> camera: zoom-in``, ``> motion: 0.6``,
   ``> characters: Ada, Bob``, ``> speaker: Ada``; several may share a line, separated by `` | ``.
 - ``<!-- ... -->`` lines are comments.
+
+Splitting is the slow part of reading a long script (pysbd builds its regular expressions for
+every line), so each line's split is remembered: in this process by its text, and between
+processes in a cache file `read_script` is given (JSON: the hash of each line -> its sentences,
+tagged with the splitter's version). An edit then splits only the lines it changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 from videogen_domain.models import CAMERA_MOVEMENTS, Directives
 from videogen_domain.names import normalize_name, skeleton
@@ -92,15 +99,110 @@ def _hash(obj: object) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _segmenter():  # type: ignore[no-untyped-def]
-    import pysbd
+    import pysbd  # lazy: a script whose lines are all in the split cache never needs it
 
     return pysbd.Segmenter(language="en", clean=False)
 
 
+SPLITS_MEMORY_CHARS = 16 * 1024 * 1024
+"""How much line text this process remembers splits of (four scripts of the largest size)."""
+
+
+class _RememberedSplits:
+    """Line -> its sentences, up to `SPLITS_MEMORY_CHARS` of line text (oldest forgotten first)."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.chars = 0
+        self.splits: dict[str, tuple[str, ...]] = {}
+
+    def get(self, line: str) -> tuple[str, ...] | None:
+        return self.splits.get(line)
+
+    def put(self, line: str, sentences: tuple[str, ...]) -> None:
+        if line in self.splits:
+            return
+        self.splits[line] = sentences
+        self.chars += len(line)
+        while self.chars > self.max_chars:
+            oldest = next(iter(self.splits))
+            del self.splits[oldest]
+            self.chars -= len(oldest)
+
+
+_REMEMBERED = _RememberedSplits(SPLITS_MEMORY_CHARS)
+
+
 def split_sentences(paragraph: str) -> list[str]:
-    """Split one line of prose into sentences."""
-    parts = [p.strip() for p in _segmenter().segment(paragraph)]
-    return [p for p in parts if p]
+    """Split one line of prose into sentences (remembered for the next parse in this process)."""
+    known = _REMEMBERED.get(paragraph)
+    if known is None:
+        parts = (p.strip() for p in _segmenter().segment(paragraph))
+        known = tuple(p for p in parts if p)
+        _REMEMBERED.put(paragraph, known)
+    return list(known)
+
+
+SPLIT_CACHE_FORMAT = 1
+"""Version of the split cache file's layout; a file of another version is ignored."""
+
+
+@functools.lru_cache(maxsize=1)
+def _splitter_tag() -> str:
+    """What the cached splits depend on: the splitter, its version and its settings."""
+    import pysbd  # lazy: see _segmenter
+
+    return f"pysbd {pysbd.__version__} en clean=False"
+
+
+def _line_key(line: str) -> str:
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()[:32]
+
+
+class _SplitCache:
+    """The splits of one cache file, and those a parse used (what the file keeps next)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stored = self._load(path)
+        self.used: dict[str, list[str]] = {}
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, list[str]]:
+        """The file's splits; none when it is missing, unreadable or of another version."""
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != SPLIT_CACHE_FORMAT
+            or data.get("splitter") != _splitter_tag()
+            or not isinstance(data.get("splits"), dict)
+        ):
+            return {}
+        return {
+            k: v
+            for k, v in data["splits"].items()
+            if isinstance(v, list) and all(isinstance(p, str) and p for p in v)
+        }
+
+    def split(self, line: str) -> list[str]:
+        key = _line_key(line)
+        known = self.stored.get(key)
+        if known is None:
+            known = split_sentences(line)
+        self.used[key] = known
+        return list(known)
+
+    def save(self) -> None:
+        """Write the splits the parse used, when they differ from the file's (atomically)."""
+        if self.used == self.stored:
+            return
+        data = {"format": SPLIT_CACHE_FORMAT, "splitter": _splitter_tag(), "splits": self.used}
+        # A cache that cannot be written (read-only studio, full disk) only costs time.
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.path, json.dumps(data, ensure_ascii=False))
 
 
 def _directive_name(raw: str, *, file: str, line: int, field: str) -> str:
@@ -184,8 +286,16 @@ def _parse_directives(body: str, *, file: str, line: int, current: Directives) -
         raise InputError(str(exc), file=file, line=line, field="directive") from None
 
 
-def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
-    """Parse script text; raise InputError naming the file, line and field of the first problem."""
+def parse_script(
+    text: str,
+    *,
+    file: str | Path = "script.md",
+    split: Callable[[str], list[str]] = split_sentences,
+) -> ParsedScript:
+    """Parse script text; raise InputError naming the file, line and field of the first problem.
+
+    ``split`` splits one line into sentences (`split_sentences`, or a cache's in front of it).
+    """
     fname = str(file)
     if len(text.encode("utf-8")) > MAX_SCRIPT_BYTES:
         raise InputError(
@@ -257,7 +367,7 @@ def parse_script(text: str, *, file: str | Path = "script.md") -> ParsedScript:
                 line=lineno,
                 field="sentence",
             )
-        for sentence in split_sentences(line):
+        for sentence in split(line):
             if len(sentence) > MAX_SENTENCE_CHARS:
                 raise InputError(
                     f"sentence is {len(sentence)} characters long; the limit is "
@@ -365,8 +475,14 @@ def read_script_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_script(path: Path, raw: bytes | None = None) -> ParsedScript:
-    """Read and parse a ``script.md`` file (UTF-8 required); ``raw`` = its bytes, if read."""
+def read_script(
+    path: Path, raw: bytes | None = None, *, split_cache: Path | None = None
+) -> ParsedScript:
+    """Read and parse a ``script.md`` file (UTF-8 required); ``raw`` = its bytes, if read.
+
+    ``split_cache``: a file keeping the script's sentence splits between processes (read when
+    it is valid, rewritten after a successful parse that split lines it did not hold).
+    """
     if raw is None:
         raw = read_script_bytes(path)
     if len(raw) > MAX_SCRIPT_BYTES:
@@ -384,4 +500,9 @@ def read_script(path: Path, raw: bytes | None = None) -> ParsedScript:
         raise InputError(
             f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})", file=path, line=line, field="text"
         ) from None
-    return parse_script(text, file=path)
+    if split_cache is None:
+        return parse_script(text, file=path)
+    cache = _SplitCache(split_cache)
+    parsed = parse_script(text, file=path, split=cache.split)
+    cache.save()
+    return parsed

@@ -127,11 +127,13 @@ def sync_project(
     *,
     parsed: ParsedScript | None = None,
     force: bool = False,
+    split_cache: Path | None = None,
 ) -> SyncResult:
     """Read ``script.md`` and mirror it into the database.
 
     Nothing is written when the script is invalid (the parse happens before any change) or when
-    the file's bytes are the ones last synced (unless ``force``).
+    the file's bytes are the ones last synced (unless ``force``). ``split_cache``: the file
+    keeping the script's sentence splits between processes (`read_script`).
     """
     brief = load_brief(project_dir)
     name = brief.name
@@ -157,7 +159,9 @@ def sync_project(
             ensure_project_row(db, brief)
         return result
     # Parse before touching anything: a bad script changes nothing.
-    script = parsed if parsed is not None else read_script(script_path, raw)
+    script = (
+        parsed if parsed is not None else read_script(script_path, raw, split_cache=split_cache)
+    )
     with db.session() as s:
         library = list(s.scalars(select(Character.name)))
     script = resolve_character_names(script, library, file=script_path)
