@@ -146,8 +146,8 @@ class HttpService:
     method owning retries, every failure a `ServiceError`.
 
     ``base_url`` may be empty, then calls take absolute URLs (one client for several servers).
-    ``secrets`` gives the strings never to show (API keys); ``advice`` turns a final status into
-    the error's message (None: ``"<METHOD> <path> failed"``).
+    ``secrets`` gives the strings never to show (API keys); ``advice`` says what an error
+    status means for this service (put after ``"<METHOD> <path>: "`` in the error's message).
     """
 
     service: str
@@ -321,9 +321,9 @@ class HttpService:
     ) -> ServiceError:
         """An error answer as a `ServiceError` with the status and the server's message."""
         status = response.status_code
-        text = (self.advice(status) if self.advice is not None else None) or (
-            f"{method} {_path_of(url)} failed"
-        )
+        advice = self.advice(status) if self.advice is not None else None
+        what = f"{method} {_path_of(url)}"
+        text = f"{what}: {advice}" if advice else f"{what} failed"
         return ServiceError(
             self.service,
             self.redact(text),
