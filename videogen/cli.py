@@ -242,7 +242,7 @@ def new(
 def script(ctx: click.Context, project: str, replace: bool) -> None:
     """Have the LLM write the script (to script.draft.md when script.md already exists)."""
     from videogen.operations import Studio, project_brief
-    from videogen_resources.scriptwriter import write_script
+    from videogen_resources.llm.scriptwriter import write_script
     from videogen_resources.settings import BackendSettings, build_resources
 
     root = _root(ctx)

@@ -153,9 +153,9 @@ class HttpService:
     service: str
     base_url: str = ""
     policy: HttpPolicy = field(default_factory=HttpPolicy)
-    headers: dict[str, str] = field(default_factory=dict)
-    secrets: Callable[[], Iterable[str]] = field(default=lambda: ())
-    advice: Callable[[int], str | None] | None = None
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a key
+    secrets: Callable[[], Iterable[str]] = field(default=lambda: (), repr=False)
+    advice: Callable[[int], str | None] | None = field(default=None, repr=False)
     follow_redirects: bool = False
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
     _pid: int = field(default=0, init=False, repr=False)
