@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -142,6 +143,27 @@ def test_one_client_and_one_connection_serve_many_requests(server: ScriptedServe
     http.close()
     http.request("GET", "/again")  # a closed service makes a new client on the next call
     assert http.client is not client
+    assert server.connections == 2
+    http.close()
+
+
+def test_a_forked_process_makes_its_own_client(server: ScriptedServer) -> None:
+    http = service(server)
+    http.request("GET", "/parent")
+    inherited = http.client
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pooled sockets are not its to use
+        ok = http.client is not inherited and http.request("GET", "/child").status_code == 200
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert http.client is inherited  # the parent's client is untouched
     assert server.connections == 2
     http.close()
 
