@@ -251,7 +251,7 @@ def script(ctx: click.Context, project: str, replace: bool) -> None:
     """Have the LLM write the script (to script.draft.md when script.md already exists)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import Studio, project_brief
-    from videogen_resources.scriptwriter import write_script
+    from videogen_resources.llm.scriptwriter import write_script
     from videogen_resources.settings import BackendSettings, build_resources
 
     root = _root(ctx)

@@ -273,7 +273,7 @@ def build_project_assets(
     ) -> dg.MaterializeResult:
         """The script written by the LLM from the brief (never over a script you edited)."""
         from videogen_assets.context import cast_of
-        from videogen_resources.scriptwriter import write_script
+        from videogen_resources.llm.scriptwriter import write_script
 
         brief = studio.brief(project)
         cast = {n: c.description for n, c in cast_of(db, studio, project).items()}

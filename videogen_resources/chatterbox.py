@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import httpx
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -39,12 +38,13 @@ from videogen_resources import media
 from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
+from videogen_resources.http import RETRY_STATUSES, HttpPolicy, HttpService, server_message
 
 log = logging.getLogger(__name__)
 
 SERVICE = "chatterbox"
 OPENAI_MAX_INPUT_CHARS = 3000  # travisvn/chatterbox-tts-api rejects longer ``input``
-_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+RETRY_STATUSES_TTS = RETRY_STATUSES | {500}  # a TTS server's 500 is mostly a passing CUDA error
 _CLONE_PREFIX = "clone:"
 
 
@@ -192,32 +192,12 @@ def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def server_message(response: httpx.Response) -> str:
-    """The human-readable error a FastAPI-based TTS server put in its response body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, dict):
-        error = detail.get("error", detail)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        if isinstance(detail.get("message"), str):
-            return str(detail["message"])
-    if isinstance(detail, list):  # FastAPI request validation: [{loc, msg, type}, ...]
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(p) for p in item.get("loc", []) if p != "body"]
-                where = ".".join(loc)
-                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg")))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    return json.dumps(body)[:500]
+def _advice(status: int) -> str | None:
+    return {
+        400: "the server rejected the request",
+        404: "not found (is the voice one of list_voices()? is `api` right?)",
+        422: "the server rejected the parameters",
+    }.get(status)
 
 
 class ChatterboxNarrator(NarratorResource):
@@ -258,7 +238,7 @@ class ChatterboxNarrator(NarratorResource):
     timeout_s: float = Field(default=30.0, description="Read timeout of one synthesis request.")
     connect_timeout_s: float = Field(default=5.0, description="Connect timeout.")
     max_retries: int = Field(
-        default=3, description="Retries after 5xx answers and refused/failed connections."
+        default=3, description="Retries after 429/5xx answers, timeouts and failed connections."
     )
     backoff_s: float = Field(default=1.0, description="First retry delay; doubles each retry.")
     max_backoff_s: float = Field(default=15.0, description="Longest single retry delay.")
@@ -270,34 +250,37 @@ class ChatterboxNarrator(NarratorResource):
         default=-1.0, description="True-peak ceiling (dBTP) of the written narration."
     )
 
-    _client: httpx.Client | None = PrivateAttr(default=None)
+    _http: HttpService | None = PrivateAttr(default=None)
 
     # -- lifecycle -----------------------------------------------------------------------------
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = self._make_client()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
 
     def close(self) -> None:
         """Close the HTTP connection pool (it is made again on the next call)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _make_client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base_url.rstrip("/"),
-            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-            headers={"User-Agent": "videogen-studio"},
-        )
+        if self._http is not None:
+            self._http.close()
 
     @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = self._make_client()
-        return self._client
+    def http(self) -> HttpService:
+        """The server's HTTP client, kept for the resource's lifetime."""
+        if self._http is None:
+            self._http = HttpService(
+                SERVICE,
+                base_url=self.base_url,
+                policy=HttpPolicy(
+                    connect_s=self.connect_timeout_s,
+                    read_s=self.timeout_s,
+                    max_retries=self.max_retries,
+                    backoff_s=self.backoff_s,
+                    max_backoff_s=self.max_backoff_s,
+                    retry_statuses=RETRY_STATUSES_TTS,
+                ),
+                headers={"User-Agent": "videogen-studio"},
+                advice=_advice,
+            )
+        return self._http
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -335,9 +318,10 @@ class ChatterboxNarrator(NarratorResource):
         """Ask the server whether it is up and its model loaded (no retries)."""
         path = "/health" if self.api == "openai" else "/api/model-info"
         try:
-            response = self.client.get(path)
-        except httpx.TransportError as exc:
-            return ChatterboxHealth(ok=False, status=f"unreachable: {type(exc).__name__}")
+            response = self.http.request("GET", path, retries=0, check=False)
+        except ServiceError as exc:
+            cause = exc.__cause__ or exc
+            return ChatterboxHealth(ok=False, status=f"unreachable: {type(cause).__name__}")
         if response.status_code != 200:
             return ChatterboxHealth(
                 ok=False, status=f"HTTP {response.status_code}: {server_message(response)}"
@@ -365,7 +349,7 @@ class ChatterboxNarrator(NarratorResource):
     def voices(self) -> list[ChatterboxVoice]:
         """The voices the server offers (voice library, or devnen's predefined voices)."""
         path = "/voices" if self.api == "openai" else "/get_predefined_voices"
-        response = self._request("GET", path)
+        response = self.http.request("GET", path)
         try:
             body = response.json()
         except ValueError as exc:
@@ -412,7 +396,7 @@ class ChatterboxNarrator(NarratorResource):
         else:
             path = "/tts"
             payload = self._devnen_payload(text, voice)
-        response = self._request("POST", path, json=payload)
+        response = self.http.request("POST", path, safe=True, json=payload)
         data = response.content
         if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
             content_type = response.headers.get("content-type", "no content-type")
@@ -451,57 +435,6 @@ class ChatterboxNarrator(NarratorResource):
             chunk_size=self.devnen_chunk_size,
         )
         return payload
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP call, retried on 5xx and failed connections; 4xx fail at once."""
-        attempts = max(0, self.max_retries) + 1
-        last: ServiceError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                log.warning("chatterbox: retrying %s %s in %.2fs (%s)", method, path, delay, last)
-                time.sleep(delay)
-            try:
-                response = self.client.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                last = ServiceError(
-                    SERVICE,
-                    f"{method} {self.base_url.rstrip('/')}{path} failed: "
-                    f"{type(exc).__name__}: {exc}",
-                    retryable=True,
-                )
-                continue
-            if response.status_code < 400:
-                return response
-            message = server_message(response)
-            if response.status_code in _RETRYABLE_STATUS:
-                last = ServiceError(
-                    SERVICE,
-                    f"{method} {path} failed with a server error",
-                    status=response.status_code,
-                    server_message=message,
-                    retryable=True,
-                )
-                continue
-            hint = {
-                400: "the server rejected the request",
-                404: "not found (is the voice one of list_voices()? is `api` right?)",
-                422: "the server rejected the parameters",
-            }.get(response.status_code, "the request failed")
-            raise ServiceError(
-                SERVICE,
-                f"{method} {path}: {hint}",
-                status=response.status_code,
-                server_message=message,
-            )
-        assert last is not None
-        raise ServiceError(
-            SERVICE,
-            f"gave up after {attempts} attempts: {last.message}",
-            status=last.status,
-            server_message=last.server_message,
-            retryable=True,
-        )
 
     # -- the narrator contract -----------------------------------------------------------------
 

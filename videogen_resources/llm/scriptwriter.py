@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 from videogen_domain.project import ProjectBrief
 from videogen_domain.script import parse_script
+from videogen_resources.llm.writing import CastMember, ScriptBrief
+
+if TYPE_CHECKING:
+    from videogen_resources.llm.client import LLMResource
 
 DRAFT_FILE = "script.draft.md"
 
@@ -30,7 +35,7 @@ class ScriptWriteResult:
 
 
 def write_script(
-    llm,  # type: ignore[no-untyped-def]  # videogen_resources.llm.LLMResource
+    llm: LLMResource,
     brief: ProjectBrief,
     project_dir: Path,
     *,
@@ -43,8 +48,6 @@ def write_script(
     creator's and is never overwritten: the new text goes to ``script.draft.md`` beside it,
     unless ``replace`` (an explicit act) — then the old script is kept as ``script.md.bak``.
     """
-    from videogen_resources.llm import CastMember, ScriptBrief
-
     if not llm.is_configured:
         raise InputError(
             "no LLM is configured: set DEEPSEEK_API_KEY (or LLM_BASE_URL for a local server), "
