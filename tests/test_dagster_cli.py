@@ -46,7 +46,8 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 from samples import SMALL_SCRIPT
 
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, file_digest
+from videogen_assets.context import PER_PROJECT, file_digest
+from videogen_assets.sentence_assets import PER_SENTENCE
 
 pytestmark = pytest.mark.slow
 

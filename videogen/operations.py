@@ -336,9 +336,11 @@ def _render(
 ) -> dg.ExecuteInProcessResult | None:
     from videogen import render_control as rc
     from videogen_assets.cancel import stop_requested
-    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+    from videogen_assets.context import PER_PROJECT, key, sentence_order
     from videogen_assets.definitions import build_definitions
     from videogen_assets.partitions import partitions_name
+    from videogen_assets.sentence_assets import PER_SENTENCE, SENTENCE_SPECS
+    from videogen_assets.specs import lineage
     from videogen_assets.status import sentence_statuses
 
     sync(root, name, instance=instance)
@@ -383,12 +385,7 @@ def _render(
 
     # An estimate for the progress display (a kind is redone where it or an input of its
     # chain is not done), made exact for each kind as its turn comes.
-    chains = {
-        "narration": ("narration",),
-        "shot": ("shot",),
-        "keyframe": ("shot", "keyframe"),
-        "clip": PER_SENTENCE,
-    }
+    chains = {kind: lineage(SENTENCE_SPECS, kind) for kind in PER_SENTENCE}
     first = sentence_statuses(instance, graph, name, all_keys) if only_missing_or_stale else {}
     totals: dict[str, int] = {
         kind: sum(
@@ -516,8 +513,9 @@ def outputs_fingerprint(
     code versions and the export's workflow versions."""
     import hashlib
 
-    from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+    from videogen_assets.context import PER_PROJECT, key, sentence_order
     from videogen_assets.records import LatestRecords
+    from videogen_assets.sentence_assets import PER_SENTENCE
 
     h = hashlib.sha256()
     folder = studio.project_dir(name)

@@ -22,8 +22,9 @@ from dagster._core.definitions.data_version import (
     extract_data_version_from_entry,
 )
 
-from videogen_assets.context import PER_SENTENCE, key
+from videogen_assets.context import key
 from videogen_assets.records import LatestRecords
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_domain.models import AssetStatus
 
 
