@@ -478,6 +478,7 @@ SENTENCE_SPECS: tuple[SentenceAssetSpec, ...] = (
         kinds=_narration_kinds,
         code_version=lambda setup: str(setup.resources["narrator"].version()),
         checks=(Check("audible"),),
+        export="audio",
     ),
     SentenceAssetSpec(
         name=SHOT,
@@ -505,6 +506,7 @@ SENTENCE_SPECS: tuple[SentenceAssetSpec, ...] = (
             Check("is_1920x1080"),
             Check(UPSCALE_CHECK, "generated at least half the final size"),
         ),
+        export="images",
     ),
     SentenceAssetSpec(
         name=CLIP,
@@ -519,6 +521,7 @@ SENTENCE_SPECS: tuple[SentenceAssetSpec, ...] = (
         kinds=lambda s: {"mp4", "comfyui" if _engine(s, "clips") == "comfyui" else "ffmpeg"},
         code_version=_clip_version,
         checks=(Check("matches_narration"),),
+        export="videos",
     ),
 )
 """The per-sentence assets of every project (`specs.build_sentence_assets` builds them)."""

@@ -69,12 +69,13 @@ class SentenceAssetSpec:
     description: str
     parents: tuple[Parent, ...]
     output: str  # the file written in the sentence's folder
-    resource: str  # the resource the make function uses (`SentenceStep.maker`)
     make: Callable[["SentenceStep"], None]
+    resource: str | None = None  # the resource the make function uses (`SentenceStep.maker`)
     kinds: Callable[[ProjectSetup], set[str]]
     code_version: Callable[[ProjectSetup], str]
     pool: Callable[[ProjectSetup], str | None] = _no_pool
     checks: tuple[Check, ...] = ()
+    export: str | None = None  # the export package's folder for the file (None: not exported)
 
     def key(self, project: str) -> dg.AssetKey:
         return key(project, self.name)
@@ -95,7 +96,7 @@ class SentenceStep:
     context: dg.AssetExecutionContext
     studio: StudioResource
     db: StudioDatabase
-    maker: Any  # the spec's resource
+    maker: Any  # the spec's resource (None without one)
     results: PartitionResults
     outputs: Mapping[str, str]  # each per-sentence asset's file, by asset name
     links: MediaLinks = field(init=False)
@@ -234,7 +235,7 @@ def _build_one(
         check_specs=[
             dg.AssetCheckSpec(c.name, asset=k, description=c.description) for c in spec.checks
         ],
-        required_resource_keys={"studio", "db", spec.resource},
+        required_resource_keys={"studio", "db", *([spec.resource] if spec.resource else [])},
     )
     @stops_on_cancel
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
@@ -247,7 +248,7 @@ def _build_one(
             context=context,
             studio=context.resources.studio,
             db=db,
-            maker=getattr(context.resources, spec.resource),
+            maker=getattr(context.resources, spec.resource) if spec.resource else None,
             results=PartitionResults(context, parents=parents),
             outputs=outputs,
         )
