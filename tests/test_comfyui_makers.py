@@ -272,20 +272,7 @@ def _keyframe_jobs(
 
 
 def _one_by_one(maker: ComfyUIKeyframes, jobs: list[KeyframeJob]) -> list[ImageResult]:
-    return [
-        maker.make_keyframe(
-            KeyframeJob(
-                shot=j.shot,
-                sentence_text=j.sentence_text,
-                section_title=j.section_title,
-                style=j.style,
-                characters=j.characters,
-                out_path=j.out_path,
-                cancel_check=j.cancel_check,
-            ),
-        )
-        for j in jobs
-    ]
+    return [maker.make_keyframe(j) for j in jobs]
 
 
 def _matches_server_output(server: FakeComfyUI, res: ImageResult) -> bool:
