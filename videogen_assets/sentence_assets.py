@@ -269,7 +269,7 @@ def make_shot(step: SentenceStep) -> None:
 class MakerRecipe:
     """How a per-sentence asset made by a maker resource (keyframe, clip) drives its maker.
 
-    ``job``: the maker's job for one sentence (None when built with the cancel check); ``run``:
+    ``job``: the maker's job for one sentence (given the run's cancel check); ``run``:
     the maker's batch method; ``record``: the metadata and check results of a made file;
     ``kept``: the check results of a file left as it was.
     """

@@ -25,6 +25,7 @@ from videogen_assets.partitions import sentence_partitions
 from videogen_assets.previews import MediaLinks, run_sentence_tags, tag_single_sentence_run
 from videogen_domain.project import ProjectBrief
 from videogen_resources.base import CharacterRef
+from videogen_resources.settings import BackendSettings
 from videogen_resources.studio import StudioResource
 from videogen_store.database import StudioDatabase
 
@@ -54,7 +55,7 @@ class ProjectSetup:
 
     brief: ProjectBrief
     resources: Mapping[str, Any]
-    settings: Any  # videogen_resources.settings.BackendSettings
+    settings: BackendSettings
 
 
 def _no_pool(_: ProjectSetup) -> str | None:
