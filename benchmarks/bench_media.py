@@ -23,6 +23,7 @@ import numpy as np
 
 from videogen_domain.models import CameraMovement, Shot
 from videogen_resources import media
+from videogen_resources.base import ClipJob, KeyframeJob, SpeechJob
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.cards import CardKeyframes
 from videogen_resources.embedded.kenburns import KenBurnsClips
@@ -58,7 +59,7 @@ def bench_piper(work: Path, sentences: int) -> None:
         synth_s += time.perf_counter() - t0
         audio_s += samples.size / rate
         t0 = time.perf_counter()
-        narrator.speak(text=text, out_path=work / f"speak{i}.wav")
+        narrator.speak(SpeechJob(text=text, out_path=work / f"speak{i}.wav"))
         speak_s += time.perf_counter() - t0
     print(f"{sentences} sentences, {audio_s:.1f} s of audio")
     print(f"real-time factor (synthesis only): {synth_s / audio_s:.3f}")
@@ -69,12 +70,14 @@ def make_inputs(work: Path) -> tuple[Path, Path]:
     shot = Shot(image_prompt="x", video_prompt="x", key_phrase="Volcanoes shape the land")
     keyframe = work / "key.png"
     CardKeyframes().make_keyframe(
-        shot=shot,
-        sentence_text="",
-        section_title="Benchmark",
-        style="documentary",
-        characters=[],
-        out_path=keyframe,
+        KeyframeJob(
+            shot=shot,
+            sentence_text="",
+            section_title="Benchmark",
+            style="documentary",
+            characters=[],
+            out_path=keyframe,
+        ),
     )
     sr = 22_050
     t = np.arange(5 * sr) / sr
@@ -99,10 +102,12 @@ def bench_kenburns(work: Path, keyframe: Path, narration: Path, repeats: int = 2
                 )
                 t0 = time.perf_counter()
                 maker.make_clip(
-                    shot=shot,
-                    keyframe=keyframe,
-                    narration=narration,
-                    out_path=work / f"kb_{preset}_{movement}_{r}.mp4",
+                    ClipJob(
+                        shot=shot,
+                        keyframe=keyframe,
+                        narration=narration,
+                        out_path=work / f"kb_{preset}_{movement}_{r}.mp4",
+                    ),
                 )
                 times.append(time.perf_counter() - t0)
             print(f"{preset:9s} {movement:9s}: {min(times):.2f} s per clip (best of {repeats})")
@@ -121,7 +126,7 @@ def make_clip_pool(work: Path, keyframe: Path, count: int) -> tuple[list[Path], 
         )
         shot = Shot(image_prompt="x", video_prompt="x", camera_movement=moves[i])
         res = maker.make_clip(
-            shot=shot, keyframe=keyframe, narration=narr, out_path=work / f"pool{i}.mp4"
+            ClipJob(shot=shot, keyframe=keyframe, narration=narr, out_path=work / f"pool{i}.mp4")
         )
         clips.append(res.path)
         narrs.append(narr)

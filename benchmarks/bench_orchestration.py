@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,19 +37,20 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.servers (the ComfyUI test server)
 
 from videogen.operations import QUIET, _contiguous_ranges, create_project, sync  # noqa: E402
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key  # noqa: E402
+from videogen_assets.context import PER_PROJECT, key  # noqa: E402
 from videogen_assets.definitions import build_definitions  # noqa: E402
 from videogen_assets.partitions import partitions_name  # noqa: E402
+from videogen_assets.sentence_assets import PER_SENTENCE  # noqa: E402
 from videogen_assets.status import sentence_statuses  # noqa: E402
-from videogen_domain.models import Shot  # noqa: E402
 from videogen_resources.base import (  # noqa: E402
-    CharacterRef,
+    ClipJob,
     ClipMakerResource,
     ClipResult,
     ImageResult,
+    KeyframeJob,
     KeyframeMakerResource,
     NarratorResource,
-    ProgressFn,
+    SpeechJob,
     SpeechResult,
 )
 from videogen_resources.settings import BackendSettings  # noqa: E402
@@ -131,22 +131,15 @@ class InstantNarrator(NarratorResource):
 
     source: str
 
-    def speak(
-        self,
-        *,
-        text: str,
-        out_path: Path,
-        voice: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> SpeechResult:
-        _copy(self.source, out_path)
+    def speak(self, job: SpeechJob) -> SpeechResult:
+        _copy(self.source, job.out_path)
         n = int(RATE * SECONDS)
         return SpeechResult(
-            path=out_path,
+            path=job.out_path,
             duration_ms=int(SECONDS * 1000),
             sample_rate=RATE,
             num_samples=n,
-            voice=voice or "bench",
+            voice=job.voice or "bench",
             engine="bench",
         )
 
@@ -159,20 +152,11 @@ class InstantKeyframes(KeyframeMakerResource):
 
     source: str
 
-    def make_keyframe(
-        self,
-        *,
-        shot: Shot,
-        sentence_text: str,
-        section_title: str,
-        style: str,
-        characters: Sequence[CharacterRef],
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ImageResult:
-        _copy(self.source, out_path)
-        return ImageResult(path=out_path, width=1920, height=1080, seed=shot.seed, engine="bench")
+    def make_keyframe(self, job: KeyframeJob) -> ImageResult:
+        _copy(self.source, job.out_path)
+        return ImageResult(
+            path=job.out_path, width=1920, height=1080, seed=job.shot.seed, engine="bench"
+        )
 
     def version(self, workflow: str | None = None) -> str:
         return "bench-1"
@@ -183,19 +167,10 @@ class InstantClips(ClipMakerResource):
 
     source: str
 
-    def make_clip(
-        self,
-        *,
-        shot: Shot,
-        keyframe: Path,
-        narration: Path,
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ClipResult:
-        _copy(self.source, out_path)
+    def make_clip(self, job: ClipJob) -> ClipResult:
+        _copy(self.source, job.out_path)
         return ClipResult(
-            path=out_path, duration_s=SECONDS, num_frames=FRAMES, fps=FPS, engine="bench"
+            path=job.out_path, duration_s=SECONDS, num_frames=FRAMES, fps=FPS, engine="bench"
         )
 
     def version(self, workflow: str | None = None) -> str:

@@ -20,6 +20,7 @@ import dagster as dg
 
 from videogen.operations import sync
 from videogen_assets.context import key
+from videogen_resources.base import ClipJob, ClipResult
 from videogen_resources.embedded.kenburns import KenBurnsClips
 
 Requests = dict[str, set[str | None]]
@@ -33,7 +34,7 @@ class SlowClips(KenBurnsClips):
     delay_s: float = 3.0
     gate: str = ""
 
-    def make_clip(self, **kwargs: Any) -> Any:
+    def make_clip(self, job: ClipJob) -> ClipResult:
         if self.gate:
             deadline = time.monotonic() + 300
             while not Path(self.gate).exists():
@@ -42,7 +43,7 @@ class SlowClips(KenBurnsClips):
                 time.sleep(0.05)
         else:
             time.sleep(self.delay_s)
-        return super().make_clip(**kwargs)
+        return super().make_clip(job)
 
 
 @dataclass

@@ -45,6 +45,7 @@ from videogen_assets.partitions import partitions_name
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_domain.script import MAX_SCRIPT_BYTES, read_script
+from videogen_resources.base import SpeechJob
 from videogen_resources.chatterbox import ChatterboxNarrator, decode_wav
 from videogen_resources.comfyui import ComfyUIResource, sanitize_filename
 from videogen_resources.errors import ServiceError
@@ -318,7 +319,7 @@ def test_tts_response(case: dict[str, Any], tmp_path: Path) -> None:
         server.queue(case["fault"])
         tts = ChatterboxNarrator(base_url=server.url, api="openai", backoff_s=0.01, max_retries=0)
         with pytest.raises(ServiceError) as info:
-            tts.speak(text="Magma rises slowly.", out_path=out)
+            tts.speak(SpeechJob(text="Magma rises slowly.", out_path=out))
     check_error(info.value, case)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []

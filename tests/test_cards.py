@@ -17,7 +17,7 @@ from PIL import Image
 
 from videogen_domain.models import Shot
 from videogen_domain.styles import list_styles, load_style
-from videogen_resources.base import CharacterRef
+from videogen_resources.base import CharacterRef, KeyframeJob
 from videogen_resources.embedded import cards
 from videogen_resources.embedded.cards import CardKeyframes, FontStack, fit_text, thumbnail_markdown
 
@@ -46,7 +46,7 @@ def render(maker: CardKeyframes, out: Path, **kw: object) -> Image.Image:
         "out_path": out,
     }
     args.update(kw)
-    res = maker.make_keyframe(**args)  # type: ignore[arg-type]
+    res = maker.make_keyframe(KeyframeJob(**args))  # type: ignore[arg-type]
     assert res.path == out and (res.width, res.height) == (1920, 1080)
     img = Image.open(out)
     assert img.format == "PNG" and img.size == (1920, 1080)
@@ -128,13 +128,15 @@ def test_characters_no_font_draws_warn_once_naming_the_sentence(tmp_path: Path) 
     sentence = "The volcano 火山 erupts 🌋 again 🌋."
     maker = CardKeyframes(system_fonts=False)  # Pillow's bundled font: no CJK, no emoji
     res = maker.make_keyframe(
-        shot=shot(),
-        sentence_text=sentence,
-        section_title="Fire below",
-        style="documentary",
-        characters=[],
-        out_path=tmp_path / "k.png",
-        progress=said.append,
+        KeyframeJob(
+            shot=shot(),
+            sentence_text=sentence,
+            section_title="Fire below",
+            style="documentary",
+            characters=[],
+            out_path=tmp_path / "k.png",
+            progress=said.append,
+        ),
     )
     warnings = [m for m in said if m.startswith("warning:")]
     assert len(warnings) == 1, said
@@ -143,13 +145,15 @@ def test_characters_no_font_draws_warn_once_naming_the_sentence(tmp_path: Path) 
     assert res.extra["missing_glyphs"] == "火山🌋"
     said.clear()
     plain = maker.make_keyframe(
-        shot=shot(),
-        sentence_text="Lava flows.",
-        section_title="Fire below",
-        style="documentary",
-        characters=[],
-        out_path=tmp_path / "p.png",
-        progress=said.append,
+        KeyframeJob(
+            shot=shot(),
+            sentence_text="Lava flows.",
+            section_title="Fire below",
+            style="documentary",
+            characters=[],
+            out_path=tmp_path / "p.png",
+            progress=said.append,
+        ),
     )
     assert not [m for m in said if m.startswith("warning:")] and "missing_glyphs" not in plain.extra
 

@@ -51,7 +51,7 @@ from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project
 from videogen_assets.concurrency import configure_pools
-from videogen_assets.context import PER_SENTENCE, file_digest, key
+from videogen_assets.context import file_digest, key
 from videogen_assets.dagster_internals import (
     extract_data_provenance_from_entry,
     extract_data_version_from_entry,
@@ -59,6 +59,7 @@ from videogen_assets.dagster_internals import (
 from videogen_assets.definitions import build_definitions
 from videogen_assets.executors import DEFAULT_CELERY_URL, ExecutorSettings, build_executor
 from videogen_assets.partitions import partitions_name
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_resources.settings import BackendSettings
 
 PROJECT = "volcanoes"

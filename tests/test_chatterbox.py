@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from videogen_resources import media
+from videogen_resources.base import SpeechJob
 from videogen_resources.chatterbox import (
     ChatterboxNarrator,
     decode_wav,
@@ -94,7 +95,7 @@ def test_openai_flavour_sends_the_documented_json(openai_server, tmp_path):
         openai_server, voice="narrator", exaggeration=0.7, cfg_weight=0.4, temperature=0.9
     )
     out = tmp_path / "n.wav"
-    result = tts.speak(text=SENTENCE, out_path=out)
+    result = tts.speak(SpeechJob(text=SENTENCE, out_path=out))
 
     (req,) = openai_server.requests
     assert (req.method, req.path) == ("POST", "/v1/audio/speech")
@@ -114,14 +115,14 @@ def test_openai_flavour_sends_the_documented_json(openai_server, tmp_path):
 
 
 def test_openai_flavour_without_voice_lets_the_server_choose(openai_server, tmp_path):
-    result = narrator(openai_server).speak(text=SENTENCE, out_path=tmp_path / "n.wav")
+    result = narrator(openai_server).speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav"))
     assert "voice" not in openai_server.requests[0].json
     assert result.voice == "default"
 
 
 def test_speak_voice_argument_overrides_the_configured_voice(openai_server, tmp_path):
     narrator(openai_server, voice="narrator").speak(
-        text=SENTENCE, out_path=tmp_path / "n.wav", voice="ada"
+        SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav", voice="ada")
     )
     assert openai_server.requests[0].json["voice"] == "ada"
 
@@ -136,7 +137,7 @@ def test_devnen_flavour_uses_native_tts_with_every_expressive_parameter(devnen_s
         seed=42,
         speed_factor=1.0,
     )
-    result = tts.speak(text=SENTENCE, out_path=tmp_path / "n.wav")
+    result = tts.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav"))
 
     (req,) = devnen_server.requests
     assert (req.method, req.path) == ("POST", "/tts")
@@ -159,7 +160,7 @@ def test_devnen_flavour_uses_native_tts_with_every_expressive_parameter(devnen_s
 
 def test_devnen_clone_voice(devnen_server, tmp_path):
     narrator(devnen_server, voice="clone:my_voice.wav").speak(
-        text=SENTENCE, out_path=tmp_path / "n.wav"
+        SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav")
     )
     body = devnen_server.requests[0].json
     assert body["voice_mode"] == "clone"
@@ -169,7 +170,7 @@ def test_devnen_clone_voice(devnen_server, tmp_path):
 
 def test_devnen_without_a_voice_is_refused_before_any_request(devnen_server, tmp_path):
     with pytest.raises(ServiceError, match="needs a voice"):
-        narrator(devnen_server).speak(text=SENTENCE, out_path=tmp_path / "n.wav")
+        narrator(devnen_server).speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav"))
     assert devnen_server.requests == []
 
 
@@ -181,7 +182,7 @@ def test_long_text_is_split_under_the_3000_char_limit_and_joined(openai_server, 
     text = " ".join(sentences)
     assert len(text) > 4000
     tts = narrator(openai_server, chunk_gap_ms=100)
-    result = tts.speak(text=text, out_path=tmp_path / "long.wav")
+    result = tts.speak(SpeechJob(text=text, out_path=tmp_path / "long.wav"))
 
     inputs = [r.json["input"] for r in openai_server.requests]
     assert len(inputs) == 2
@@ -196,7 +197,7 @@ def test_long_text_is_split_under_the_3000_char_limit_and_joined(openai_server, 
 def test_max_chars_per_request_splits_at_sentences(devnen_server, tmp_path):
     text = "First short sentence here. Second one follows it. Third closes the thought."
     narrator(devnen_server, voice="Emily.wav", max_chars_per_request=30).speak(
-        text=text, out_path=tmp_path / "n.wav"
+        SpeechJob(text=text, out_path=tmp_path / "n.wav")
     )
     assert [r.json["text"] for r in devnen_server.requests] == [
         "First short sentence here.",
@@ -234,7 +235,7 @@ def test_split_text_never_exceeds_the_limit_and_loses_no_words():
 def test_5xx_is_retried_until_it_succeeds(openai_server, tmp_path):
     openai_server.queue("500", "503")
     result = narrator(openai_server, max_retries=3).speak(
-        text=SENTENCE, out_path=tmp_path / "a.wav"
+        SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav")
     )
     assert len(openai_server.requests) == 3
     assert result.duration_ms > 0
@@ -244,7 +245,7 @@ def test_5xx_gives_up_after_max_retries_with_the_server_message(openai_server, t
     openai_server.queue("500", "500", "500", "500")
     out = tmp_path / "a.wav"
     with pytest.raises(ServiceError) as info:
-        narrator(openai_server, max_retries=2).speak(text=SENTENCE, out_path=out)
+        narrator(openai_server, max_retries=2).speak(SpeechJob(text=SENTENCE, out_path=out))
     err = info.value
     assert (err.service, err.status, err.retryable) == ("chatterbox", 500, True)
     assert err.server_message == "CUDA out of memory while generating audio"
@@ -257,7 +258,7 @@ def test_random_5xx_rate_is_absorbed_by_retries(devnen_server, tmp_path):
     devnen_server.error_rate = 0.3
     tts = narrator(devnen_server, voice="Gabriel.wav", max_retries=5)
     for i in range(8):
-        tts.speak(text=f"Line {i}. {SENTENCE}", out_path=tmp_path / f"{i}.wav")
+        tts.speak(SpeechJob(text=f"Line {i}. {SENTENCE}", out_path=tmp_path / f"{i}.wav"))
     assert len(devnen_server.requests) > 8  # some were answered 500 and retried
 
 
@@ -265,7 +266,7 @@ def test_refused_connections_are_retried_with_backoff(openai_server, tmp_path):
     openai_server.refuse_connections(0.4)
     tts = narrator(openai_server, backoff_s=0.1, max_retries=5)
     started = time.monotonic()
-    result = tts.speak(text=SENTENCE, out_path=tmp_path / "a.wav")
+    result = tts.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav"))
     assert time.monotonic() - started >= 0.3
     assert result.duration_ms > 0
 
@@ -275,7 +276,7 @@ def test_an_unreachable_server_fails_as_retryable_after_retries(tmp_path):
         base_url=f"http://127.0.0.1:{free_port()}", backoff_s=0.01, max_retries=2
     )
     with pytest.raises(ServiceError) as info:
-        tts.speak(text=SENTENCE, out_path=tmp_path / "a.wav")
+        tts.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav"))
     assert info.value.retryable
     assert "ConnectError" in str(info.value)
 
@@ -283,7 +284,7 @@ def test_an_unreachable_server_fails_as_retryable_after_retries(tmp_path):
 def test_400_fails_at_once_with_the_server_message(openai_server, tmp_path):
     openai_server.queue("400")
     with pytest.raises(ServiceError) as info:
-        narrator(openai_server).speak(text=SENTENCE, out_path=tmp_path / "a.wav")
+        narrator(openai_server).speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav"))
     assert info.value.status == 400
     assert info.value.server_message == "Input text too long. Maximum 3000 characters allowed."
     assert not info.value.retryable
@@ -292,7 +293,9 @@ def test_400_fails_at_once_with_the_server_message(openai_server, tmp_path):
 
 def test_422_validation_error_names_the_field(openai_server, tmp_path):
     with pytest.raises(ServiceError) as info:
-        narrator(openai_server, exaggeration=3.0).speak(text=SENTENCE, out_path=tmp_path / "a.wav")
+        narrator(openai_server, exaggeration=3.0).speak(
+            SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav")
+        )
     assert info.value.status == 422
     assert info.value.server_message is not None
     assert info.value.server_message.startswith("exaggeration: Input should be between")
@@ -301,7 +304,9 @@ def test_422_validation_error_names_the_field(openai_server, tmp_path):
 
 def test_devnen_unknown_voice_is_a_404_with_the_server_message(devnen_server, tmp_path):
     with pytest.raises(ServiceError) as info:
-        narrator(devnen_server, voice="Nobody.wav").speak(text=SENTENCE, out_path=tmp_path / "a")
+        narrator(devnen_server, voice="Nobody.wav").speak(
+            SpeechJob(text=SENTENCE, out_path=tmp_path / "a")
+        )
     assert info.value.status == 404
     assert info.value.server_message == "Predefined voice file 'Nobody.wav' not found."
     assert "list_voices" in str(info.value)
@@ -312,7 +317,7 @@ def test_a_non_audio_answer_is_an_error_naming_what_came_back(openai_server, tmp
     openai_server.queue("non_audio")
     out = tmp_path / "a.wav"
     with pytest.raises(ServiceError) as info:
-        narrator(openai_server).speak(text=SENTENCE, out_path=out)
+        narrator(openai_server).speak(SpeechJob(text=SENTENCE, out_path=out))
     assert "text/html" in str(info.value)
     assert "502 Bad Gateway" in str(info.value)
     assert len(openai_server.requests) == 1
@@ -322,13 +327,13 @@ def test_a_non_audio_answer_is_an_error_naming_what_came_back(openai_server, tmp
 def test_a_slow_server_times_out_and_is_retried(openai_server, tmp_path):
     openai_server.queue(Fault("slow", delay_s=0.6))
     tts = narrator(openai_server, timeout_s=0.25, max_retries=1)
-    result = tts.speak(text=SENTENCE, out_path=tmp_path / "a.wav")
+    result = tts.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "a.wav"))
     assert result.duration_ms > 0
     assert len(openai_server.requests) == 2
 
     openai_server.queue(Fault("slow", delay_s=0.6), Fault("slow", delay_s=0.6))
     with pytest.raises(ServiceError, match="ReadTimeout"):
-        tts.speak(text=SENTENCE, out_path=tmp_path / "b.wav")
+        tts.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "b.wav"))
 
 
 def test_a_failure_leaves_an_existing_narration_untouched(openai_server, tmp_path):
@@ -336,7 +341,7 @@ def test_a_failure_leaves_an_existing_narration_untouched(openai_server, tmp_pat
     out.write_bytes(b"previous narration")
     openai_server.queue("400")
     with pytest.raises(ServiceError):
-        narrator(openai_server).speak(text=SENTENCE, out_path=out)
+        narrator(openai_server).speak(SpeechJob(text=SENTENCE, out_path=out))
     assert out.read_bytes() == b"previous narration"
     assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]
 
@@ -346,14 +351,16 @@ def test_a_failure_leaves_an_existing_narration_untouched(openai_server, tmp_pat
 
 def test_narration_is_loudness_normalized_to_the_target(openai_server, tmp_path):
     out = tmp_path / "a.wav"
-    result = narrator(openai_server, loudness_target_lufs=-20.0).speak(text=SENTENCE, out_path=out)
+    result = narrator(openai_server, loudness_target_lufs=-20.0).speak(
+        SpeechJob(text=SENTENCE, out_path=out)
+    )
     samples, rate = decode_wav(out.read_bytes())
     assert media.loudness_lufs(samples, rate) == pytest.approx(-20.0, abs=0.5)
     assert result.loudness_lufs == pytest.approx(-20.0, abs=0.5)
 
     # Normalization off: the server's own loudness is kept, and reported as measured.
     raw = narrator(openai_server, loudness_target_lufs=None).speak(
-        text=SENTENCE, out_path=tmp_path / "raw.wav"
+        SpeechJob(text=SENTENCE, out_path=tmp_path / "raw.wav")
     )
     served = media.loudness_lufs(*decode_wav(speech_like_wav(SENTENCE)))
     assert served < -17.0
@@ -369,7 +376,7 @@ def test_true_peak_is_held_under_minus_one_dbtp_between_the_samples(
     openai_server.peaky = True  # bursts whose true peak is 3 dB over their highest sample
     out = tmp_path / "peaky.wav"
     result = narrator(openai_server, loudness_target_lufs=target).speak(
-        text=SENTENCE * 2, out_path=out
+        SpeechJob(text=SENTENCE * 2, out_path=out)
     )
     samples, rate = decode_wav(out.read_bytes())
     measured = media.true_peak(samples, rate)
@@ -396,7 +403,7 @@ def test_a_piece_at_another_rate_is_resampled_with_a_polyphase_filter(devnen_ser
         loudness_target_lufs=None,
         chunk_gap_ms=0,
     )
-    result = tts.speak(text=f"{first} {second}", out_path=tmp_path / "mixed.wav")
+    result = tts.speak(SpeechJob(text=f"{first} {second}", out_path=tmp_path / "mixed.wav"))
     samples, rate = decode_wav(result.path.read_bytes())
     assert rate == result.sample_rate == SAMPLE_RATE
     one = decode_wav(speech_like_wav(first))[0].size
@@ -532,7 +539,7 @@ def test_works_as_a_dagster_resource(openai_server, tmp_path):
 
     @dg.asset
     def narration(tts: ChatterboxNarrator) -> dg.MaterializeResult:
-        result = tts.speak(text=SENTENCE, out_path=out)
+        result = tts.speak(SpeechJob(text=SENTENCE, out_path=out))
         return dg.MaterializeResult(metadata={"duration_ms": result.duration_ms})
 
     res = dg.materialize([narration], resources={"tts": narrator(openai_server)})

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from videogen_domain.models import Shot
-from videogen_resources.base import CharacterRef
+from videogen_resources.base import CharacterRef, ClipJob, KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource, OutputFile
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
 
@@ -51,7 +51,14 @@ def _maker(server: FakeComfyUI, **kw: object) -> ComfyUIKeyframes:
 def _keyframe(maker: ComfyUIKeyframes, out: Path, ref: Path) -> dict[str, object]:
     ada = CharacterRef(name="Ada", reference_image=ref)
     res = maker.make_keyframe(
-        shot=SHOT, sentence_text="x", section_title="x", style="", characters=[ada], out_path=out
+        KeyframeJob(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[ada],
+            out_path=out,
+        )
     )
     return res.extra
 
@@ -148,7 +155,7 @@ def test_a_clips_keyframe_upload_and_output_are_deleted_once_made(
     )
     maker = ComfyUIClips(comfyui=comfy, workflow="wan-2.2-v1", gen_width=320, gen_height=192)
     out = tmp_path / "studio" / "volcanoes.s0001" / "clip.mp4"
-    res = maker.make_clip(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out)
+    res = maker.make_clip(ClipJob(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out))
     assert out.is_file() and res.num_frames == 15
     assert len(server.requests_to("POST", "/upload/image")) == 1
     assert _files(server.root / "input") == []

@@ -90,13 +90,15 @@ def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: P
     lines: list[str] = []
     out = tmp_path / "kf" / "s0001.png"
     res = maker.make_keyframe(
-        shot=SHOT,
-        sentence_text="Volcanoes erupt.",
-        section_title="Intro",
-        style="documentary photo",
-        characters=[ada(tmp_path)],
-        out_path=out,
-        progress=lines.append,
+        KeyframeJob(
+            shot=SHOT,
+            sentence_text="Volcanoes erupt.",
+            section_title="Intro",
+            style="documentary photo",
+            characters=[ada(tmp_path)],
+            out_path=out,
+            progress=lines.append,
+        ),
     )
     with Image.open(out) as im:
         assert im.size == (1920, 1080) and im.format == "PNG"
@@ -131,12 +133,14 @@ def test_keyframe_without_characters_bypasses_optional_nodes(
 ) -> None:
     maker = ComfyUIKeyframes(comfyui=comfy(server.url))
     maker.make_keyframe(
-        shot=SHOT,
-        sentence_text="x",
-        section_title="x",
-        style="",
-        characters=[],
-        out_path=tmp_path / "k.png",
+        KeyframeJob(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[],
+            out_path=tmp_path / "k.png",
+        ),
     )
     sent = server.prompts_received()[-1]["prompt"]
     assert {"4", "5", "10", "14"}.isdisjoint(sent)
@@ -149,24 +153,28 @@ def test_flux2_needs_a_newer_server(
     old = ComfyUIKeyframes(comfyui=comfy(server.url), workflow="flux-2-v1")
     with pytest.raises(ServiceError) as err:
         old.make_keyframe(
-            shot=SHOT,
-            sentence_text="x",
-            section_title="x",
-            style="",
-            characters=[],
-            out_path=tmp_path / "k.png",
+            KeyframeJob(
+                shot=SHOT,
+                sentence_text="x",
+                section_title="x",
+                style="",
+                characters=[],
+                out_path=tmp_path / "k.png",
+            ),
         )
     msg = str(err.value)
     assert "EmptyFlux2LatentImage, Flux2Scheduler" in msg and "ComfyUI >= 0.3.72" in msg
     assert "0.3.64" in msg and not server.requests_to("POST", "/prompt")
     new = ComfyUIKeyframes(comfyui=comfy(newer_server.url), workflow="flux-2-v1")
     res = new.make_keyframe(
-        shot=SHOT,
-        sentence_text="x",
-        section_title="x",
-        style="",
-        characters=[ada(tmp_path)],
-        out_path=tmp_path / "k.png",
+        KeyframeJob(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[ada(tmp_path)],
+            out_path=tmp_path / "k.png",
+        ),
     )
     sent = newer_server.prompts_received()[-1]["prompt"]
     assert sent["21"]["inputs"]["noise_seed"] == 1234 and "7" in sent and "13" in sent
@@ -178,12 +186,14 @@ def test_object_info_is_cached_per_server(server: FakeComfyUI, tmp_path: Path) -
     maker = ComfyUIKeyframes(comfyui=comfy(server.url))
     for i in range(2):
         maker.make_keyframe(
-            shot=SHOT,
-            sentence_text="x",
-            section_title="x",
-            style="",
-            characters=[],
-            out_path=tmp_path / f"k{i}.png",
+            KeyframeJob(
+                shot=SHOT,
+                sentence_text="x",
+                section_title="x",
+                style="",
+                characters=[],
+                out_path=tmp_path / f"k{i}.png",
+            ),
         )
     assert len(server.requests_to("GET", "/object_info")) == 1
 
@@ -201,7 +211,7 @@ def test_clip_frames_from_narration(
         comfyui=comfy(server.url), workflow=workflow, gen_width=320, gen_height=192
     )
     out = tmp_path / "clips" / "s0001.mp4"
-    res = maker.make_clip(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out)
+    res = maker.make_clip(ClipJob(shot=SHOT, keyframe=keyframe, narration=narration, out_path=out))
     sent = server.prompts_received()[-1]["prompt"]
     wf = load_workflow(workflow)
     need = math.ceil(1.3 * fps)
@@ -231,11 +241,13 @@ def test_ltx2_clip_on_newer_server(newer_server: FakeComfyUI, tmp_path: Path) ->
         comfyui=comfy(newer_server.url), workflow="ltx-2-v1", gen_width=320, gen_height=192
     )
     res = maker.make_clip(
-        shot=SHOT,
-        keyframe=keyframe,
-        narration=write_wav(tmp_path / "n.wav", 0.9),
-        out_path=tmp_path / "c.mp4",
-        workflow="ltx-2-v1",
+        ClipJob(
+            shot=SHOT,
+            keyframe=keyframe,
+            narration=write_wav(tmp_path / "n.wav", 0.9),
+            out_path=tmp_path / "c.mp4",
+            workflow="ltx-2-v1",
+        ),
     )
     sent = newer_server.prompts_received()[-1]["prompt"]
     assert sent["9"]["inputs"]["length"] == sent["11"]["inputs"]["frames_number"] == 25
@@ -260,18 +272,7 @@ def _keyframe_jobs(
 
 
 def _one_by_one(maker: ComfyUIKeyframes, jobs: list[KeyframeJob]) -> list[ImageResult]:
-    return [
-        maker.make_keyframe(
-            shot=j.shot,
-            sentence_text=j.sentence_text,
-            section_title=j.section_title,
-            style=j.style,
-            characters=j.characters,
-            out_path=j.out_path,
-            cancel_check=j.cancel_check,
-        )
-        for j in jobs
-    ]
+    return [maker.make_keyframe(j) for j in jobs]
 
 
 def _matches_server_output(server: FakeComfyUI, res: ImageResult) -> bool:
@@ -388,10 +389,12 @@ def test_batched_clips_match_one_by_one(server: FakeComfyUI, tmp_path: Path) -> 
     batched = list(maker.make_clips(jobs))
     single = [
         maker.make_clip(
-            shot=j.shot,
-            keyframe=j.keyframe,
-            narration=j.narration,
-            out_path=tmp_path / "single" / "batch" / j.out_path.name,
+            ClipJob(
+                shot=j.shot,
+                keyframe=j.keyframe,
+                narration=j.narration,
+                out_path=tmp_path / "single" / "batch" / j.out_path.name,
+            ),
         )
         for j in jobs
     ]  # the same project folder ("batch"): the same output prefix

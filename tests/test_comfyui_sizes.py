@@ -20,6 +20,7 @@ from PIL import Image
 
 from videogen.operations import create_project, render
 from videogen_domain.models import Shot
+from videogen_resources.base import KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes, generated_size
 from videogen_resources.settings import BackendSettings
@@ -82,7 +83,9 @@ def test_capped_request_reaches_the_server_with_its_aspect(
     )
     out = tmp_path / "k.png"
     res = maker.make_keyframe(
-        shot=SHOT, sentence_text="x", section_title="x", style="", characters=[], out_path=out
+        KeyframeJob(
+            shot=SHOT, sentence_text="x", section_title="x", style="", characters=[], out_path=out
+        )
     )
     sent = server.prompts_received()[-1]["prompt"]["15"]["inputs"]
     assert (sent["width"], sent["height"]) == (1024, 576)
@@ -108,7 +111,9 @@ def test_generated_size_is_recorded(
     )
     out = tmp_path / "k.png"
     res = maker.make_keyframe(
-        shot=SHOT, sentence_text="x", section_title="x", style="", characters=[], out_path=out
+        KeyframeJob(
+            shot=SHOT, sentence_text="x", section_title="x", style="", characters=[], out_path=out
+        )
     )
     with Image.open(out) as im:
         assert im.size == (1920, 1080)

@@ -60,13 +60,14 @@ from helpers_crash import (
 )
 
 from videogen.operations import QUIET, sync
-from videogen_assets.context import PER_SENTENCE, file_digest, key
+from videogen_assets.context import file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.dagster_internals import (
     IN_PROGRESS_RUN_STATUSES,
     extract_data_version_from_entry,
 )
 from videogen_assets.definitions import build_definitions
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_resources.media import probe, wav_num_samples
 from videogen_resources.settings import BackendSettings
 

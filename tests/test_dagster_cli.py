@@ -44,8 +44,9 @@ import pytest
 from browser import artifact_path
 from samples import SMALL_SCRIPT
 
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, file_digest
+from videogen_assets.context import PER_PROJECT, file_digest
 from videogen_assets.dagster_internals import DATA_VERSION_TAG, InstigatorStatus, InstigatorType
+from videogen_assets.sentence_assets import PER_SENTENCE
 
 pytestmark = pytest.mark.slow
 

@@ -42,6 +42,7 @@ from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot
 from videogen_assets.definitions import build_definitions
 from videogen_domain.models import Shot
+from videogen_resources.base import KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes
 from videogen_resources.errors import ServiceError
@@ -351,14 +352,16 @@ def _slow_keyframe(
         workflow=IMAGE_WF,
     )
     maker.make_keyframe(
-        shot=SHOT,
-        sentence_text="x",
-        section_title="x",
-        style="",
-        characters=[],
-        out_path=out,
-        progress=lines.append,
-        cancel_check=cancel,
+        KeyframeJob(
+            shot=SHOT,
+            sentence_text="x",
+            section_title="x",
+            style="",
+            characters=[],
+            out_path=out,
+            progress=lines.append,
+            cancel_check=cancel,
+        ),
     )
 
 

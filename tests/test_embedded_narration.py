@@ -19,6 +19,7 @@ import pytest
 from samples import SMALL_SCRIPT
 
 from videogen_resources import media
+from videogen_resources.base import SpeechJob
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.espeak import EspeakNarrator, list_voices
 from videogen_resources.embedded.piper import PiperNarrator
@@ -35,7 +36,9 @@ def _wav_facts(path: Path) -> tuple[int, int, int, int]:
 def test_piper_speaks_a_sentence(tmp_path: Path) -> None:
     lines: list[str] = []
     narrator = PiperNarrator()
-    res = narrator.speak(text=SENTENCE, out_path=tmp_path / "n.wav", progress=lines.append)
+    res = narrator.speak(
+        SpeechJob(text=SENTENCE, out_path=tmp_path / "n.wav", progress=lines.append)
+    )
     assert res.engine == "piper" and res.voice == "joe"
     channels, width, rate, frames = _wav_facts(res.path)
     assert (channels, width, rate) == (1, 2, 22_050)
@@ -54,7 +57,7 @@ def test_piper_speaks_a_sentence(tmp_path: Path) -> None:
 
     # The voice is cached: a second sentence does not load it again.
     loaded = dict(piper_mod._VOICES)
-    narrator.speak(text="Second sentence.", out_path=tmp_path / "m.wav")
+    narrator.speak(SpeechJob(text="Second sentence.", out_path=tmp_path / "m.wav"))
     assert piper_mod._VOICES == loaded and len(loaded) == 1
 
 
@@ -67,21 +70,23 @@ def test_piper_version_is_stable_and_tracks_settings() -> None:
 
 
 def test_other_voices_use_espeak(tmp_path: Path) -> None:
-    res = PiperNarrator().speak(text="Bonjour à tous.", voice="fr", out_path=tmp_path / "f.wav")
+    res = PiperNarrator().speak(
+        SpeechJob(text="Bonjour à tous.", voice="fr", out_path=tmp_path / "f.wav")
+    )
     assert res.engine == "espeak-ng" and res.voice == "fr"
     assert not media.audio_levels(*media.read_wav(res.path)).silent
 
 
 def test_espeak_narrator(tmp_path: Path) -> None:
     narrator = EspeakNarrator(voice="en-us")
-    res = narrator.speak(text=SENTENCE, out_path=tmp_path / "e.wav")
+    res = narrator.speak(SpeechJob(text=SENTENCE, out_path=tmp_path / "e.wav"))
     channels, width, rate, frames = _wav_facts(res.path)
     assert (channels, width) == (1, 2) and rate == res.sample_rate
     assert res.num_samples == frames and res.duration_ms == round(frames * 1000 / rate)
     samples, sr = media.read_wav(res.path)
     assert not media.audio_levels(samples, sr).silent
     assert media.loudness(samples, sr)[0] == pytest.approx(-16.0, abs=1.5)
-    variant = narrator.speak(text="Hello", voice="en-us+f3", out_path=tmp_path / "v.wav")
+    variant = narrator.speak(SpeechJob(text="Hello", voice="en-us+f3", out_path=tmp_path / "v.wav"))
     assert variant.num_samples > 0
     assert EspeakNarrator(rate_wpm=200).version() != narrator.version()
 
@@ -91,29 +96,34 @@ def test_espeak_voices_and_errors(tmp_path: Path) -> None:
     assert len(voices) > 50
     assert any(v.language.startswith("en") for v in voices)
     with pytest.raises(ServiceError) as err:
-        EspeakNarrator(voice="no-such-voice").speak(text="hi", out_path=tmp_path / "x.wav")
+        EspeakNarrator(voice="no-such-voice").speak(
+            SpeechJob(text="hi", out_path=tmp_path / "x.wav")
+        )
     assert err.value.service == "espeak"
     with pytest.raises(ServiceError):
-        PiperNarrator().speak(text="   ", out_path=tmp_path / "y.wav")
+        PiperNarrator().speak(SpeechJob(text="   ", out_path=tmp_path / "y.wav"))
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
 
 
 def _speak_digest(narrator: PiperNarrator | EspeakNarrator, text: str, out: Path) -> str:
-    narrator.speak(text=text, out_path=out)
+    narrator.speak(SpeechJob(text=text, out_path=out))
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
 def test_piper_gives_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
     narrator = PiperNarrator()
     first = _speak_digest(narrator, SENTENCE, tmp_path / "a.wav")
-    narrator.speak(text="Something else entirely, said in between.", out_path=tmp_path / "b.wav")
+    narrator.speak(
+        SpeechJob(text="Something else entirely, said in between.", out_path=tmp_path / "b.wav")
+    )
     assert _speak_digest(narrator, SENTENCE, tmp_path / "c.wav") == first
     # A fresh narrator (another step of a run) and another process give the same bytes.
     assert _speak_digest(PiperNarrator(), SENTENCE, tmp_path / "d.wav") == first
     code = (
         "import sys; from pathlib import Path;"
+        "from videogen_resources.base import SpeechJob;"
         "from videogen_resources.embedded.piper import PiperNarrator;"
-        "PiperNarrator().speak(text=sys.argv[1], out_path=Path(sys.argv[2]))"
+        "PiperNarrator().speak(SpeechJob(text=sys.argv[1], out_path=Path(sys.argv[2])))"
     )
     subprocess.run(
         [sys.executable, "-c", code, SENTENCE, str(tmp_path / "e.wav")], check=True, timeout=300
@@ -128,7 +138,7 @@ def test_piper_gives_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
 def test_espeak_gives_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
     narrator = EspeakNarrator(voice="en-us")
     first = _speak_digest(narrator, SENTENCE, tmp_path / "a.wav")
-    narrator.speak(text="Something else entirely.", out_path=tmp_path / "b.wav")
+    narrator.speak(SpeechJob(text="Something else entirely.", out_path=tmp_path / "b.wav"))
     assert _speak_digest(EspeakNarrator(voice="en-us"), SENTENCE, tmp_path / "c.wav") == first
 
 

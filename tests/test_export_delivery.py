@@ -21,6 +21,7 @@ from PIL import Image
 
 from videogen_domain.models import Shot
 from videogen_resources import media
+from videogen_resources.base import ClipJob
 from videogen_resources.embedded.kenburns import KenBurnsClips
 
 FPS = 30
@@ -57,10 +58,12 @@ def rough(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[int], Path, li
     for n, (seconds, move) in enumerate([(1.21, "zoom-in"), (0.93, "pan-left")]):
         narration = _wav(root / f"n{n}.wav", seconds)
         result = maker.make_clip(
-            shot=Shot(image_prompt="p", video_prompt="v", camera_movement=move),
-            keyframe=root / "key.png",
-            narration=narration,
-            out_path=root / f"c{n}.mp4",
+            ClipJob(
+                shot=Shot(image_prompt="p", video_prompt="v", camera_movement=move),
+                keyframe=root / "key.png",
+                narration=narration,
+                out_path=root / f"c{n}.mp4",
+            ),
         )
         clips.append(result.path)
         narrations.append(narration)

@@ -24,7 +24,8 @@ from servers.comfyui import SHARED, FakeComfyUI, running_comfyui
 from servers.tts import ChatterboxServer, Fault
 
 from videogen.operations import create_project, render
-from videogen_assets.context import PER_SENTENCE, key
+from videogen_assets.context import key
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_resources.settings import BackendSettings
 
 SCRIPT = "# One\nThe tide comes in twice a day.\nThe moon pulls the sea.\n"

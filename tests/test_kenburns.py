@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from videogen_domain.models import Shot
 from videogen_resources import media
+from videogen_resources.base import ClipJob
 from videogen_resources.embedded.kenburns import KenBurnsClips, plan_move
 
 SR = 22_050
@@ -64,7 +65,7 @@ def _clip(assets: tuple[Path, Path], tmp_path: Path, movement: str, strength: fl
     )
     out = tmp_path / f"{movement}.mp4"
     res = KenBurnsClips(preset="ultrafast").make_clip(
-        shot=shot, keyframe=keyframe, narration=narration, out_path=out
+        ClipJob(shot=shot, keyframe=keyframe, narration=narration, out_path=out)
     )
     assert res.path == out and res.fps == 30
     return out

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from videogen_domain.models import Shot
-from videogen_resources.base import ImageResult
+from videogen_resources.base import ClipJob, ImageResult, KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes, check_server_nodes
 from videogen_resources.errors import ServiceError
@@ -118,9 +118,16 @@ def _keyframe(comfy: ComfyUIResource, out: Path, **kw: Any) -> ImageResult:
     maker = ComfyUIKeyframes(comfyui=comfy, workflow=IMAGE_WF)
     try:
         return maker.make_keyframe(
-            shot=LIVE_SHOT, sentence_text="A volcano erupts.", section_title="Live", style="",
-            characters=[], out_path=out, **kw,
-        )  # fmt: skip
+            KeyframeJob(
+                shot=LIVE_SHOT,
+                sentence_text="A volcano erupts.",
+                section_title="Live",
+                style="",
+                characters=[],
+                out_path=out,
+                **kw,
+            )
+        )
     except ServiceError as exc:
         _skip_missing_model(exc)
         raise
@@ -153,8 +160,8 @@ def test_image_to_video(comfy: ComfyUIResource, tmp_path: Path) -> None:
     maker = ComfyUIClips(comfyui=comfy, workflow=VIDEO_WF)
     try:
         res = maker.make_clip(
-            shot=LIVE_SHOT, keyframe=keyframe, narration=narration,
-            out_path=tmp_path / "live.s0001" / "clip.mp4",
+            ClipJob(shot=LIVE_SHOT, keyframe=keyframe, narration=narration,
+            out_path=tmp_path / "live.s0001" / "clip.mp4"),
         )  # fmt: skip
     except ServiceError as exc:
         _skip_missing_model(exc)

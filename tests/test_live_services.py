@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from videogen_domain.models import CAMERA_MOVEMENTS
+from videogen_resources.base import SpeechJob
 from videogen_resources.chatterbox import ChatterboxNarrator
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import (
@@ -95,7 +96,7 @@ def test_live_chatterbox_health_and_voices(narrator):
 def test_live_chatterbox_speaks_a_sentence(narrator, tmp_path):
     out = tmp_path / "live.wav"
     result = narrator.speak(
-        text="Deep under the crust, rock melts into glowing magma.", out_path=out
+        SpeechJob(text="Deep under the crust, rock melts into glowing magma.", out_path=out)
     )
     with wave.open(str(out), "rb") as w:
         assert w.getnchannels() == 1 and w.getframerate() == result.sample_rate
@@ -108,7 +109,7 @@ def test_live_chatterbox_speaks_a_sentence(narrator, tmp_path):
 def test_live_chatterbox_splits_long_text(narrator, tmp_path):
     text = " ".join(["Lava cools into new rock, and the island grows a little more."] * 4)
     tts = make_narrator(max_chars_per_request=140)
-    result = tts.speak(text=text, out_path=tmp_path / "long.wav")
+    result = tts.speak(SpeechJob(text=text, out_path=tmp_path / "long.wav"))
     assert result.extra["requests"] == 2
     assert result.duration_ms > 4000
 

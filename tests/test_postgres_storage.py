@@ -48,10 +48,11 @@ from dagster_postgres import (
 )
 from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, SCRIPT, file_digest, key
+from videogen_assets.context import PER_PROJECT, SCRIPT, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.dagster_internals import DATA_VERSION_TAG
 from videogen_assets.partitions import partitions_name
+from videogen_assets.sentence_assets import PER_SENTENCE
 
 pytestmark = pytest.mark.slow
 

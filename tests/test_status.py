@@ -12,10 +12,11 @@ import dagster as dg
 from samples import SMALL_SCRIPT
 
 from videogen.operations import create_project, render, sync
-from videogen_assets.context import PER_SENTENCE, key
+from videogen_assets.context import key
 from videogen_assets.dagster_internals import StaleStatus
 from videogen_assets.definitions import build_definitions
 from videogen_assets.partitions import partitions_name
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_assets.status import sentence_statuses, stale_status_resolver
 from videogen_resources.settings import BackendSettings
 

@@ -21,11 +21,13 @@ from pydantic import ValidationError
 from videogen import render_control as rc
 from videogen.progress import RenderSnapshot, RenderWatch
 from videogen_assets.cancel import stop_requested
-from videogen_assets.context import PER_PROJECT, PER_SENTENCE, key, sentence_order
+from videogen_assets.context import PER_PROJECT, key, sentence_order
 from videogen_assets.partitions import partitions_name
 from videogen_assets.previews import run_sentence_tags
 from videogen_assets.publish import publish
 from videogen_assets.records import LatestRecords
+from videogen_assets.sentence_assets import PER_SENTENCE, SENTENCE_SPECS
+from videogen_assets.specs import lineage
 from videogen_assets.status import sentence_statuses
 from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_bytes, process_alive, remove_stale_temp_files
@@ -374,12 +376,7 @@ def _render(
 
     # An estimate for the progress display (a kind is redone where it or an input of its
     # chain is not done), made exact for each kind as its turn comes.
-    chains = {
-        "narration": ("narration",),
-        "shot": ("shot",),
-        "keyframe": ("shot", "keyframe"),
-        "clip": PER_SENTENCE,
-    }
+    chains = {kind: lineage(SENTENCE_SPECS, kind) for kind in PER_SENTENCE}
     first = sentence_statuses(instance, graph, name, all_keys) if only_missing_or_stale else {}
     totals: dict[str, int] = {
         kind: sum(

@@ -5,30 +5,25 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from videogen_assets.conditions import OlderThanInputs, OutOfDate
-from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT
 from videogen_assets.executors import build_executor
 from videogen_assets.observed import build_observed_assets
 from videogen_assets.progress import build_progress_checks, build_progress_sensor
 from videogen_assets.project_assets import build_project_assets
 from videogen_assets.sensors import build_script_watcher
-from videogen_assets.sentence_assets import SHOT_RULES_VERSION, build_sentence_assets
+from videogen_assets.sentence_assets import SENTENCE_SPECS
+from videogen_assets.specs import ProjectSetup, SentenceAssetSpec, build_sentence_assets
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_domain.project import ProjectBrief, load_brief
-from videogen_domain.styles import STYLES_DIR
 from videogen_resources.errors import ServiceError
 from videogen_resources.settings import BackendSettings, build_resources
-
-
-def _style_version(style: str) -> str:
-    path = STYLES_DIR / f"{style}.yaml"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:10] if path.exists() else "none"
 
 
 def regenerate_condition() -> dg.AutomationCondition:
@@ -158,9 +153,12 @@ INVALID_PREFIX = "_invalid_project"
 
 
 def build_definitions(
-    root: str | Path | None = None, settings: BackendSettings | None = None
+    root: str | Path | None = None,
+    settings: BackendSettings | None = None,
+    sentence_specs: Sequence[SentenceAssetSpec] = SENTENCE_SPECS,
 ) -> dg.Definitions:
-    """The Definitions of a studio root (default: $VIDEOGEN_HOME or ./studio)."""
+    """The Definitions of a studio root (default: $VIDEOGEN_HOME or ./studio);
+    ``sentence_specs``: the per-sentence assets of each project."""
     root_path = paths.studio_root(root)
     settings = settings or BackendSettings.from_env()
     briefs, invalid = discover_all_projects(root_path)
@@ -174,7 +172,7 @@ def build_definitions(
     loaded: list[ProjectBrief] = []
     for brief in briefs:
         try:
-            project_assets = _project_assets(brief, resources, settings)
+            project_assets = _project_assets(brief, resources, settings, sentence_specs)
         except Exception as exc:  # one project's failure (a missing workflow...) hides no other
             detail = (
                 str(exc)
@@ -205,47 +203,30 @@ def build_definitions(
 
 
 def _project_assets(
-    brief: ProjectBrief, resources: dict[str, Any], settings: BackendSettings
+    brief: ProjectBrief,
+    resources: dict[str, Any],
+    settings: BackendSettings,
+    specs: Sequence[SentenceAssetSpec] = SENTENCE_SPECS,
 ) -> list[dg.AssetsDefinition | dg.SourceAsset]:
     """The asset graph of one project.
 
     Each kind's engine is the project's own (mixed backends): the pool, the kinds shown in the
-    UI and the code version follow it, so switching one kind's engine marks exactly that kind
-    stale.
+    UI and the code version follow it (each spec reads them from the project's setup), so
+    switching one kind's engine marks exactly that kind stale.
     """
-    engine_kind = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}[settings.tts]
-    key_engine = resources["keyframes"].engine_for(brief.name)
-    clip_engine = resources["clips"].engine_for(brief.name)
-    pools = {
-        NARRATION: "tts",
-        KEYFRAME: "gpu" if key_engine == "comfyui" else "render",
-        CLIP: "gpu" if clip_engine == "comfyui" else "render",
-    }
-    kinds = {
-        NARRATION: {"wav", engine_kind},
-        SHOT: {"json", "llm" if resources["llm"].is_configured else "python"},
-        KEYFRAME: {"png", "comfyui" if key_engine == "comfyui" else "pillow"},
-        CLIP: {"mp4", "comfyui" if clip_engine == "comfyui" else "ffmpeg"},
-    }
-    style_v = _style_version(brief.style)
-    llm_v = resources["llm"].model if resources["llm"].is_configured else "none"
-    key_maker = resources["keyframes"].maker(key_engine)
-    clip_maker = resources["clips"].maker(clip_engine)
+    setup = ProjectSetup(brief=brief, resources=resources, settings=settings)
+    per_sentence = build_sentence_assets(
+        brief.name, specs, setup, automation=automation_for(brief, partitioned=True)
+    )
     versions = {
-        NARRATION: resources["narrator"].version(),
-        SHOT: f"{SHOT_RULES_VERSION}-{style_v}-{llm_v}",
-        KEYFRAME: f"{key_maker.version(brief.image_workflow)}-{style_v}",
-        CLIP: clip_maker.version(brief.video_workflow),
+        a.key.path[-1]: version
+        for a in per_sentence
+        for version in [a.code_versions_by_key.get(a.key)]
+        if version is not None
     }
     project_assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
     project_assets += build_observed_assets(brief.name)
-    project_assets += build_sentence_assets(
-        brief.name,
-        versions=versions,
-        automation=automation_for(brief, partitioned=True),
-        pools=pools,
-        kinds=kinds,
-    )
+    project_assets += per_sentence
     project_assets += build_project_assets(
         brief.name,
         versions=versions,

@@ -22,9 +22,10 @@ from typing import Any
 
 import dagster as dg
 
-from videogen_assets.context import CLIP, NARRATION, PER_SENTENCE, ROUGH_CUT, key
+from videogen_assets.context import CLIP, NARRATION, ROUGH_CUT, key
 from videogen_assets.dagster_internals import IN_PROGRESS_RUN_STATUSES, asset_graph_from_assets
 from videogen_assets.previews import SENTENCE_TAG, sentence_label
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_store.database import StudioDatabase
 
 CHECK_NAME = "up_to_date"

@@ -7,14 +7,11 @@ from pathlib import Path
 import dagster as dg
 
 from videogen_assets.context import (
-    CLIP,
+    DIRECTION,
     EXPORT,
-    KEYFRAME,
-    NARRATION,
     PER_PROJECT,
-    PER_SENTENCE,
     ROUGH_CUT,
-    SHOT,
+    SENTENCE,
     STORYBOARD,
     SUBTITLES,
     key,
@@ -22,6 +19,8 @@ from videogen_assets.context import (
 from videogen_assets.dagster_internals import project_has_requested_backfill
 from videogen_assets.partitions import partitions_name
 from videogen_assets.publish import publish
+from videogen_assets.sentence_assets import PER_SENTENCE, SENTENCE_SPECS
+from videogen_assets.specs import downstream
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_resources.studio import StudioResource
@@ -76,7 +75,7 @@ class SentenceEdit:
 
     def run_request(self) -> dg.RunRequest:
         """One run: the sentence's chain and the project outputs that follow from it."""
-        chain = [NARRATION, SHOT, KEYFRAME, CLIP] if self.words else [SHOT, KEYFRAME, CLIP]
+        chain = list(downstream(SENTENCE_SPECS, SENTENCE if self.words else DIRECTION))
         outputs = [ROUGH_CUT, STORYBOARD, EXPORT] + ([SUBTITLES] if self.words else [])
         return dg.RunRequest(
             run_key=f"{self.sentence}:{self.stamp}",

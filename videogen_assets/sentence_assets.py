@@ -1,18 +1,24 @@
-"""The per-sentence chain: narration, shot, keyframe, clip (one partition per sentence)."""
+"""The per-sentence chain: sentence/direction -> narration, shot -> keyframe -> clip.
+
+Each per-sentence asset is one `SentenceAssetSpec` in `SENTENCE_SPECS` and one make function
+here; `videogen_assets.specs.build_sentence_assets` turns the specs into Dagster assets. The
+keyframe and the clip are one algorithm (`made_by_maker`): jobs for the project's maker, results
+recorded as they arrive, parameterised by a `MakerRecipe`.
+"""
 
 import contextlib
-import inspect
+import hashlib
 import itertools
 import math
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 
-from videogen_assets.batching import PartitionResults
-from videogen_assets.cancel import run_cancel_check, stops_on_cancel
+from videogen_assets.cancel import run_cancel_check
 from videogen_assets.context import (
     CLIP,
     DIRECTION,
@@ -20,28 +26,32 @@ from videogen_assets.context import (
     NARRATION,
     SENTENCE,
     SHOT,
-    cast_of,
+    SentenceInfo,
     file_digest,
-    key,
     load_sentence,
     read_shot,
 )
-from videogen_assets.partitions import sentence_partitions
 from videogen_assets.previews import (
-    MediaLinks,
     image_preview,
     preview_path,
-    run_sentence_tags,
     safe_preview,
     sentence_facts,
     sentence_links,
-    tag_single_sentence_run,
     video_preview,
     waveform_preview,
 )
+from videogen_assets.specs import (
+    Check,
+    Parent,
+    ProjectSetup,
+    SentenceAssetSpec,
+    SentenceStep,
+    render_order,
+)
 from videogen_domain.atomic import atomic_write_text
+from videogen_domain.models import Directives, Shot
 from videogen_domain.shots import rule_based_shot
-from videogen_domain.styles import load_style
+from videogen_domain.styles import STYLES_DIR, load_style
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -50,29 +60,19 @@ from videogen_resources.base import (
     ImageResult,
     KeyframeJob,
     KeyframeMakerResource,
-    NarratorResource,
-    maker_for,
+    SpeechJob,
 )
 from videogen_resources.errors import ServiceError
-from videogen_resources.llm import LLMResource
-from videogen_resources.studio import StudioResource
+from videogen_resources.llm import LLMResource, ShotDraft
 from videogen_store.database import StudioDatabase
 
 SHOT_RULES_VERSION = "rules-1"
 
-_RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
-
-def _links(studio: StudioResource) -> MediaLinks:
-    return MediaLinks(studio.media_base_url, studio.root_path)
-
-
-def _name_run(context: dg.AssetExecutionContext, db: StudioDatabase) -> None:
-    """Tag a run over one sentence with that sentence's words and section (the Runs page)."""
-    if len(context.partition_keys) == 1:
-        with contextlib.suppress(dg.Failure):  # deleted meanwhile: the step says so itself
-            s = load_sentence(db, context.partition_keys[0])
-            tag_single_sentence_run(context, run_sentence_tags(s.id, s.text, s.section))
+def style_version(style: str) -> str:
+    """A short hash of a style preset's file ("none" for an unknown style)."""
+    path = STYLES_DIR / f"{style}.yaml"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10] if path.exists() else "none"
 
 
 def _facts(db: StudioDatabase, sentence_id: str) -> dict[str, object]:
@@ -82,16 +82,6 @@ def _facts(db: StudioDatabase, sentence_id: str) -> dict[str, object]:
     except dg.Failure:
         return {}
     return sentence_facts(s.id, s.text, s.section)
-
-
-def _cancel_kwargs(method: Callable[..., Any], cancelled: Callable[[], bool]) -> dict[str, Any]:
-    """``cancel_check=`` for makers that accept one (the remote ones); the abstract interface
-    does not require it, so embedded makers are called without it."""
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {"cancel_check": cancelled} if "cancel_check" in params else {}
 
 
 @contextlib.contextmanager
@@ -109,34 +99,22 @@ def _service_call(cancelled: Callable[[], bool] | None = None) -> Iterator[None]
         raise
 
 
-_Job = TypeVar("_Job", KeyframeJob, ClipJob)
-_Made = TypeVar("_Made", ImageResult, ClipResult)
-
-
-def _made_one_by_one(
-    jobs: Iterable[_Job],
-    batch: Callable[[Iterable[_Job]], Iterator[_Made]] | None,
-    one: Callable[[_Job], _Made],
+def _made_in_turn(
+    jobs: Iterable[Any],
+    batch: Callable[[Iterable[Any]], Generator[Any, None, None]],
     cancelled: Callable[[], bool],
-) -> Generator[tuple[_Job, _Made, float], None, None]:
+) -> Generator[tuple[Any, Any, float], None, None]:
     """Each job with the maker's result and the seconds waited for it, in order, as each
     result arrives.
 
-    ``batch`` (a maker's ``make_keyframes`` / ``make_clips``, when it has one) gets all jobs at
-    once and keeps its service busy between them; otherwise ``one`` is called per job. Either
-    way a service failure goes through `_service_call`, and jobs are built lazily, so a job that
-    cannot be built fails after the ones before it were recorded.
+    ``batch`` (a maker's ``make_keyframes`` / ``make_clips``) gets all jobs at once; a maker
+    with a queue keeps its service busy between them. A service failure goes through
+    `_service_call`, and jobs are built lazily, so a job that cannot be built fails after the
+    ones before it were recorded.
     """
-    if batch is None:
-        for job in jobs:
-            t0 = time.perf_counter()
-            with _service_call(cancelled):
-                res = one(job)
-            yield job, res, time.perf_counter() - t0
-        return
-    built: list[_Job] = []
+    built: list[Any] = []
 
-    def building() -> Iterator[_Job]:
+    def building() -> Iterator[Any]:
         for job in jobs:
             built.append(job)
             yield job
@@ -153,9 +131,7 @@ def _made_one_by_one(
                 return
             yield built[i], got, time.perf_counter() - t0
     finally:
-        close = getattr(made, "close", None)
-        if callable(close):
-            close()  # a failure or an early stop takes any job still queued off the service
+        made.close()  # a failure or an early stop takes any job still queued off the service
 
 
 def service_metadata(engine: str, extra: Mapping[str, Any]) -> dict[str, str]:
@@ -168,359 +144,390 @@ def service_metadata(engine: str, extra: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def build_sentence_assets(
-    project: str,
-    *,
-    versions: dict[str, str],
-    automation: dg.AutomationCondition | None,
-    pools: dict[str, str],
-    kinds: dict[str, set[str]],
-) -> list[dg.AssetsDefinition]:
-    """The four per-sentence assets of one project."""
-    parts = sentence_partitions(project)
-    k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
-    k_narr, k_shot, k_key, k_clip = (key(project, n) for n in (NARRATION, SHOT, KEYFRAME, CLIP))
-    batch = dg.BackfillPolicy.single_run()
+# -- narration -------------------------------------------------------------------------------
 
-    def per_sentence(kind: str) -> dict[str, Any]:
-        """What every per-sentence asset of this project declares alike."""
-        return {
-            "key": key(project, kind),
-            "partitions_def": parts,
-            "group_name": project,
-            "kinds": kinds[kind],
-            "code_version": versions[kind],
-            "automation_condition": automation,
-            "backfill_policy": batch,
-            "retry_policy": _RETRY,
-            "output_required": False,  # a batch logs each sentence's materialization itself
-        }
 
-    @dg.asset(
-        **per_sentence(NARRATION),
-        deps=[k_sentence],
-        pool=pools[NARRATION],
-        check_specs=[dg.AssetCheckSpec("audible", asset=k_narr)],
-    )
-    @stops_on_cancel
-    def narration(
-        context: dg.AssetExecutionContext,
-        studio: StudioResource,
-        db: StudioDatabase,
-        narrator: NarratorResource,
-    ):  # -> MaterializeResult for one partition, None for a batch
-        """The narration of one sentence: a WAV spoken by the project's voice."""
-        from videogen_resources.media import audio_levels, read_wav
+def make_narration(step: SentenceStep) -> None:
+    """The narration of each sentence: a WAV spoken by the project's voice (or the speaker's)."""
+    from videogen_resources.media import audio_levels, read_wav
 
-        results = PartitionResults(context, parents=[(k_sentence, True)])
-        _name_run(context, db)
-        links = _links(studio)
-        brief = studio.brief(project)
-        cast = cast_of(db, studio, project)
-        for pk in context.partition_keys:
-            s = load_sentence(db, pk)
-            speaker = cast.get(s.directives.speaker or "")
-            voice = speaker.voice if speaker and speaker.voice else brief.voice
-            out = studio.sentence_dir(project, pk) / "narration.wav"
-            t0 = time.perf_counter()
-            with _service_call():
-                res = narrator.speak(
-                    text=s.text, out_path=out, voice=voice, progress=context.log.info
-                )
-            elapsed = time.perf_counter() - t0
-            samples, rate = read_wav(out)
-            facts = audio_levels(samples, rate)
-            wave = safe_preview(
-                context.log.warning,
-                waveform_preview,
-                samples,
-                preview_path(studio.project_dir(project), "narration.png", pk),
+    context, studio, db, results = step.context, step.studio, step.db, step.results
+    project = step.project
+    cast = step.cast
+    for pk in step.partitions:
+        s = load_sentence(db, pk)
+        speaker = cast.get(s.directives.speaker or "")
+        voice = speaker.voice if speaker and speaker.voice else step.brief.voice
+        out = step.out(pk)
+        t0 = time.perf_counter()
+        with _service_call():
+            res = step.maker.speak(
+                SpeechJob(text=s.text, out_path=out, voice=voice, progress=context.log.info)
             )
-            db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
-            audible = not facts.silent and facts.clipped_fraction < 0.001
-            results.add(
-                pk,
-                data_version=file_digest(out),
-                metadata={
-                    **sentence_facts(s.id, s.text, s.section),
-                    **links.preview(wave, out, f"narration of {s.id}"),
-                    **sentence_links(links, out.parent, studio.project_dir(project), pk),
-                    "text": s.text,
-                    "duration_ms": res.duration_ms,
-                    "voice": res.voice,
-                    "engine": res.engine,
-                    "sample_rate": res.sample_rate,
-                    "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
-                    "true_peak_dbtp": dg.FloatMetadataValue(res.extra.get("true_peak_dbtp")),
-                    "path": dg.MetadataValue.path(str(out)),
-                    "synthesis_s": round(elapsed, 3),
-                },
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name="audible",
-                        passed=bool(audible),
-                        metadata={
-                            "peak": float(facts.peak),
-                            "rms_dbfs": float(facts.rms_dbfs or -120.0),
-                            "clipped_fraction": float(facts.clipped_fraction),
-                        },
-                        description="narration is neither silent nor clipping",
-                    )
-                ],
-            )
-        yield from results.outputs()
-
-    @dg.asset(
-        **per_sentence(SHOT),
-        deps=[k_sentence, k_direction],
-    )
-    @stops_on_cancel
-    def shot(
-        context: dg.AssetExecutionContext,
-        studio: StudioResource,
-        db: StudioDatabase,
-        llm: LLMResource,
-    ):  # -> MaterializeResult for one partition, None for a batch
-        """The shot of one sentence: image and video prompts, camera movement, motion strength."""
-        results = PartitionResults(context, parents=[(k_sentence, True), (k_direction, True)])
-        _name_run(context, db)
-        links = _links(studio)
-        brief = studio.brief(project)
-        style = load_style(brief.style)
-        refs = cast_of(db, studio, project)
-        cast = {name: c.description for name, c in refs.items()}
-        sentences = [load_sentence(db, pk) for pk in context.partition_keys]
-        drafts = {}
-        if llm.is_configured:
-            with _service_call():
-                drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
-        for s in sentences:
-            shot_ = rule_based_shot(
-                sentence_id=s.id,
-                text=s.text,
-                section=s.section,
-                index=s.order,
-                prompt_prefix=style.prompt_prefix,
-                prompt_suffix=style.prompt_suffix,
-                negative_prompt=style.negative_prompt,
-                default_camera=list(style.default_camera),
-                default_motion=style.motion_strength,
-                directives=s.directives,
-                cast=cast,
-            )
-            draft = drafts.get(s.id)
-            if draft is not None:
-                shot_ = _merge_llm(shot_, draft, s.directives)
-            in_frame = [refs[n] for n in shot_.characters if n in refs]
-            if in_frame:
-                shot_ = shot_.model_copy(update={"cast_fingerprint": _cast_fingerprint(in_frame)})
-            out = studio.sentence_dir(project, s.id) / "shot.json"
-            body = shot_.model_dump_json(indent=2)
-            atomic_write_text(out, body)
-            results.add(
-                s.id,
-                data_version=file_digest(out),
-                metadata={
-                    **sentence_facts(s.id, s.text, s.section),
-                    **sentence_links(links, out.parent, studio.project_dir(project), s.id),
-                    "image_prompt": shot_.image_prompt,
-                    "video_prompt": shot_.video_prompt,
-                    "camera_movement": shot_.camera_movement,
-                    "motion_strength": shot_.motion_strength,
-                    "characters": ", ".join(shot_.characters) or "-",
-                    "seed": shot_.seed,
-                    "source": shot_.source,
-                },
-            )
-        yield from results.outputs()
-
-    @dg.asset(
-        **per_sentence(KEYFRAME),
-        deps=[k_shot],
-        pool=pools[KEYFRAME],
-        check_specs=[
-            dg.AssetCheckSpec("is_1920x1080", asset=k_key),
-            dg.AssetCheckSpec(
-                UPSCALE_CHECK, asset=k_key, description="generated at least half the final size"
-            ),
-        ],
-    )
-    @stops_on_cancel
-    def keyframe(
-        context: dg.AssetExecutionContext,
-        studio: StudioResource,
-        db: StudioDatabase,
-        keyframes: KeyframeMakerResource,
-    ):  # -> MaterializeResult for one partition, None for a batch
-        """The keyframe of one sentence: a 1920x1080 PNG of its shot."""
-        keyframes = maker_for(keyframes, project)  # the project's engine (mixed backends)
-        results = PartitionResults(context, parents=[(k_shot, False)])
-        _name_run(context, db)
-        links = _links(studio)
-        brief = studio.brief(project)
-        cast = cast_of(db, studio, project)
-        cancelled = run_cancel_check(context)
-        partition_of: dict[Path, str] = {}
-
-        def jobs() -> Iterator[KeyframeJob]:
-            for pk in context.partition_keys:
-                if cancelled():  # nothing more is queued once the run is being cancelled
-                    raise dg.Failure(description="run cancelled", allow_retries=False)
-                folder = studio.sentence_dir(project, pk)
-                out = folder / "keyframe.png"
-                if results.unchanged(pk, out):
-                    results.keep(pk, [_keyframe_size_check(out)[0], _keyframe_upscale_check(out)])
-                    continue
-                s = load_sentence(db, pk)
-                shot_ = read_shot(folder / "shot.json")
-                partition_of[out] = pk
-                yield KeyframeJob(
-                    shot=shot_,
-                    sentence_text=s.text,
-                    section_title=s.section,
-                    style=brief.style,
-                    characters=[cast[n] for n in shot_.characters if n in cast],
-                    out_path=out,
-                    progress=_sentence_log(context, pk),
-                    workflow=brief.image_workflow,
-                    cancel_check=cancelled,
-                )
-
-        def one(job: KeyframeJob) -> ImageResult:
-            return keyframes.make_keyframe(
-                shot=job.shot,
-                sentence_text=job.sentence_text,
-                section_title=job.section_title,
-                style=job.style,
-                characters=job.characters,
-                out_path=job.out_path,
-                progress=job.progress,
-                workflow=job.workflow,
-                **_cancel_kwargs(keyframes.make_keyframe, cancelled),
-            )
-
-        batch = getattr(keyframes, "make_keyframes", None)
-        with contextlib.closing(_made_one_by_one(jobs(), batch, one, cancelled)) as made:
-            for job, res, _ in made:
-                pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
-                db.record_output(pk, image_file=str(out))
-                size_check, size = _keyframe_size_check(out)
-                small = safe_preview(
-                    context.log.warning,
-                    image_preview,
-                    out,
-                    preview_path(studio.project_dir(project), "keyframe.jpg", pk),
-                )
-                results.add(
-                    pk,
-                    data_version=file_digest(out),
-                    metadata={
-                        **sentence_facts(pk, job.sentence_text, job.section_title),
-                        **links.preview(small, out, f"keyframe of {pk}"),
-                        **sentence_links(links, out.parent, studio.project_dir(project), pk),
-                        "image_prompt": shot_.image_prompt,
-                        "seed": res.seed,
-                        "engine": res.engine,
-                        "workflow_version": res.workflow_version or "-",
-                        "size": f"{size[0]}x{size[1]}",
-                        "path": dg.MetadataValue.path(str(out)),
-                        **service_metadata(res.engine, res.extra),
-                    },
-                    check_results=[size_check, _keyframe_upscale_check(out)],
-                )
-        yield from results.outputs()
-
-    @dg.asset(
-        **per_sentence(CLIP),
-        deps=[k_key, k_narr, k_shot],
-        pool=pools[CLIP],
-        check_specs=[dg.AssetCheckSpec("matches_narration", asset=k_clip)],
-    )
-    @stops_on_cancel
-    def clip(
-        context: dg.AssetExecutionContext,
-        studio: StudioResource,
-        db: StudioDatabase,
-        clips: ClipMakerResource,
-    ):  # -> MaterializeResult for one partition, None for a batch
-        """The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."""
-        clips = maker_for(clips, project)  # the project's engine (mixed backends)
-        results = PartitionResults(
-            context, parents=[(k_key, False), (k_narr, False), (k_shot, False)]
+        elapsed = time.perf_counter() - t0
+        samples, rate = read_wav(out)
+        facts = audio_levels(samples, rate)
+        wave = safe_preview(
+            context.log.warning,
+            waveform_preview,
+            samples,
+            preview_path(studio.project_dir(project), "narration.png", pk),
         )
-        _name_run(context, db)
-        links = _links(studio)
-        brief = studio.brief(project)
-        cancelled = run_cancel_check(context)
-        partition_of: dict[Path, str] = {}
+        db.record_output(pk, audio_file=str(out), audio_duration=res.duration_ms)
+        audible = not facts.silent and facts.clipped_fraction < 0.001
+        results.add(
+            pk,
+            data_version=file_digest(out),
+            metadata={
+                **sentence_facts(s.id, s.text, s.section),
+                **step.links.preview(wave, out, f"narration of {s.id}"),
+                **sentence_links(step.links, out.parent, studio.project_dir(project), pk),
+                "text": s.text,
+                "duration_ms": res.duration_ms,
+                "voice": res.voice,
+                "engine": res.engine,
+                "sample_rate": res.sample_rate,
+                "loudness_lufs": dg.FloatMetadataValue(res.loudness_lufs),
+                "true_peak_dbtp": dg.FloatMetadataValue(res.extra.get("true_peak_dbtp")),
+                "path": dg.MetadataValue.path(str(out)),
+                "synthesis_s": round(elapsed, 3),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="audible",
+                    passed=bool(audible),
+                    metadata={
+                        "peak": float(facts.peak),
+                        "rms_dbfs": float(facts.rms_dbfs or -120.0),
+                        "clipped_fraction": float(facts.clipped_fraction),
+                    },
+                    description="narration is neither silent nor clipping",
+                )
+            ],
+        )
 
-        def jobs() -> Iterator[ClipJob]:
-            for pk in context.partition_keys:
+
+# -- shot ------------------------------------------------------------------------------------
+
+
+def make_shot(step: SentenceStep) -> None:
+    """The shot of each sentence: image and video prompts, camera movement, motion strength."""
+    context, studio, db, llm = step.context, step.studio, step.db, step.maker
+    project = step.project
+    style = load_style(step.brief.style)
+    refs = step.cast
+    cast = {name: c.description for name, c in refs.items()}
+    sentences = [load_sentence(db, pk) for pk in step.partitions]
+    drafts: dict[str, ShotDraft] = {}
+    if llm.is_configured:
+        with _service_call():
+            drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
+    for s in sentences:
+        shot_ = rule_based_shot(
+            sentence_id=s.id,
+            text=s.text,
+            section=s.section,
+            index=s.order,
+            prompt_prefix=style.prompt_prefix,
+            prompt_suffix=style.prompt_suffix,
+            negative_prompt=style.negative_prompt,
+            default_camera=list(style.default_camera),
+            default_motion=style.motion_strength,
+            directives=s.directives,
+            cast=cast,
+        )
+        draft = drafts.get(s.id)
+        if draft is not None:
+            shot_ = _merge_llm(shot_, draft, s.directives)
+        in_frame = [refs[n] for n in shot_.characters if n in refs]
+        if in_frame:
+            shot_ = shot_.model_copy(update={"cast_fingerprint": _cast_fingerprint(in_frame)})
+        out = step.out(s.id)
+        body = shot_.model_dump_json(indent=2)
+        atomic_write_text(out, body)
+        step.results.add(
+            s.id,
+            data_version=file_digest(out),
+            metadata={
+                **sentence_facts(s.id, s.text, s.section),
+                **sentence_links(step.links, out.parent, studio.project_dir(project), s.id),
+                "image_prompt": shot_.image_prompt,
+                "video_prompt": shot_.video_prompt,
+                "camera_movement": shot_.camera_movement,
+                "motion_strength": shot_.motion_strength,
+                "characters": ", ".join(shot_.characters) or "-",
+                "seed": shot_.seed,
+                "source": shot_.source,
+            },
+        )
+
+
+# -- keyframe and clip: one algorithm, two recipes ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class MakerRecipe:
+    """How a per-sentence asset made by a maker resource (keyframe, clip) drives its maker.
+
+    ``job``: the maker's job for one sentence (given the run's cancel check); ``run``:
+    the maker's batch method; ``record``: the metadata and check results of a made file;
+    ``kept``: the check results of a file left as it was.
+    """
+
+    job: Callable[[SentenceStep, str, Callable[[], bool]], Any]
+    run: Callable[[Any], Callable[[Iterable[Any]], Generator[Any, None, None]]]
+    record: Callable[[SentenceStep, str, Any, Any, float], tuple[dict[str, Any], list[Any]]]
+    kept: Callable[[SentenceStep, Path], list[dg.AssetCheckResult]]
+
+
+def made_by_maker(recipe: MakerRecipe) -> Callable[[SentenceStep], None]:
+    """The make function of an asset made by the project's maker, one job per sentence.
+
+    A sentence whose inputs came out unchanged in this run keeps its file (its checks run
+    again); the others go to the maker as one batch, and each result is recorded as it
+    arrives. Once the run is being cancelled, no more jobs are queued.
+    """
+
+    def make(step: SentenceStep) -> None:
+        maker = step.maker.for_project(step.project)  # the project's engine (mixed backends)
+        cancelled = run_cancel_check(step.context)
+        partition_of: dict[int, str] = {}
+
+        def jobs() -> Iterator[Any]:
+            for pk in step.partitions:
                 if cancelled():  # nothing more is queued once the run is being cancelled
                     raise dg.Failure(description="run cancelled", allow_retries=False)
-                folder = studio.sentence_dir(project, pk)
-                out = folder / "clip.mp4"
-                if results.unchanged(pk, out):
-                    results.keep(pk, [_clip_length_check(out, brief.fps)[0]])
+                out = step.out(pk)
+                if step.results.unchanged(pk, out):
+                    step.results.keep(pk, recipe.kept(step, out))
                     continue
-                partition_of[out] = pk
-                yield ClipJob(
-                    shot=read_shot(folder / "shot.json"),
-                    keyframe=folder / "keyframe.png",
-                    narration=folder / "narration.wav",
-                    out_path=out,
-                    progress=_sentence_log(context, pk),
-                    workflow=brief.video_workflow,
-                    cancel_check=cancelled,
-                )
+                job = recipe.job(step, pk, cancelled)
+                partition_of[id(job)] = pk
+                yield job
 
-        def one(job: ClipJob) -> ClipResult:
-            return clips.make_clip(
-                shot=job.shot,
-                keyframe=job.keyframe,
-                narration=job.narration,
-                out_path=job.out_path,
-                progress=job.progress,
-                workflow=job.workflow,
-                **_cancel_kwargs(clips.make_clip, cancelled),
-            )
-
-        batch = getattr(clips, "make_clips", None)
-        with contextlib.closing(_made_one_by_one(jobs(), batch, one, cancelled)) as made:
+        with contextlib.closing(_made_in_turn(jobs(), recipe.run(maker), cancelled)) as made:
             for job, res, elapsed in made:
-                pk, shot_, out = partition_of[job.out_path], job.shot, job.out_path
-                db.record_output(pk, video_file=str(out), status="done")
-                length_check, (frames, fps, narr_s) = _clip_length_check(out, brief.fps)
-                poster = safe_preview(
-                    context.log.warning,
-                    video_preview,
-                    out,
-                    preview_path(studio.project_dir(project), "clip.jpg", pk),
-                )
-                results.add(
+                pk = partition_of[id(job)]
+                metadata, checks = recipe.record(step, pk, job, res, elapsed)
+                step.results.add(
                     pk,
-                    data_version=file_digest(out),
-                    metadata={
-                        **_facts(db, pk),
-                        **links.preview(poster, out, f"clip of {pk}"),
-                        **sentence_links(links, out.parent, studio.project_dir(project), pk),
-                        "duration_s": round(frames / fps, 3) if fps else 0.0,
-                        "frames": frames,
-                        "fps": fps,
-                        "narration_s": round(narr_s, 3),
-                        "camera_movement": shot_.camera_movement,
-                        "motion_strength": shot_.motion_strength,
-                        "engine": res.engine,
-                        "workflow_version": res.workflow_version or "-",
-                        "encode_s": round(elapsed, 3),
-                        "path": dg.MetadataValue.path(str(out)),
-                        **service_metadata(res.engine, res.extra),
-                    },
-                    check_results=[length_check],
+                    data_version=file_digest(job.out_path),
+                    metadata=metadata,
+                    check_results=checks,
                 )
-        yield from results.outputs()
 
-    return [narration, shot, keyframe, clip]
+    return make
+
+
+def _keyframe_job(step: SentenceStep, pk: str, cancelled: Callable[[], bool]) -> KeyframeJob:
+    s = load_sentence(step.db, pk)
+    shot_ = read_shot(step.file_of(pk, SHOT))
+    cast = step.cast
+    return KeyframeJob(
+        shot=shot_,
+        sentence_text=s.text,
+        section_title=s.section,
+        style=step.brief.style,
+        characters=[cast[n] for n in shot_.characters if n in cast],
+        out_path=step.out(pk),
+        progress=_sentence_log(step.context, pk),
+        workflow=step.brief.image_workflow,
+        cancel_check=cancelled,
+    )
+
+
+def _keyframe_record(
+    step: SentenceStep, pk: str, job: KeyframeJob, res: ImageResult, elapsed: float
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    out, project_dir = job.out_path, step.studio.project_dir(step.project)
+    step.db.record_output(pk, image_file=str(out))
+    size_check, size = _keyframe_size_check(out)
+    small = safe_preview(
+        step.context.log.warning,
+        image_preview,
+        out,
+        preview_path(project_dir, "keyframe.jpg", pk),
+    )
+    metadata = {
+        **sentence_facts(pk, job.sentence_text, job.section_title),
+        **step.links.preview(small, out, f"keyframe of {pk}"),
+        **sentence_links(step.links, out.parent, project_dir, pk),
+        "image_prompt": job.shot.image_prompt,
+        "seed": res.seed,
+        "engine": res.engine,
+        "workflow_version": res.workflow_version or "-",
+        "size": f"{size[0]}x{size[1]}",
+        "path": dg.MetadataValue.path(str(out)),
+        **service_metadata(res.engine, res.extra),
+    }
+    return metadata, [size_check, _keyframe_upscale_check(out)]
+
+
+def _keyframe_kept(step: SentenceStep, out: Path) -> list[dg.AssetCheckResult]:
+    return [_keyframe_size_check(out)[0], _keyframe_upscale_check(out)]
+
+
+def _make_keyframes(maker: KeyframeMakerResource) -> Callable[..., Generator[Any, None, None]]:
+    return maker.make_keyframes
+
+
+def _clip_job(step: SentenceStep, pk: str, cancelled: Callable[[], bool]) -> ClipJob:
+    return ClipJob(
+        shot=read_shot(step.file_of(pk, SHOT)),
+        keyframe=step.parent_file(pk, 0),  # the clip's picture: its first parent's file
+        narration=step.file_of(pk, NARRATION),
+        out_path=step.out(pk),
+        progress=_sentence_log(step.context, pk),
+        workflow=step.brief.video_workflow,
+        cancel_check=cancelled,
+    )
+
+
+def _clip_record(
+    step: SentenceStep, pk: str, job: ClipJob, res: ClipResult, elapsed: float
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    out, project_dir = job.out_path, step.studio.project_dir(step.project)
+    step.db.record_output(pk, video_file=str(out), status="done")
+    length_check, (frames, fps, narr_s) = _clip_length_check(out, step.brief.fps)
+    poster = safe_preview(
+        step.context.log.warning,
+        video_preview,
+        out,
+        preview_path(project_dir, "clip.jpg", pk),
+    )
+    metadata = {
+        **_facts(step.db, pk),
+        **step.links.preview(poster, out, f"clip of {pk}"),
+        **sentence_links(step.links, out.parent, project_dir, pk),
+        "duration_s": round(frames / fps, 3) if fps else 0.0,
+        "frames": frames,
+        "fps": fps,
+        "narration_s": round(narr_s, 3),
+        "camera_movement": job.shot.camera_movement,
+        "motion_strength": job.shot.motion_strength,
+        "engine": res.engine,
+        "workflow_version": res.workflow_version or "-",
+        "encode_s": round(elapsed, 3),
+        "path": dg.MetadataValue.path(str(out)),
+        **service_metadata(res.engine, res.extra),
+    }
+    return metadata, [length_check]
+
+
+def _clip_kept(step: SentenceStep, out: Path) -> list[dg.AssetCheckResult]:
+    return [_clip_length_check(out, step.brief.fps)[0]]
+
+
+def _make_clips(maker: ClipMakerResource) -> Callable[..., Generator[Any, None, None]]:
+    return maker.make_clips
+
+
+KEYFRAMES = MakerRecipe(
+    job=_keyframe_job, run=_make_keyframes, record=_keyframe_record, kept=_keyframe_kept
+)
+CLIPS = MakerRecipe(job=_clip_job, run=_make_clips, record=_clip_record, kept=_clip_kept)
+
+
+# -- what each project's assets declare (from its engines) ----------------------------------
+
+
+def _narration_kinds(setup: ProjectSetup) -> set[str]:
+    engine = {"piper": "piper", "espeak": "espeak", "chatterbox": "chatterbox"}
+    return {"wav", engine[setup.settings.tts]}
+
+
+def _shot_version(setup: ProjectSetup) -> str:
+    llm = setup.resources["llm"]
+    llm_v = llm.model if llm.is_configured else "none"
+    return f"{SHOT_RULES_VERSION}-{style_version(setup.brief.style)}-{llm_v}"
+
+
+def _engine(setup: ProjectSetup, resource: str) -> str:
+    return str(setup.resources[resource].engine_for(setup.brief.name))
+
+
+def _gpu_or_render(resource: str) -> Callable[[ProjectSetup], str | None]:
+    def pool(setup: ProjectSetup) -> str | None:
+        return "gpu" if _engine(setup, resource) == "comfyui" else "render"
+
+    return pool
+
+
+def _keyframe_version(setup: ProjectSetup) -> str:
+    maker = setup.resources["keyframes"].maker(_engine(setup, "keyframes"))
+    return f"{maker.version(setup.brief.image_workflow)}-{style_version(setup.brief.style)}"
+
+
+def _clip_version(setup: ProjectSetup) -> str:
+    maker = setup.resources["clips"].maker(_engine(setup, "clips"))
+    return str(maker.version(setup.brief.video_workflow))
+
+
+UPSCALE_CHECK = "upscaled_at_most_2x"
+MAX_UPSCALE = 2.0
+
+SENTENCE_SPECS: tuple[SentenceAssetSpec, ...] = (
+    SentenceAssetSpec(
+        name=NARRATION,
+        description="The narration of one sentence: a WAV spoken by the project's voice.",
+        parents=(Parent(SENTENCE, observed=True),),
+        output="narration.wav",
+        resource="narrator",
+        make=make_narration,
+        pool=lambda _: "tts",
+        kinds=_narration_kinds,
+        code_version=lambda setup: str(setup.resources["narrator"].version()),
+        checks=(Check("audible"),),
+        export="audio",
+    ),
+    SentenceAssetSpec(
+        name=SHOT,
+        description=(
+            "The shot of one sentence: image and video prompts, camera movement, motion strength."
+        ),
+        parents=(Parent(SENTENCE, observed=True), Parent(DIRECTION, observed=True)),
+        output="shot.json",
+        resource="llm",
+        make=make_shot,
+        kinds=lambda setup: {"json", "llm" if setup.resources["llm"].is_configured else "python"},
+        code_version=_shot_version,
+    ),
+    SentenceAssetSpec(
+        name=KEYFRAME,
+        description="The keyframe of one sentence: a 1920x1080 PNG of its shot.",
+        parents=(Parent(SHOT),),
+        output="keyframe.png",
+        resource="keyframes",
+        make=made_by_maker(KEYFRAMES),
+        pool=_gpu_or_render("keyframes"),
+        kinds=lambda s: {"png", "comfyui" if _engine(s, "keyframes") == "comfyui" else "pillow"},
+        code_version=_keyframe_version,
+        checks=(
+            Check("is_1920x1080"),
+            Check(UPSCALE_CHECK, "generated at least half the final size"),
+        ),
+        export="images",
+    ),
+    SentenceAssetSpec(
+        name=CLIP,
+        description=(
+            "The clip of one sentence: an MP4 exactly as long as its narration, narration muxed."
+        ),
+        parents=(Parent(KEYFRAME), Parent(NARRATION), Parent(SHOT)),
+        output="clip.mp4",
+        resource="clips",
+        make=made_by_maker(CLIPS),
+        pool=_gpu_or_render("clips"),
+        kinds=lambda s: {"mp4", "comfyui" if _engine(s, "clips") == "comfyui" else "ffmpeg"},
+        code_version=_clip_version,
+        checks=(Check("matches_narration"),),
+        export="videos",
+    ),
+)
+"""The per-sentence assets of every project (`specs.build_sentence_assets` builds them)."""
+
+PER_SENTENCE: tuple[str, ...] = tuple(s.name for s in render_order(SENTENCE_SPECS))
+"""The per-sentence asset names in render order (parents first)."""
 
 
 def _sentence_log(context: dg.AssetExecutionContext, partition: str) -> Callable[[str], None]:
@@ -545,10 +552,6 @@ def _keyframe_size_check(image: Path) -> tuple[dg.AssetCheckResult, tuple[int, i
         metadata={"width": size[0], "height": size[1]},
     )
     return check, size
-
-
-UPSCALE_CHECK = "upscaled_at_most_2x"
-MAX_UPSCALE = 2.0
 
 
 def _keyframe_upscale_check(image: Path) -> dg.AssetCheckResult:
@@ -600,8 +603,6 @@ def _clip_length_check(
 
 def _cast_fingerprint(refs: Sequence[CharacterRef]) -> str:
     """A hash of the LoRAs and reference images of the characters in a shot."""
-    import hashlib
-
     parts = []
     for r in refs:
         image = (
@@ -613,7 +614,13 @@ def _cast_fingerprint(refs: Sequence[CharacterRef]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def _llm_shots(llm, sentences: Sequence, prefix: str, cast: dict[str, str], context) -> dict:  # type: ignore[no-untyped-def]
+def _llm_shots(
+    llm: LLMResource,
+    sentences: Sequence[SentenceInfo],
+    prefix: str,
+    cast: dict[str, str],
+    context: dg.AssetExecutionContext,
+) -> dict[str, ShotDraft]:
     payload = [{"id": s.id, "text": s.text, "section": s.section} for s in sentences]
     members = [{"name": name, "description": text} for name, text in cast.items()]
     drafts = llm.write_shots(sentences=payload, style_prompt_prefix=prefix, cast=members)
@@ -621,17 +628,17 @@ def _llm_shots(llm, sentences: Sequence, prefix: str, cast: dict[str, str], cont
     return drafts
 
 
-def _merge_llm(shot_, draft, directives):  # type: ignore[no-untyped-def]
-    update = {"source": "llm"}
-    if not directives.image_prompt and getattr(draft, "image_prompt", None):
+def _merge_llm(shot_: Shot, draft: ShotDraft, directives: Directives) -> Shot:
+    update: dict[str, Any] = {"source": "llm"}
+    if not directives.image_prompt and draft.image_prompt:
         update["image_prompt"] = draft.image_prompt
-    if not directives.video_prompt and getattr(draft, "video_prompt", None):
+    if not directives.video_prompt and draft.video_prompt:
         update["video_prompt"] = draft.video_prompt
-    if not directives.camera and getattr(draft, "camera", None):
+    if not directives.camera and draft.camera:
         update["camera_movement"] = draft.camera
-    if directives.motion is None and getattr(draft, "motion", None) is not None:
+    if directives.motion is None:
         update["motion_strength"] = draft.motion
     return shot_.model_copy(update=update)
 
 
-__all__ = ["build_sentence_assets"]
+__all__ = ["PER_SENTENCE", "SENTENCE_SPECS", "SHOT_RULES_VERSION", "style_version"]

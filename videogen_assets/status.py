@@ -18,13 +18,14 @@ from typing import Any
 import dagster as dg
 
 from videogen_assets import dagster_internals
-from videogen_assets.context import PER_SENTENCE, key
+from videogen_assets.context import key
 from videogen_assets.dagster_internals import (
     DEFAULT_DATA_VERSION,
     NULL_DATA_VERSION,
     extract_data_version_from_entry,
 )
 from videogen_assets.records import LatestRecords
+from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_domain.models import AssetStatus
 
 

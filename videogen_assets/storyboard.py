@@ -33,6 +33,7 @@ from urllib.parse import quote
 import jinja2
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_domain.atomic import atomic_path, atomic_write_text
 from videogen_domain.models import AssetStatus, ProjectItem, ProjectView, Shot
 from videogen_domain.paths import projects_dir
@@ -65,9 +66,9 @@ THUMB_QUALITY = 82
 CONTACT_SHEET_GAP = 6  # pixels around and between contact-sheet tiles
 
 STATUSES: tuple[AssetStatus, ...] = ("missing", "stale", "running", "done", "failed")
-MEDIA_KINDS: tuple[str, ...] = ("narration", "keyframe", "clip")
+MEDIA_KINDS: tuple[str, ...] = tuple(s.name for s in SENTENCE_SPECS if s.export is not None)
 # The order badges appear in; kinds a view names beyond these follow, sorted.
-_KIND_ORDER: tuple[str, ...] = ("script", "shot", "narration", "keyframe", "clip")
+_KIND_ORDER: tuple[str, ...] = ("script", "shot", *MEDIA_KINDS)
 # The worst status of a card decides its colour and what the filter matches.
 _SEVERITY: dict[str, int] = {"done": 0, "missing": 1, "stale": 2, "running": 3, "failed": 4}
 # The status filter's choices after "all shots" and "needs attention".

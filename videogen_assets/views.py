@@ -7,7 +7,8 @@ import math
 import wave
 from pathlib import Path
 
-from videogen_assets.context import read_shot, sentence_order
+from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT, read_shot, sentence_order
+from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_domain import paths
 from videogen_domain.models import AssetStatus, ProjectItem, ProjectView, Shot
 from videogen_resources.studio import StudioResource
@@ -40,24 +41,15 @@ def project_view(
     items: list[ProjectItem] = []
     for n, s in enumerate(sentence_order(db, project), start=1):
         folder = studio.sentence_dir(project, s.id)
-        narration, keyframe, clip, shot_file = (
-            folder / "narration.wav",
-            folder / "keyframe.png",
-            folder / "clip.mp4",
-            folder / "shot.json",
-        )
+        files = {spec.name: folder / spec.output for spec in SENTENCE_SPECS}
+        narration, keyframe, clip, shot_file = (files[k] for k in (NARRATION, KEYFRAME, CLIP, SHOT))
         narration_ms = clip_frames = None
         if narration.exists():
             narration_ms, clip_frames = wav_frames(narration, brief.fps)
         shot: Shot | None = read_shot(shot_file) if shot_file.exists() else None
-        status: dict[str, AssetStatus] = {}
-        for kind, f in (
-            ("narration", narration),
-            ("shot", shot_file),
-            ("keyframe", keyframe),
-            ("clip", clip),
-        ):
-            status[kind] = "done" if f.exists() else "missing"
+        status: dict[str, AssetStatus] = {
+            kind: "done" if f.exists() else "missing" for kind, f in files.items()
+        }
         if statuses and s.id in statuses:
             status.update(statuses[s.id])
         items.append(

@@ -3,18 +3,20 @@
 Assets annotate these base types; `videogen_assets.definitions` binds an implementation chosen by
 configuration (embedded defaults unless a service URL/key is configured). Every implementation
 writes its output atomically to the ``out_path`` it is given and returns a pydantic result.
-A maker may also offer ``make_keyframes(jobs)`` / ``make_clips(jobs)`` (jobs: `KeyframeJob` /
-`ClipJob`, results yielded in order); the assets use them when present, so a GPU server's queue
-never runs dry between the sentences of one step.
+Each method takes one job model (`SpeechJob`, `KeyframeJob`, `ClipJob`: the one place the
+arguments are declared). The assets call the batch forms ``make_keyframes(jobs)`` /
+``make_clips(jobs)`` (results yielded in order); their defaults loop over the single-item
+method, and a GPU server's maker overrides them so its queue never runs dry between the
+sentences of one step.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 from pydantic import BaseModel, Field
@@ -74,8 +76,18 @@ class ClipResult(BaseModel):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpeechJob:
+    """One sentence to speak: the only place a narrator's arguments are declared."""
+
+    text: str
+    out_path: Path
+    voice: str | None = None  # None: the narrator's configured voice
+    progress: ProgressFn | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class KeyframeJob:
-    """The keyword arguments of one ``make_keyframe`` call, for makers that take a batch."""
+    """One keyframe to make: the only place a keyframe maker's arguments are declared."""
 
     shot: Shot
     sentence_text: str
@@ -84,36 +96,30 @@ class KeyframeJob:
     characters: Sequence[CharacterRef]
     out_path: Path
     progress: ProgressFn | None = None
-    workflow: str | None = None
-    cancel_check: Callable[[], bool] | None = None
+    workflow: str | None = None  # the project's ``image_workflow``; ignored without workflows
+    cancel_check: Callable[[], bool] | None = None  # True: the run is being cancelled
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClipJob:
-    """The keyword arguments of one ``make_clip`` call, for makers that take a batch."""
+    """One clip to make: the only place a clip maker's arguments are declared."""
 
     shot: Shot
     keyframe: Path
     narration: Path
     out_path: Path
     progress: ProgressFn | None = None
-    workflow: str | None = None
-    cancel_check: Callable[[], bool] | None = None
+    workflow: str | None = None  # the project's ``video_workflow``; ignored without workflows
+    cancel_check: Callable[[], bool] | None = None  # True: the run is being cancelled
 
 
 class NarratorResource(dg.ConfigurableResource, ABC):
     """Speaks one sentence into a WAV file."""
 
     @abstractmethod
-    def speak(
-        self,
-        *,
-        text: str,
-        out_path: Path,
-        voice: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> SpeechResult:
-        """Synthesize ``text`` with ``voice`` (None = the configured default) into ``out_path``."""
+    def speak(self, job: SpeechJob) -> SpeechResult:
+        """Synthesize ``job.text`` with ``job.voice`` (None = the configured default) into
+        ``job.out_path``."""
 
     @abstractmethod
     def version(self) -> str:
@@ -121,22 +127,17 @@ class NarratorResource(dg.ConfigurableResource, ABC):
 
 
 class KeyframeMakerResource(dg.ConfigurableResource, ABC):
-    """Makes the 1920x1080 keyframe image of one shot."""
+    """Makes the 1920x1080 keyframe images of shots."""
 
     @abstractmethod
-    def make_keyframe(
-        self,
-        *,
-        shot: Shot,
-        sentence_text: str,
-        section_title: str,
-        style: str,
-        characters: Sequence[CharacterRef],
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ImageResult:
-        """Render or generate the keyframe into ``out_path`` (PNG, 1920x1080)."""
+    def make_keyframe(self, job: KeyframeJob) -> ImageResult:
+        """Render or generate the keyframe into ``job.out_path`` (PNG, 1920x1080)."""
+
+    def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Generator[ImageResult, None, None]:
+        """One result per job, in order, as each is made. This default makes them one by one;
+        a maker with a queue (a GPU server) overrides it to keep the queue fed."""
+        for job in jobs:
+            yield self.make_keyframe(job)
 
     @abstractmethod
     def version(self, workflow: str | None = None) -> str:
@@ -146,22 +147,24 @@ class KeyframeMakerResource(dg.ConfigurableResource, ABC):
         that use no workflow ignore it.
         """
 
+    def for_project(self, project: str) -> KeyframeMakerResource:
+        """The maker that serves ``project``: this one, unless the resource holds one engine
+        per project (`videogen_resources.engines`)."""
+        return self
+
 
 class ClipMakerResource(dg.ConfigurableResource, ABC):
-    """Makes the video clip of one shot, exactly as long as its narration."""
+    """Makes the video clips of shots, each exactly as long as its narration."""
 
     @abstractmethod
-    def make_clip(
-        self,
-        *,
-        shot: Shot,
-        keyframe: Path,
-        narration: Path,
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ClipResult:
+    def make_clip(self, job: ClipJob) -> ClipResult:
         """Write an MP4 (H.264, yuv420p, 1920x1080, narration muxed as AAC 48 kHz)."""
+
+    def make_clips(self, jobs: Iterable[ClipJob]) -> Generator[ClipResult, None, None]:
+        """One result per job, in order, as each is made. This default makes them one by one;
+        a maker with a queue (a GPU server) overrides it to keep the queue fed."""
+        for job in jobs:
+            yield self.make_clip(job)
 
     @abstractmethod
     def version(self, workflow: str | None = None) -> str:
@@ -170,12 +173,7 @@ class ClipMakerResource(dg.ConfigurableResource, ABC):
         ``workflow`` is the project's ``video_workflow``; makers without workflows ignore it.
         """
 
-
-M = TypeVar("M", KeyframeMakerResource, ClipMakerResource)
-
-
-def maker_for(resource: M, project: str) -> M:
-    """The maker that serves ``project``: its engine's when ``resource`` holds one per project
-    (`videogen_resources.engines`), else ``resource`` itself."""
-    pick = getattr(resource, "for_project", None)
-    return pick(project) if callable(pick) else resource
+    def for_project(self, project: str) -> ClipMakerResource:
+        """The maker that serves ``project``: this one, unless the resource holds one engine
+        per project (`videogen_resources.engines`)."""
+        return self

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
 from videogen_resources import media
-from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 from videogen_resources.http import RETRY_STATUSES, HttpPolicy, HttpService, server_message
@@ -438,18 +438,12 @@ class ChatterboxNarrator(NarratorResource):
 
     # -- the narrator contract -----------------------------------------------------------------
 
-    def speak(
-        self,
-        *,
-        text: str,
-        out_path: Path,
-        voice: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> SpeechResult:
-        pieces = split_text(text, self._max_chars())
+    def speak(self, job: SpeechJob) -> SpeechResult:
+        out_path, progress = job.out_path, job.progress
+        pieces = split_text(job.text, self._max_chars())
         if not pieces:
             raise ValueError("nothing to say: the text is empty")
-        voice = voice if voice is not None else self.voice
+        voice = job.voice if job.voice is not None else self.voice
         started = time.perf_counter()
         parts: list[np.ndarray] = []
         rate: int | None = None

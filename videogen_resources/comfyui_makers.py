@@ -21,7 +21,7 @@ import re
 import tempfile
 import wave
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -29,7 +29,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import Field
 
 from videogen_domain.atomic import atomic_path
-from videogen_domain.models import Shot
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -245,7 +244,7 @@ def _pipelined(
     comfyui: ComfyUIResource,
     jobs: Iterable[J],
     submit: Callable[[J], _Pending[R]],
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Results of ``jobs`` in order, keeping a job queued on the server behind the running one.
 
     With several servers, three jobs per server are kept in flight (the least busy server gets
@@ -335,35 +334,13 @@ class ComfyUIKeyframes(KeyframeMakerResource):
         """The content hash of the workflow (``workflow`` overrides the configured one)."""
         return self._wf(workflow).version
 
-    def make_keyframe(
-        self,
-        *,
-        shot: Shot,
-        sentence_text: str,
-        section_title: str,
-        style: str,
-        characters: Sequence[CharacterRef],
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-        cancel_check: Callable[[], bool] | None = None,
-    ) -> ImageResult:
-        """Generate the keyframe; ``cancel_check`` returning True (the run is being cancelled)
-        interrupts the prompt on the server (POST /interrupt) and raises ``ServiceError``."""
-        job = KeyframeJob(
-            shot=shot,
-            sentence_text=sentence_text,
-            section_title=section_title,
-            style=style,
-            characters=characters,
-            out_path=out_path,
-            progress=progress,
-            workflow=workflow,
-            cancel_check=cancel_check,
-        )
+    def make_keyframe(self, job: KeyframeJob) -> ImageResult:
+        """Generate the keyframe; ``job.cancel_check`` returning True (the run is being
+        cancelled) interrupts the prompt on the server (POST /interrupt) and raises
+        ``ServiceError``."""
         return _finish(self.comfyui, self._submit_keyframe(job))
 
-    def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Iterator[ImageResult]:
+    def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Generator[ImageResult, None, None]:
         """`make_keyframe` for each job, results in order, the next job always queued on the
         server before the current one is waited for, downloaded and normalized. A failed or
         cancelled job raises the error `make_keyframe` would, after taking the job queued
@@ -474,30 +451,12 @@ class ComfyUIClips(ClipMakerResource):
         """The content hash of the workflow (``workflow`` overrides the configured one)."""
         return self._wf(workflow).version
 
-    def make_clip(
-        self,
-        *,
-        shot: Shot,
-        keyframe: Path,
-        narration: Path,
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-        cancel_check: Callable[[], bool] | None = None,
-    ) -> ClipResult:
-        """Generate the clip; ``cancel_check`` works as in `ComfyUIKeyframes.make_keyframe`."""
-        job = ClipJob(
-            shot=shot,
-            keyframe=keyframe,
-            narration=narration,
-            out_path=out_path,
-            progress=progress,
-            workflow=workflow,
-            cancel_check=cancel_check,
-        )
+    def make_clip(self, job: ClipJob) -> ClipResult:
+        """Generate the clip; ``job.cancel_check`` works as in
+        `ComfyUIKeyframes.make_keyframe`."""
         return _finish(self.comfyui, self._submit_clip(job))
 
-    def make_clips(self, jobs: Iterable[ClipJob]) -> Iterator[ClipResult]:
+    def make_clips(self, jobs: Iterable[ClipJob]) -> Generator[ClipResult, None, None]:
         """`make_clip` for each job, results in order, pipelined as in
         `ComfyUIKeyframes.make_keyframes` (each job's keyframe must already be on disk)."""
         return _pipelined(self.comfyui, jobs, self._submit_clip)

@@ -12,26 +12,24 @@ choice of one project, strongest first:
 `KeyframeEngines` and `ClipEngines` are the ``keyframes`` / ``clips`` resources: they hold every
 engine and the choice of each project (resolved when the Definitions are built, so the code
 version of each project's keyframe and clip assets follows its engine: switching one kind's
-engine marks exactly that kind stale). An asset asks for its project's maker with
-`videogen_resources.base.maker_for`; a plain maker passed as the resource (tests,
-benchmarks) serves every project.
+engine marks exactly that kind stale). An asset asks for its project's maker with ``for_project``;
+a plain maker passed as the resource (tests, benchmarks) serves every project.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Generator, Iterable, Sequence
+from typing import Literal
 
 from pydantic import Field
 
 from videogen_resources.base import (
-    CharacterRef,
+    ClipJob,
     ClipMakerResource,
     ClipResult,
     ImageResult,
+    KeyframeJob,
     KeyframeMakerResource,
-    ProgressFn,
 )
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
 from videogen_resources.embedded.cards import CardKeyframes
@@ -76,28 +74,11 @@ class KeyframeEngines(KeyframeMakerResource):
     def version(self, workflow: str | None = None) -> str:
         return self.maker(self.default).version(workflow)
 
-    def make_keyframe(
-        self,
-        *,
-        shot: Any,
-        sentence_text: str,
-        section_title: str,
-        style: str,
-        characters: Sequence[CharacterRef],
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ImageResult:
-        return self.maker(self.default).make_keyframe(
-            shot=shot,
-            sentence_text=sentence_text,
-            section_title=section_title,
-            style=style,
-            characters=characters,
-            out_path=out_path,
-            progress=progress,
-            workflow=workflow,
-        )
+    def make_keyframe(self, job: KeyframeJob) -> ImageResult:
+        return self.maker(self.default).make_keyframe(job)
+
+    def make_keyframes(self, jobs: Iterable[KeyframeJob]) -> Generator[ImageResult, None, None]:
+        return self.maker(self.default).make_keyframes(jobs)
 
 
 class ClipEngines(ClipMakerResource):
@@ -123,21 +104,8 @@ class ClipEngines(ClipMakerResource):
     def version(self, workflow: str | None = None) -> str:
         return self.maker(self.default).version(workflow)
 
-    def make_clip(
-        self,
-        *,
-        shot: Any,
-        keyframe: Path,
-        narration: Path,
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ClipResult:
-        return self.maker(self.default).make_clip(
-            shot=shot,
-            keyframe=keyframe,
-            narration=narration,
-            out_path=out_path,
-            progress=progress,
-            workflow=workflow,
-        )
+    def make_clip(self, job: ClipJob) -> ClipResult:
+        return self.maker(self.default).make_clip(job)
+
+    def make_clips(self, jobs: Iterable[ClipJob]) -> Generator[ClipResult, None, None]:
+        return self.maker(self.default).make_clips(jobs)

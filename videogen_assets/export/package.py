@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from videogen_assets.export.timelines import (
     TIMELINE_FILES,
@@ -52,15 +52,17 @@ from videogen_assets.export.timelines import (
     timecode,
     write_timelines,
 )
+from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_domain.models import ProjectItem, ProjectView
 
 MediaKind = Literal["narration", "keyframe", "clip"]
-MEDIA_KINDS: tuple[MediaKind, ...] = ("narration", "keyframe", "clip")
 MEDIA_FOLDERS: dict[MediaKind, tuple[str, str]] = {
-    "narration": ("audio", ".wav"),
-    "keyframe": ("images", ".png"),
-    "clip": ("videos", ".mp4"),
+    cast(MediaKind, s.name): (s.export, Path(s.output).suffix)
+    for s in SENTENCE_SPECS
+    if s.export is not None
 }
+"""Each exported per-sentence asset's package folder and suffix, from its spec."""
+MEDIA_KINDS: tuple[MediaKind, ...] = tuple(MEDIA_FOLDERS)
 METADATA_FILE = "metadata.json"
 SCHEMA_VERSION = 1
 SUBTITLE_SUFFIXES = (".srt", ".vtt")

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from videogen_domain.atomic import atomic_path
 from videogen_domain.models import Shot
 from videogen_domain.styles import STYLES_DIR, StylePreset, load_style
-from videogen_resources.base import CharacterRef, ImageResult, KeyframeMakerResource, ProgressFn
+from videogen_resources.base import CharacterRef, ImageResult, KeyframeJob, KeyframeMakerResource
 
 ENGINE = "cards"
 _RENDER_VERSION = "3"  # bump when the drawing changes
@@ -855,23 +855,14 @@ class CardKeyframes(KeyframeMakerResource):
             out.append(char)
         return "".join(out)
 
-    def make_keyframe(
-        self,
-        *,
-        shot: Shot,
-        sentence_text: str,
-        section_title: str,
-        style: str,
-        characters: Sequence[CharacterRef],
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ImageResult:
+    def make_keyframe(self, job: KeyframeJob) -> ImageResult:
         """Draw the card and write it as a PNG, atomically.
 
-        Characters no font draws are reported once through ``progress`` (a line starting with
-        ``warning:``) and in the result's ``extra["missing_glyphs"]``.
+        Characters no font draws are reported once through ``job.progress`` (a line starting
+        with ``warning:``) and in the result's ``extra["missing_glyphs"]``.
         """
+        shot, sentence_text, section_title = job.shot, job.sentence_text, job.section_title
+        style, progress = job.style, job.progress
         missing = self.uncovered(
             shot=shot, sentence_text=sentence_text, section_title=section_title, style=style
         )
@@ -887,9 +878,9 @@ class CardKeyframes(KeyframeMakerResource):
             sentence_text=sentence_text,
             section_title=section_title,
             style=style,
-            characters=characters,
+            characters=job.characters,
         )
-        out_path = Path(out_path)
+        out_path = Path(job.out_path)
         with atomic_path(out_path) as tmp:
             img.save(tmp, format="PNG", compress_level=6)
         if progress:

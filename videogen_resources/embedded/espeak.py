@@ -17,12 +17,11 @@ import hashlib
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
-from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
@@ -229,16 +228,11 @@ class EspeakNarrator(NarratorResource):
         key += f"|{self.true_peak_db}"
         return f"espeak-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
-    def speak(
-        self,
-        *,
-        text: str,
-        out_path: Path,
-        voice: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> SpeechResult:
-        """Speak ``text`` into ``out_path`` (16-bit WAV, loudness-normalized, atomic)."""
-        name = voice or self.voice
+    def speak(self, job: SpeechJob) -> SpeechResult:
+        """Speak the job's text into its ``out_path`` (16-bit WAV, loudness-normalized,
+        atomic)."""
+        text, out_path, progress = job.text, job.out_path, job.progress
+        name = job.voice or self.voice
         if not text.strip():
             raise ServiceError("espeak", "cannot speak an empty text")
         started = time.perf_counter()

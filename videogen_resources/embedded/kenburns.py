@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videogen_domain.atomic import atomic_path
-from videogen_domain.models import CameraMovement, Shot
+from videogen_domain.models import CameraMovement
 from videogen_resources import media
-from videogen_resources.base import ClipMakerResource, ClipResult, ProgressFn
+from videogen_resources.base import ClipJob, ClipMakerResource, ClipResult
 
 ENGINE = "kenburns"
 _RENDER_VERSION = "4"  # bump when the motion or encoding changes (4: BT.709 tagged)
@@ -131,18 +131,11 @@ class KenBurnsClips(ClipMakerResource):
         key = f"{_RENDER_VERSION}|{self.fps}|{self.width}x{self.height}|{self.preset}|{self.crf}"
         return f"{ENGINE}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
-    def make_clip(
-        self,
-        *,
-        shot: Shot,
-        keyframe: Path,
-        narration: Path,
-        out_path: Path,
-        progress: ProgressFn | None = None,
-        workflow: str | None = None,
-    ) -> ClipResult:
-        """Render the move over ``keyframe`` with ``narration`` muxed; see the module doc."""
-        keyframe, narration, out_path = Path(keyframe), Path(narration), Path(out_path)
+    def make_clip(self, job: ClipJob) -> ClipResult:
+        """Render the move over the job's keyframe with its narration muxed; see the module
+        doc."""
+        shot, progress = job.shot, job.progress
+        keyframe, narration, out_path = Path(job.keyframe), Path(job.narration), Path(job.out_path)
         num_samples, rate = media.wav_num_samples(narration)
         frames = media.frames_for_samples(num_samples, rate, self.fps)
         audio_samples = media.samples_for_frames(frames, self.fps)

@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from videogen_domain.atomic import atomic_write_bytes, atomic_write_text
-from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
@@ -296,16 +297,11 @@ class PiperNarrator(NarratorResource):
             raise ServiceError("piper", f"no speech could be made from the text {text[:60]!r}")
         return np.concatenate(parts), rate
 
-    def speak(
-        self,
-        *,
-        text: str,
-        out_path: Path,
-        voice: str | None = None,
-        progress: ProgressFn | None = None,
-    ) -> SpeechResult:
-        """Speak ``text`` into ``out_path`` (16-bit WAV, loudness-normalized, atomic)."""
-        name = voice or self.voice
+    def speak(self, job: SpeechJob) -> SpeechResult:
+        """Speak the job's text into its ``out_path`` (16-bit WAV, loudness-normalized,
+        atomic)."""
+        text, out_path, progress = job.text, job.out_path, job.progress
+        name = job.voice or self.voice
         if not self._is_piper_voice(name):
             from videogen_resources.embedded.espeak import EspeakNarrator
 
@@ -314,7 +310,7 @@ class PiperNarrator(NarratorResource):
                 loudness_target_lufs=self.loudness_target_lufs,
                 true_peak_db=self.true_peak_db,
             )
-            return fallback.speak(text=text, out_path=out_path, voice=name, progress=progress)
+            return fallback.speak(replace(job, voice=name))
         if not text.strip():
             raise ServiceError("piper", "cannot speak an empty text")
         started = time.perf_counter()
