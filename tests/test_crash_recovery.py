@@ -26,7 +26,8 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from helpers_crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 
 from videogen_assets.context import PER_SENTENCE, file_digest, key
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.audio import wav_num_samples
+from videogen_resources.media import probe
 
 PROJECT = "volcanoes"
 N = 8

@@ -65,7 +65,8 @@ from videogen.operations import QUIET, sync
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.definitions import build_definitions
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.audio import wav_num_samples
+from videogen_resources.media import probe
 from videogen_resources.settings import BackendSettings
 
 pytestmark = [

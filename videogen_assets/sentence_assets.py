@@ -210,7 +210,7 @@ def build_sentence_assets(
         narrator: NarratorResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The narration of one sentence: a WAV spoken by the project's voice."""
-        from videogen_resources.media import audio_levels, read_wav
+        from videogen_resources.audio import audio_levels, read_wav
 
         results = PartitionResults(context, parents=[(k_sentence, True)])
         _name_run(context, db)
@@ -581,7 +581,8 @@ def _clip_length_check(
 ) -> tuple[dg.AssetCheckResult, tuple[int, int, float]]:
     """The clip's quality gate: as many frames as its narration (beside it) lasts, within one;
     with the clip's frames, frame rate and the narration's seconds."""
-    from videogen_resources.media import probe, wav_num_samples
+    from videogen_resources.audio import wav_num_samples
+    from videogen_resources.media import probe
 
     info = probe(clip, count="packets")  # H.264 in MP4: one packet per frame
     n_samples, rate = wav_num_samples(clip.parent / "narration.wav")

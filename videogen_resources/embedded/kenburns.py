@@ -17,7 +17,7 @@ from pathlib import Path
 
 from videogen_domain.atomic import atomic_path
 from videogen_domain.models import CameraMovement, Shot
-from videogen_resources import media
+from videogen_resources import audio, media
 from videogen_resources.base import ClipMakerResource, ClipResult, ProgressFn
 
 ENGINE = "kenburns"
@@ -143,9 +143,9 @@ class KenBurnsClips(ClipMakerResource):
     ) -> ClipResult:
         """Render the move over ``keyframe`` with ``narration`` muxed; see the module doc."""
         keyframe, narration, out_path = Path(keyframe), Path(narration), Path(out_path)
-        num_samples, rate = media.wav_num_samples(narration)
-        frames = media.frames_for_samples(num_samples, rate, self.fps)
-        audio_samples = media.samples_for_frames(frames, self.fps)
+        num_samples, rate = audio.wav_num_samples(narration)
+        frames = audio.frames_for_samples(num_samples, rate, self.fps)
+        audio_samples = audio.samples_for_frames(frames, self.fps)
         vchain = kenburns_filter(
             shot.camera_movement,
             shot.motion_strength,
