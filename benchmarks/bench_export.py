@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -43,8 +42,9 @@ from videogen_assets.export import (
     write_timelines,
     write_zip,
 )
-from videogen_assets.export.timelines import probe_media
 from videogen_domain.models import ProjectItem, ProjectView, Shot
+from videogen_resources import audio
+from videogen_resources.media import probe
 
 FPS = 30
 CLIP_FRAMES = (45, 60, 75, 90)
@@ -76,11 +76,7 @@ def make_project(root: Path, count: int) -> ProjectView:
         ms = frames * 1000 // FPS
         samples = 48000 * ms // 1000
         tone = np.sin(2 * np.pi * (180 + n) * np.arange(samples) / 48000)
-        with wave.open(str(studio / f"{sid}.wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(48000)
-            w.writeframes((0.2 * tone * 32767).astype("<i2").tobytes())
+        audio.write_wav(studio / f"{sid}.wav", (0.2 * tone * 32767).astype("<i2"), 48000)
         Image.new("RGB", (320, 180), (n % 256, (n * 7) % 256, 120)).save(studio / f"{sid}.png")
         os.link(clips[n % len(clips)], studio / f"{sid}.mp4")
         section = f"Part {(n - 1) // SENTENCES_PER_SECTION + 1}"
@@ -119,8 +115,8 @@ def timeline_entries(dest: Path, view: ProjectView) -> list[TimelineEntry]:
                 frames=sentence["frames"],
                 clip=files["clip"],
                 narration=files["narration"],
-                clip_info=probe_media(dest / files["clip"]),
-                narration_info=probe_media(dest / files["narration"]),
+                clip_info=probe(dest / files["clip"], count="header"),
+                narration_info=probe(dest / files["narration"], count="header"),
                 number=sentence["number"],
             )
         )
@@ -151,11 +147,9 @@ def child(view_file: Path, dest: Path) -> None:
     figures["unchanged_reused"] = len(report.reused)
 
     wav = Path(view.items[7].narration or "")
-    tmp = wav.with_name(f"new-{wav.name}")
-    with wave.open(str(wav), "rb") as src, wave.open(str(tmp), "wb") as dst:
-        dst.setparams(src.getparams())
-        dst.writeframes(bytes(src.readframes(src.getnframes())[::-1]))
-    os.replace(tmp, wav)
+    stored = audio.read_pcm16(wav)
+    assert stored is not None
+    audio.write_wav(wav, stored[0][::-1], stored[1])  # the same length, other content
     started = time.perf_counter()
     report = write_export(view, dest, loudness_lufs=loudness)
     figures["one_changed_s"] = time.perf_counter() - started

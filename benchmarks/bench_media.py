@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from videogen_domain.models import CameraMovement, Shot
-from videogen_resources import media
+from videogen_resources import audio, media
 from videogen_resources.base import ClipJob, KeyframeJob, SpeechJob
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.cards import CardKeyframes
@@ -82,7 +82,7 @@ def make_inputs(work: Path) -> tuple[Path, Path]:
     sr = 22_050
     t = np.arange(5 * sr) / sr
     voice = 0.2 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
-    narration = media.write_wav(work / "five.wav", voice, sr)
+    narration = audio.write_wav(work / "five.wav", voice, sr)
     return keyframe, narration
 
 
@@ -121,7 +121,7 @@ def make_clip_pool(work: Path, keyframe: Path, count: int) -> tuple[list[Path], 
     moves: tuple[CameraMovement, ...] = ("pan-right", "zoom-in", "pan-left", "zoom-out")
     for i in range(4):
         t = np.arange(round((4.8 + 0.05 * i) * sr)) / sr
-        narr = media.write_wav(
+        narr = audio.write_wav(
             work / f"pool{i}.wav", 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t), sr
         )
         shot = Shot(image_prompt="x", video_prompt="x", camera_movement=moves[i])

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from videogen_assets.definitions import build_definitions  # noqa: E402
 from videogen_assets.partitions import partitions_name  # noqa: E402
 from videogen_assets.sentence_assets import PER_SENTENCE  # noqa: E402
 from videogen_assets.status import sentence_statuses  # noqa: E402
+from videogen_resources import audio  # noqa: E402
 from videogen_resources.base import (  # noqa: E402
     ClipJob,
     ClipMakerResource,
@@ -73,11 +73,7 @@ def make_media(folder: Path) -> dict[str, Path]:
     wav = folder / "narration.wav"
     t = np.arange(int(RATE * SECONDS)) / RATE
     samples = (0.3 * 32767 * np.sin(2 * np.pi * 440.0 * t)).astype("<i2")
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.tobytes())
+    audio.write_wav(wav, samples, RATE)
     png = folder / "keyframe.png"
     Image.new("RGB", (1920, 1080), (40, 90, 140)).save(png, format="PNG")
     mp4 = folder / "clip.mp4"

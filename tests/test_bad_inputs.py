@@ -45,8 +45,9 @@ from videogen_assets.partitions import partitions_name
 from videogen_domain import paths
 from videogen_domain.errors import InputError
 from videogen_domain.script import MAX_SCRIPT_BYTES, read_script
+from videogen_resources.audio import decode_wav
 from videogen_resources.base import SpeechJob
-from videogen_resources.chatterbox import ChatterboxNarrator, decode_wav
+from videogen_resources.chatterbox import ChatterboxNarrator
 from videogen_resources.comfyui import ComfyUIResource, sanitize_filename
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource

@@ -24,13 +24,10 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from videogen_resources import media
+from videogen_resources import audio
+from videogen_resources.audio import decode_wav
 from videogen_resources.base import SpeechJob
-from videogen_resources.chatterbox import (
-    ChatterboxNarrator,
-    decode_wav,
-    split_text,
-)
+from videogen_resources.chatterbox import ChatterboxNarrator, split_text
 from videogen_resources.errors import ServiceError
 
 try:
@@ -355,17 +352,17 @@ def test_narration_is_loudness_normalized_to_the_target(openai_server, tmp_path)
         SpeechJob(text=SENTENCE, out_path=out)
     )
     samples, rate = decode_wav(out.read_bytes())
-    assert media.loudness_lufs(samples, rate) == pytest.approx(-20.0, abs=0.5)
+    assert audio.loudness_lufs(samples, rate) == pytest.approx(-20.0, abs=0.5)
     assert result.loudness_lufs == pytest.approx(-20.0, abs=0.5)
 
     # Normalization off: the server's own loudness is kept, and reported as measured.
     raw = narrator(openai_server, loudness_target_lufs=None).speak(
         SpeechJob(text=SENTENCE, out_path=tmp_path / "raw.wav")
     )
-    served = media.loudness_lufs(*decode_wav(speech_like_wav(SENTENCE)))
+    served = audio.loudness_lufs(*decode_wav(speech_like_wav(SENTENCE)))
     assert served < -17.0
     assert raw.loudness_lufs == pytest.approx(served, abs=0.1)
-    written = media.loudness_lufs(*decode_wav(raw.path.read_bytes()))
+    written = audio.loudness_lufs(*decode_wav(raw.path.read_bytes()))
     assert written == pytest.approx(served, abs=0.1)
 
 
@@ -379,7 +376,7 @@ def test_true_peak_is_held_under_minus_one_dbtp_between_the_samples(
         SpeechJob(text=SENTENCE * 2, out_path=out)
     )
     samples, rate = decode_wav(out.read_bytes())
-    measured = media.true_peak(samples, rate)
+    measured = audio.true_peak(samples, rate)
     assert measured <= -1.0 + 0.05
     assert result.extra["true_peak_dbtp"] == pytest.approx(measured, abs=0.05)
     if target is not None:
@@ -444,7 +441,7 @@ def test_the_narration_asset_records_the_true_peak(openai_server, studio_root, i
     mat = instance.fetch_materializations(narration, limit=1).records[0].asset_materialization
     assert mat is not None
     wav = studio_root / "projects" / "volcanoes" / "sentences" / pk / "narration.wav"
-    measured = media.true_peak(*decode_wav(wav.read_bytes()))
+    measured = audio.true_peak(*decode_wav(wav.read_bytes()))
     assert measured <= -1.0 + 0.05
     assert mat.metadata["true_peak_dbtp"].value == pytest.approx(measured, abs=0.05)
     assert str(mat.metadata["engine"].value) == "chatterbox-openai"

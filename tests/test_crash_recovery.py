@@ -26,7 +26,8 @@ from helpers_crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, v
 from videogen_assets.context import file_digest, key
 from videogen_assets.dagster_internals import extract_data_version_from_entry
 from videogen_assets.sentence_assets import PER_SENTENCE
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.audio import wav_num_samples
+from videogen_resources.media import probe
 
 PROJECT = "volcanoes"
 N = 8

@@ -68,7 +68,8 @@ from videogen_assets.dagster_internals import (
 )
 from videogen_assets.definitions import build_definitions
 from videogen_assets.sentence_assets import PER_SENTENCE
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.audio import wav_num_samples
+from videogen_resources.media import probe
 from videogen_resources.settings import BackendSettings
 
 pytestmark = [

@@ -42,11 +42,12 @@ from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot
 from videogen_assets.definitions import build_definitions
 from videogen_domain.models import Shot
+from videogen_resources.audio import wav_num_samples
 from videogen_resources.base import KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes
 from videogen_resources.errors import ServiceError
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.media import probe
 from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas
 from videogen_store.characters import add_character, cast_add

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 from samples import SMALL_SCRIPT
 
-from videogen_resources import media
+from videogen_resources import audio
 from videogen_resources.base import SpeechJob
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.espeak import EspeakNarrator, list_voices
@@ -45,10 +45,10 @@ def test_piper_speaks_a_sentence(tmp_path: Path) -> None:
     assert res.sample_rate == 22_050 and res.num_samples == frames
     assert res.duration_ms == round(frames * 1000 / rate)
     assert 2_000 < res.duration_ms < 12_000
-    samples, sr = media.read_wav(res.path)
-    levels = media.audio_levels(samples, sr)
+    samples, sr = audio.read_wav(res.path)
+    levels = audio.audio_levels(samples, sr)
     assert not levels.silent and levels.clipped_fraction < 0.001
-    lufs, peak = media.loudness(samples, sr)
+    lufs, peak = audio.loudness(samples, sr)
     assert lufs == pytest.approx(-16.0, abs=1.5)
     assert res.loudness_lufs == pytest.approx(lufs, abs=0.2)
     assert peak <= -0.9
@@ -74,7 +74,7 @@ def test_other_voices_use_espeak(tmp_path: Path) -> None:
         SpeechJob(text="Bonjour à tous.", voice="fr", out_path=tmp_path / "f.wav")
     )
     assert res.engine == "espeak-ng" and res.voice == "fr"
-    assert not media.audio_levels(*media.read_wav(res.path)).silent
+    assert not audio.audio_levels(*audio.read_wav(res.path)).silent
 
 
 def test_espeak_narrator(tmp_path: Path) -> None:
@@ -83,9 +83,9 @@ def test_espeak_narrator(tmp_path: Path) -> None:
     channels, width, rate, frames = _wav_facts(res.path)
     assert (channels, width) == (1, 2) and rate == res.sample_rate
     assert res.num_samples == frames and res.duration_ms == round(frames * 1000 / rate)
-    samples, sr = media.read_wav(res.path)
-    assert not media.audio_levels(samples, sr).silent
-    assert media.loudness(samples, sr)[0] == pytest.approx(-16.0, abs=1.5)
+    samples, sr = audio.read_wav(res.path)
+    assert not audio.audio_levels(samples, sr).silent
+    assert audio.loudness(samples, sr)[0] == pytest.approx(-16.0, abs=1.5)
     variant = narrator.speak(SpeechJob(text="Hello", voice="en-us+f3", out_path=tmp_path / "v.wav"))
     assert variant.num_samples > 0
     assert EspeakNarrator(rate_wpm=200).version() != narrator.version()

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from videogen_domain.models import Shot
-from videogen_resources import media
+from videogen_resources import audio, media
 from videogen_resources.base import ClipJob
 from videogen_resources.embedded.kenburns import KenBurnsClips, plan_move
 
@@ -35,7 +35,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     keyframe = folder / "key.png"
     img.save(keyframe)
     t = np.arange(round(1.03 * SR)) / SR
-    narration = media.write_wav(folder / "n.wav", 0.3 * np.sin(2 * np.pi * 330 * t), SR)
+    narration = audio.write_wav(folder / "n.wav", 0.3 * np.sin(2 * np.pi * 330 * t), SR)
     return keyframe, narration
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videogen_resources import media
+from videogen_resources import audio, media
 from videogen_resources.errors import ServiceError
 
 SR = 22_050
@@ -31,39 +31,39 @@ def still(path: Path, size: tuple[int, int] = (640, 360), color=(200, 40, 40)) -
 
 def test_wav_round_trip_and_levels(tmp_path: Path) -> None:
     x = tone(0.73)
-    out = media.write_wav(tmp_path / "a.wav", x, SR)
-    y, rate = media.read_wav(out)
+    out = audio.write_wav(tmp_path / "a.wav", x, SR)
+    y, rate = audio.read_wav(out)
     assert rate == SR and y.dtype == np.float32 and y.size == x.size
     assert np.max(np.abs(y - x)) < 1.0 / 32767 + 1e-6
-    assert media.wav_num_samples(out) == (x.size, SR)
+    assert audio.wav_num_samples(out) == (x.size, SR)
     assert not list(tmp_path.glob(".a.wav.*"))  # no temporary file left behind
 
-    levels = media.audio_levels(y, rate)
+    levels = audio.audio_levels(y, rate)
     assert not levels.silent and levels.clipped_fraction == 0.0
     assert levels.peak == pytest.approx(0.3, abs=1e-3)
-    silent = media.audio_levels(np.zeros(1000, np.float32), SR)
+    silent = audio.audio_levels(np.zeros(1000, np.float32), SR)
     assert silent.silent and silent.peak_dbfs is None
-    clipped = media.audio_levels(np.clip(tone(0.5, amp=2.0), -1, 1), SR)
+    clipped = audio.audio_levels(np.clip(tone(0.5, amp=2.0), -1, 1), SR)
     assert clipped.clipped_fraction > 0.3
 
 
 def test_loudness_normalization(tmp_path: Path) -> None:
     x = tone(2.0, amp=0.05)
-    lufs, _ = media.loudness(x, SR)
+    lufs, _ = audio.loudness(x, SR)
     assert lufs < -25
-    y = media.normalize_loudness(x, SR, target_lufs=-16.0, true_peak_db=-1.0)
-    lufs2, peak2 = media.loudness(y, SR)
+    y = audio.normalize_loudness(x, SR, target_lufs=-16.0, true_peak_db=-1.0)
+    lufs2, peak2 = audio.loudness(y, SR)
     assert lufs2 == pytest.approx(-16.0, abs=0.5)
     assert peak2 <= -1.0 + 0.05
     # A peaky signal is limited to the ceiling rather than left quiet.
     spiky = x.copy()
     spiky[::2000] = 0.99
-    z = media.normalize_loudness(spiky, SR, -16.0, -1.0)
-    lufs3, peak3 = media.loudness(z, SR)
+    z = audio.normalize_loudness(spiky, SR, -16.0, -1.0)
+    lufs3, peak3 = audio.loudness(z, SR)
     assert peak3 <= -1.0 + 0.05 and lufs3 > -18.0
-    assert np.all(media.normalize_loudness(np.zeros(100, np.float32), SR) == 0)
+    assert np.all(audio.normalize_loudness(np.zeros(100, np.float32), SR) == 0)
     # Short audio (under one gating block) is still measured.
-    assert math.isfinite(media.loudness(tone(0.2), SR)[0])
+    assert math.isfinite(audio.loudness(tone(0.2), SR)[0])
 
 
 @pytest.mark.parametrize("extend", ["hold", "loop"])
@@ -87,7 +87,7 @@ def test_conform_clip_is_frame_exact(tmp_path: Path, extend: str) -> None:
         ],
         what="test source",
     )
-    narration = media.write_wav(tmp_path / "n.wav", tone(1.234), SR)
+    narration = audio.write_wav(tmp_path / "n.wav", tone(1.234), SR)
     out = tmp_path / "clip.mp4"
     info = media.conform_clip(src, narration, out, fps=30, extend=extend, preset="ultrafast")  # type: ignore[arg-type]
     expected = math.ceil(round(1.234 * SR) / SR * 30)
@@ -119,7 +119,7 @@ def test_conform_trims_a_longer_source(tmp_path: Path) -> None:
         ],
         what="test source",
     )
-    narration = media.write_wav(tmp_path / "n.wav", tone(0.5), SR)
+    narration = audio.write_wav(tmp_path / "n.wav", tone(0.5), SR)
     info = media.conform_clip(src, narration, tmp_path / "c.mp4", preset="ultrafast")
     assert info.num_frames == 15
     assert media.probe(tmp_path / "c.mp4").video.frames == 15  # type: ignore[union-attr]
@@ -128,7 +128,7 @@ def test_conform_trims_a_longer_source(tmp_path: Path) -> None:
 def test_ffmpeg_failure_is_a_service_error(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-video.mp4"
     bogus.write_bytes(b"nothing here")
-    narration = media.write_wav(tmp_path / "n.wav", tone(0.3), SR)
+    narration = audio.write_wav(tmp_path / "n.wav", tone(0.3), SR)
     with pytest.raises(ServiceError) as err:
         media.conform_clip(bogus, narration, tmp_path / "out.mp4")
     assert err.value.service == "ffmpeg" and err.value.server_message
@@ -140,7 +140,7 @@ def test_rough_cut_copies_video_and_keeps_audio_in_sync(tmp_path: Path) -> None:
     clips, narrations, expected = [], [], 0
     img = still(tmp_path / "k.png")
     for i, seconds in enumerate(lengths):
-        narr = media.write_wav(tmp_path / f"n{i}.wav", tone(seconds, freq=300 + 50 * i), SR)
+        narr = audio.write_wav(tmp_path / f"n{i}.wav", tone(seconds, freq=300 + 50 * i), SR)
         info = media.conform_clip(img, narr, tmp_path / f"c{i}.mp4", preset="ultrafast")
         clips.append(info.path)
         narrations.append(narr)

@@ -16,7 +16,8 @@ from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_assets.status import sentence_statuses
-from videogen_resources.media import probe, wav_num_samples
+from videogen_resources.audio import wav_num_samples
+from videogen_resources.media import probe
 from videogen_resources.settings import BackendSettings
 
 SETTINGS = BackendSettings(clip_preset="ultrafast")

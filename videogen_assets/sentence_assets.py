@@ -149,7 +149,7 @@ def service_metadata(engine: str, extra: Mapping[str, Any]) -> dict[str, str]:
 
 def make_narration(step: SentenceStep) -> None:
     """The narration of each sentence: a WAV spoken by the project's voice (or the speaker's)."""
-    from videogen_resources.media import audio_levels, read_wav
+    from videogen_resources.audio import audio_levels, read_wav
 
     context, studio, db, results = step.context, step.studio, step.db, step.results
     project = step.project
@@ -584,7 +584,8 @@ def _clip_length_check(
 ) -> tuple[dg.AssetCheckResult, tuple[int, int, float]]:
     """The clip's quality gate: as many frames as its narration (beside it) lasts, within one;
     with the clip's frames, frame rate and the narration's seconds."""
-    from videogen_resources.media import probe, wav_num_samples
+    from videogen_resources.audio import wav_num_samples
+    from videogen_resources.media import probe
 
     info = probe(clip, count="packets")  # H.264 in MP4: one packet per frame
     n_samples, rate = wav_num_samples(clip.parent / "narration.wav")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import wave
 from pathlib import Path
 
 from videogen_assets.context import CLIP, KEYFRAME, NARRATION, SHOT, read_shot, sentence_order
@@ -17,8 +16,9 @@ from videogen_store.database import StudioDatabase
 
 def wav_frames(path: Path, fps: int) -> tuple[int, int]:
     """(narration milliseconds, clip frames) from a WAV header: frames = ceil(seconds * fps)."""
-    with wave.open(str(path), "rb") as w:
-        n, sr = w.getnframes(), w.getframerate()
+    from videogen_resources import audio  # numpy: kept out of the definitions' start-up
+
+    n, sr = audio.wav_num_samples(path)
     return round(n * 1000 / sr), math.ceil(n * fps / sr - 1e-9)
 
 

@@ -12,8 +12,9 @@ Two server flavours are in use and both are spoken here, chosen by ``api``:
   model state at ``GET /api/model-info``.
 
 Long text is split at sentence, then clause, then word boundaries so that every request stays
-under the server's limit; the WAVs that come back are joined (pieces at another rate are
-resampled with a polyphase filter) and go through the audio path every narrator shares
+under the server's limit; the WAVs that come back are decoded and joined by the studio's one
+audio module (`videogen_resources.audio`: pieces at another rate are resampled with its
+polyphase filter) and go through the audio path every narrator shares
 (`videogen_resources.embedded.speech.finish_speech`): loudness-normalized with a -1 dBTP
 true-peak limiter, written atomically as 16-bit mono PCM at the server's sample rate, and
 measured (loudness, true peak) as written.
@@ -25,7 +26,6 @@ import hashlib
 import json
 import logging
 import re
-import struct
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,7 @@ import dagster as dg
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
-from videogen_resources import media
+from videogen_resources import audio
 from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
@@ -125,66 +125,6 @@ def _pack(pieces: list[str], max_chars: int) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # WAV in and out
 # --------------------------------------------------------------------------------------------
-
-
-def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode a RIFF/WAVE byte string into mono float32 samples in [-1, 1] and the sample rate.
-
-    Handles 8/16/24/32-bit PCM, 32/64-bit float and WAVE_FORMAT_EXTENSIBLE, and a ``data``
-    chunk whose size field is a streaming placeholder (read to the end).
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("not a RIFF/WAVE file")
-    pos = 12
-    fmt: tuple[int, int, int, int] | None = None
-    payload: bytes | None = None
-    while pos + 8 <= len(data):
-        chunk_id = data[pos : pos + 4]
-        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
-        body_start = pos + 8
-        if chunk_id == b"fmt ":
-            if size < 16 or body_start + 16 > len(data):
-                raise ValueError("WAV fmt chunk is truncated")
-            audio_format, channels, rate = struct.unpack("<HHI", data[body_start : body_start + 8])
-            (bits,) = struct.unpack("<H", data[body_start + 14 : body_start + 16])
-            if audio_format == 0xFFFE and size >= 26:
-                (audio_format,) = struct.unpack("<H", data[body_start + 24 : body_start + 26])
-            fmt = (audio_format, channels, rate, bits)
-        elif chunk_id == b"data":
-            end = body_start + size
-            if size in (0, 0xFFFFFFFF, 0x7FFFFFFF - 36) or end > len(data):
-                end = len(data)
-            payload = data[body_start:end]
-            break
-        pos = body_start + size + (size & 1)
-    if fmt is None or payload is None:
-        raise ValueError("WAV file without fmt or data chunk")
-    audio_format, channels, rate, bits = fmt
-    if channels < 1 or rate < 1:
-        raise ValueError(f"WAV with {channels} channels at {rate} Hz")
-    width = bits // 8
-    frame = width * channels
-    payload = payload[: len(payload) - len(payload) % frame] if frame else b""
-    if audio_format == 1 and bits == 16:
-        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
-    elif audio_format == 1 and bits == 8:
-        samples = (np.frombuffer(payload, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif audio_format == 1 and bits == 24:
-        raw = np.frombuffer(payload, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)
-        ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
-        samples = ints.astype(np.float32) / float(1 << 23)
-    elif audio_format == 1 and bits == 32:
-        samples = (np.frombuffer(payload, dtype="<i4").astype(np.float64) / 2**31).astype(
-            np.float32
-        )
-    elif audio_format == 3 and bits in (32, 64):
-        samples = np.frombuffer(payload, dtype="<f4" if bits == 32 else "<f8").astype(np.float32)
-    else:
-        raise ValueError(f"unsupported WAV encoding (format {audio_format}, {bits} bits)")
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1)
-    return np.clip(np.nan_to_num(samples), -1.0, 1.0).astype(np.float32), rate
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,18 +392,18 @@ class ChatterboxNarrator(NarratorResource):
                 progress(f"chatterbox: piece {i}/{len(pieces)} ({len(piece)} chars)")
             data = self.synthesize_chunk(text=piece, voice=voice)
             try:
-                samples, piece_rate = decode_wav(data)
+                samples, piece_rate = audio.decode_wav(data)
             except ValueError as exc:
                 raise ServiceError(SERVICE, f"the server's WAV could not be read: {exc}") from exc
             if rate is None:
                 rate = piece_rate
             if parts and self.chunk_gap_ms > 0:
                 parts.append(np.zeros(int(rate * self.chunk_gap_ms / 1000), dtype=np.float32))
-            parts.append(media.resample(samples, piece_rate, rate))
+            parts.append(audio.resample(samples, piece_rate, rate))
         assert rate is not None
-        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        joined = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         result = finish_speech(
-            audio,
+            joined,
             rate,
             Path(out_path),
             target_lufs=self.loudness_target_lufs,

@@ -14,12 +14,10 @@ process between two jobs (ComfyUI runs its queue one prompt at a time).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import re
 import tempfile
-import wave
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import Field
 
 from videogen_domain.atomic import atomic_path
+from videogen_resources import audio
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -135,8 +134,8 @@ def _pick_output(run: RunResult, wf: Workflow) -> Path:
 
 
 def _wav_seconds(path: Path) -> float:
-    with contextlib.closing(wave.open(str(path), "rb")) as w:
-        return w.getnframes() / float(w.getframerate())
+    num_samples, rate = audio.wav_num_samples(path)
+    return num_samples / float(rate)
 
 
 def server_folder(comfyui: ComfyUIResource, out_path: Path) -> str:

@@ -21,7 +21,6 @@ from videogen_assets.export.runs import (
 )
 from videogen_assets.export.timelines import (
     TIMELINE_FILES,
-    MediaInfo,
     TimelineEntry,
     build_timeline,
     read_timeline,
@@ -36,7 +35,6 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "LeftOut",
-    "MediaInfo",
     "MissingMediaError",
     "TimelineEntry",
     "build_timeline",

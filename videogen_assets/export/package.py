@@ -25,7 +25,6 @@ export (or :func:`recover_export`): stale temporary folders go, and a backup is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -36,7 +35,6 @@ import re
 import shutil
 import stat
 import tempfile
-import wave
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,14 +44,15 @@ from typing import Any, Literal, cast
 
 from videogen_assets.export.timelines import (
     TIMELINE_FILES,
-    MediaInfo,
     TimelineEntry,
-    probe_media,
     timecode,
     write_timelines,
 )
 from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_domain.models import ProjectItem, ProjectView
+from videogen_resources import audio
+from videogen_resources.errors import ServiceError
+from videogen_resources.media import AudioStreamInfo, MediaInfo, VideoStreamInfo, probe
 
 MediaKind = Literal["narration", "keyframe", "clip"]
 MEDIA_FOLDERS: dict[MediaKind, tuple[str, str]] = {
@@ -374,8 +373,9 @@ class _Builder:
                     self.previous_by_hash[str(record["sha256"])] = record
                 streams = record.get("streams")
                 if record.get("sha256") and isinstance(streams, dict):
-                    with contextlib.suppress(TypeError):
-                        self.streams[str(record["sha256"])] = MediaInfo(**streams)
+                    with contextlib.suppress(TypeError, ValueError, KeyError):
+                        info = streams_info(Path(str(record["path"])), streams)
+                        self.streams[str(record["sha256"])] = info
             for sentence in data.get("sentences", []) if isinstance(data, dict) else []:
                 if isinstance(sentence, dict) and isinstance(
                     sentence.get("loudness_lufs"), (int, float)
@@ -474,10 +474,10 @@ class _Builder:
         sha = str(placed.record.get("sha256", ""))
         info = self.streams.get(sha)
         if info is None:
-            info = probe_media(self.tmp / placed.rel)
+            info = probe(self.tmp / placed.rel, count="header")
             if sha:
                 self.streams[sha] = info
-        placed.record["streams"] = dataclasses.asdict(info)
+        placed.record["streams"] = streams_record(info)
         return info
 
     def write_text(self, rel: str, text: str) -> None:
@@ -890,71 +890,78 @@ def timecode_frames(tc: str, fps: int) -> int:
     return ((hh * 60 + mm) * 60 + ss) * fps + ff
 
 
+def streams_record(info: MediaInfo) -> dict[str, Any]:
+    """The ``streams`` record of a file in the package metadata: what the timelines read."""
+    video, sound = info.video, info.audio
+    return {
+        "has_video": video is not None,
+        "has_audio": sound is not None,
+        "width": video.width if video else None,
+        "height": video.height if video else None,
+        "audio_rate": sound.sample_rate if sound else None,
+        "audio_channels": sound.channels if sound else None,
+        "audio_depth": sound.depth if sound else None,
+        "seconds": info.container_duration_s,
+        "audio_samples": sound.samples if sound else None,
+    }
+
+
+def streams_info(path: Path, record: Mapping[str, Any]) -> MediaInfo:
+    """The `MediaInfo` of a ``streams`` record (`streams_record`'s inverse).
+
+    Raises ValueError, TypeError or KeyError for a record that does not describe a stream it
+    claims.
+    """
+    video = sound = None
+    if record.get("has_video"):
+        video = VideoStreamInfo(width=record["width"], height=record["height"])
+    if record.get("has_audio"):
+        samples, rate = record.get("audio_samples"), record["audio_rate"]
+        sound = AudioStreamInfo(
+            sample_rate=rate,
+            channels=record["audio_channels"],
+            samples=samples,
+            duration_s=samples / rate if samples is not None and rate else None,
+            depth=record.get("audio_depth"),
+        )
+    return MediaInfo(
+        path=path,
+        container_duration_s=record.get("seconds"),
+        video=video,
+        audio=sound,
+        counted_by="header",
+    )
+
+
 def package_narration(source: Path, target: Path, *, frames: int | None, fps: int) -> int:
     """Write ``source`` as 16-bit PCM WAV at 48 kHz, padded with silence to whole frames.
 
     The length is at least ``frames`` (the sentence's length on the timeline) and always a
-    whole number of frames, so every timeline states it exactly. Mono stays mono, anything with
-    more channels becomes stereo. Returns the number of samples written.
+    whole number of frames, so every timeline states it exactly. 16-bit audio at 48 kHz is
+    copied bit for bit; anything else is decoded and resampled (`audio.resample`). Mono stays
+    mono, anything with more channels becomes stereo. Returns the number of samples written.
     """
     rate = PACKAGE_AUDIO_RATE
-    pcm: bytes | None = None
-    channels = 1
-    try:
-        with wave.open(str(source), "rb") as wav:
-            if wav.getsampwidth() == 2 and wav.getframerate() == rate and wav.getnchannels() <= 2:
-                channels = wav.getnchannels()
-                pcm = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError):
-        pcm = None  # float, 24-bit or extensible WAV: PyAV reads it
-    if pcm is None:
-        pcm, channels = _decode_pcm16(source, rate)
-    samples = len(pcm) // (2 * channels)
-    need = samples if not frames else max(samples, frames * rate // fps)
-    whole = -(-need * fps // rate)  # frames covering the audio
-    total = (whole * rate + fps - 1) // fps
-    with wave.open(str(target), "wb") as out:
-        out.setnchannels(channels)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(pcm)
-        out.writeframes(bytes(2 * channels * (total - samples)))
-    return total
-
-
-def _decode_pcm16(source: Path, rate: int) -> tuple[bytes, int]:
-    """Any audio file decoded and resampled to interleaved 16-bit PCM at ``rate``."""
-    import av  # deferred: only needed for narrations that are not 48 kHz 16-bit already
-    import numpy as np
-
-    chunks: list[np.ndarray] = []
-    with av.open(str(source)) as container:
-        if not container.streams.audio:
-            raise ExportError(f"{source.name}: no audio stream")
-        stream = container.streams.audio[0]
-        channels = 1 if stream.codec_context.channels == 1 else 2
-        resampler = av.AudioResampler(
-            format="s16", layout="mono" if channels == 1 else "stereo", rate=rate
-        )
-        for frame in container.decode(stream):
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    data = np.concatenate(chunks) if chunks else np.zeros(0, dtype="<i2")
-    return data.astype("<i2").tobytes(), channels
+    stored = audio.read_pcm16(source)
+    if stored is not None and stored[1] == rate and stored[0].shape[1] <= 2:
+        samples = stored[0]
+    else:
+        try:
+            decoded, source_rate = audio.read_wav(source, channels=None)
+            if decoded.shape[1] > 2:
+                decoded, source_rate = audio.read_wav(source, channels=2)
+        except ServiceError as exc:
+            raise ExportError(f"{source.name}: {exc.message}") from exc
+        samples = audio.resample(decoded, source_rate, rate)
+    padded = audio.pad_to_frames(samples, rate, fps, min_frames=frames or 0)
+    audio.write_wav(target, padded, rate, atomic=False)  # in the package's temporary folder
+    return int(padded.shape[0])
 
 
 def measure_loudness(path: Path) -> float | None:
     """Integrated loudness (LUFS, ITU-R BS.1770) of a narration in the package; None if silent."""
-    import numpy as np
-
-    from videogen_resources.media import loudness_lufs
-
-    with wave.open(str(path), "rb") as wav:
-        channels = wav.getnchannels()
-        rate = wav.getframerate()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    mono = pcm.reshape(-1, channels).mean(axis=1) / 32768.0
-    value = loudness_lufs(mono, rate)
+    samples, rate = audio.read_wav(path)
+    value = audio.loudness_lufs(samples, rate)
     return round(value, 2) if math.isfinite(value) else None
 
 

@@ -34,7 +34,6 @@ name (the editors' relink-by-folder), or rewritten for its new place by
 from __future__ import annotations
 
 import uuid
-import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from urllib.parse import quote, unquote, urlparse
 from xml.sax.saxutils import escape
 
 import opentimelineio as otio
+
+from videogen_resources.media import MediaInfo
 
 TIMELINE_FILES: dict[str, str] = {
     "fcpxml": "timeline.fcpxml",
@@ -64,21 +65,6 @@ _VIDEO_TRACK = "Video"
 _AUDIO_TRACK = "Narration"
 _FCPX_HEIGHT_NAMES = {(1280, 720): "720", (1920, 1080): "1080", (3840, 2160): "2160"}
 _UID_NAMESPACE = uuid.UUID("6f1c5a52-3b8e-5d0e-9d2f-6a5c0e3f7b41")
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What an editor needs to know about one media file before it opens it."""
-
-    has_video: bool = False
-    has_audio: bool = False
-    width: int | None = None
-    height: int | None = None
-    audio_rate: int | None = None
-    audio_channels: int | None = None
-    audio_depth: int | None = None
-    seconds: float | None = None
-    audio_samples: int | None = None  # exact length of a PCM WAV, in samples
 
 
 @dataclass(frozen=True)
@@ -113,39 +99,6 @@ def timecode(frame: int, fps: int) -> str:
     minutes, ss = divmod(seconds, 60)
     hh, mm = divmod(minutes, 60)
     return f"{hh:02d}:{mm:02d}:{ss:02d}:{ff:02d}"
-
-
-def probe_media(path: Path) -> MediaInfo:
-    """Read the stream layout of a WAV (with :mod:`wave`) or any other file (with PyAV)."""
-    if path.suffix.lower() == ".wav":
-        try:
-            with wave.open(str(path), "rb") as wav:
-                rate = wav.getframerate()
-                return MediaInfo(
-                    has_audio=True,
-                    audio_rate=rate,
-                    audio_channels=wav.getnchannels(),
-                    audio_depth=wav.getsampwidth() * 8,
-                    seconds=wav.getnframes() / rate if rate else None,
-                    audio_samples=wav.getnframes(),
-                )
-        except (wave.Error, EOFError):
-            pass  # float or extensible WAV: PyAV reads it
-    import av  # deferred: only needed when an export probes media
-
-    with av.open(str(path)) as container:
-        video = container.streams.video[0] if container.streams.video else None
-        audio = container.streams.audio[0] if container.streams.audio else None
-        seconds = container.duration / 1_000_000 if container.duration else None
-        return MediaInfo(
-            has_video=video is not None,
-            has_audio=audio is not None,
-            width=video.codec_context.width if video is not None else None,
-            height=video.codec_context.height if video is not None else None,
-            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
-            audio_channels=audio.codec_context.channels if audio is not None else None,
-            seconds=seconds,
-        )
 
 
 def build_timeline(
@@ -230,17 +183,17 @@ def _narration_range(entry: TimelineEntry, fps: int) -> otio.opentime.TimeRange:
     Exact for the package's narrations (padded to a frame boundary); the entry's frames when
     the file's length is unknown.
     """
-    info = entry.narration_info
-    if info is not None and info.audio_samples is not None and info.audio_rate:
-        return _range(0, info.audio_samples * fps // info.audio_rate, fps)
+    sound = entry.narration_info.audio if entry.narration_info is not None else None
+    if sound is not None and sound.samples is not None and sound.sample_rate:
+        return _range(0, sound.samples * fps // sound.sample_rate, fps)
     return _range(0, entry.frames, fps)
 
 
 def _narration_duration(entry: TimelineEntry, fps: int) -> str:
     """FCPXML duration of the narration asset: exact, in samples when the file's are known."""
-    info = entry.narration_info
-    if info is not None and info.audio_samples is not None and info.audio_rate:
-        return f"{info.audio_samples}/{info.audio_rate}s" if info.audio_samples else "0s"
+    sound = entry.narration_info.audio if entry.narration_info is not None else None
+    if sound is not None and sound.samples is not None and sound.sample_rate:
+        return f"{sound.samples}/{sound.sample_rate}s" if sound.samples else "0s"
     return f"{entry.frames * 100}/{fps * 100}s" if entry.frames else "0s"
 
 
@@ -460,7 +413,7 @@ def fcpxml_text(
         if entry.clip is not None:
             asset_id = f"r{next_id}"
             next_id += 1
-            info = entry.clip_info
+            sound = entry.clip_info.audio if entry.clip_info is not None else None
             asset = ET.SubElement(
                 resources,
                 "asset",
@@ -472,13 +425,13 @@ def fcpxml_text(
                     "duration": t(entry.frames),
                     "hasVideo": "1",
                     "format": "r1",
-                    "hasAudio": "1" if info is not None and info.has_audio else "0",
+                    "hasAudio": "1" if sound is not None else "0",
                 },
             )
-            if info is not None and info.has_audio:
+            if sound is not None:
                 asset.set("audioSources", "1")
-                asset.set("audioChannels", str(info.audio_channels or 2))
-                asset.set("audioRate", str(info.audio_rate or 48000))
+                asset.set("audioChannels", str(sound.channels or 2))
+                asset.set("audioRate", str(sound.sample_rate or 48000))
             _reel(asset, video_reel(number))
             item = ET.SubElement(
                 spine,
@@ -504,7 +457,7 @@ def fcpxml_text(
         if entry.narration is not None:
             asset_id = f"r{next_id}"
             next_id += 1
-            info = entry.narration_info
+            sound = entry.narration_info.audio if entry.narration_info is not None else None
             available = _narration_range(entry, fps)
             asset = ET.SubElement(
                 resources,
@@ -518,8 +471,8 @@ def fcpxml_text(
                     "hasVideo": "0",
                     "hasAudio": "1",
                     "audioSources": "1",
-                    "audioChannels": str((info.audio_channels if info else None) or 1),
-                    "audioRate": str((info.audio_rate if info else None) or 48000),
+                    "audioChannels": str((sound.channels if sound else None) or 1),
+                    "audioRate": str((sound.sample_rate if sound else None) or 48000),
                 },
             )
             _reel(asset, audio_reel(number))
@@ -594,7 +547,6 @@ def xmeml_text(
     for position, entry in enumerate(entries, start=1):
         number = entry.number or position
         if entry.clip is not None:
-            info = entry.clip_info or MediaInfo(has_video=True)
             video += _clipitem(
                 next(ids),
                 f"{entry.stem}_clip",
@@ -602,14 +554,13 @@ def xmeml_text(
                 at,
                 entry.frames,
                 entry.frames,
-                info,
+                entry.clip_info,
                 fps,
                 reel=video_reel(number),
                 marker=entry.section if entry.section_start else None,
             )
         if entry.narration is not None:
             available = int(_narration_range(entry, fps).duration.value)
-            info = entry.narration_info or MediaInfo(has_audio=True, audio_channels=1)
             audio += _clipitem(
                 next(ids),
                 f"{entry.stem}_narration",
@@ -617,7 +568,7 @@ def xmeml_text(
                 at,
                 min(entry.frames, available),
                 available,
-                info,
+                entry.narration_info,
                 fps,
                 reel=audio_reel(number),
                 audio=True,
@@ -657,13 +608,14 @@ def _clipitem(
     at: int,
     frames: int,
     available: int,
-    info: MediaInfo,
+    info: MediaInfo | None,
     fps: int,
     *,
     reel: str,
     audio: bool = False,
     marker: str | None = None,
 ) -> list[str]:
+    """One xmeml clip item; a file without ``info`` holds a picture, or sound with ``audio``."""
     i = "              "
     lines = [
         f'{i}<clipitem id="clipitem-{n}">',
@@ -683,20 +635,30 @@ def _clipitem(
         *_xmeml_timecode(0, fps, i + "    ", reel=reel),
         f"{i}    <media>",
     ]
-    if info.has_video:
+    picture = info.video if info is not None else None
+    sound = info.audio if info is not None else None
+    if picture is not None or (info is None and not audio):
         lines += [
             f"{i}      <video>",
-            *_video_chars(fps, info.width, info.height, i + "        "),
+            *_video_chars(
+                fps,
+                picture.width if picture else None,
+                picture.height if picture else None,
+                i + "        ",
+            ),
             f"{i}      </video>",
         ]
-    if info.has_audio:
+    if sound is not None or (info is None and audio):
+        depth, rate, channels = (
+            (sound.depth, sound.sample_rate, sound.channels) if sound else (0, 0, 0)
+        )
         lines += [
             f"{i}      <audio>",
             f"{i}        <samplecharacteristics>",
-            f"{i}          <depth>{info.audio_depth or 16}</depth>",
-            f"{i}          <samplerate>{info.audio_rate or 48000}</samplerate>",
+            f"{i}          <depth>{depth or 16}</depth>",
+            f"{i}          <samplerate>{rate or 48000}</samplerate>",
             f"{i}        </samplecharacteristics>",
-            f"{i}        <channelcount>{info.audio_channels or 1}</channelcount>",
+            f"{i}        <channelcount>{channels or 1}</channelcount>",
             f"{i}      </audio>",
         ]
     lines += [f"{i}    </media>", f"{i}  </file>"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from videogen_domain.atomic import atomic_path
 from videogen_domain.models import CameraMovement
-from videogen_resources import media
+from videogen_resources import audio, media
 from videogen_resources.base import ClipJob, ClipMakerResource, ClipResult
 
 ENGINE = "kenburns"
@@ -136,9 +136,9 @@ class KenBurnsClips(ClipMakerResource):
         doc."""
         shot, progress = job.shot, job.progress
         keyframe, narration, out_path = Path(job.keyframe), Path(job.narration), Path(job.out_path)
-        num_samples, rate = media.wav_num_samples(narration)
-        frames = media.frames_for_samples(num_samples, rate, self.fps)
-        audio_samples = media.samples_for_frames(frames, self.fps)
+        num_samples, rate = audio.wav_num_samples(narration)
+        frames = audio.frames_for_samples(num_samples, rate, self.fps)
+        audio_samples = audio.samples_for_frames(frames, self.fps)
         vchain = kenburns_filter(
             shot.camera_movement,
             shot.motion_strength,

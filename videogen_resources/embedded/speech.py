@@ -1,7 +1,7 @@
 """What every narrator does with the samples it made: normalize, write, measure.
 
 One audio path for every engine (Piper, eSpeak NG, Chatterbox): gain to the loudness target
-with a look-ahead true-peak limiter (``media.normalize_loudness``), a 16-bit WAV written
+with a look-ahead true-peak limiter (``audio.normalize_loudness``), a 16-bit WAV written
 atomically, and the loudness and true peak measured on the samples that were written.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from videogen_resources import media
+from videogen_resources import audio
 from videogen_resources.base import ProgressFn, SpeechResult
 
 
@@ -40,11 +40,11 @@ def finish_speech(
     engine are kept beside the measured ones.
     """
     if target_lufs is None:
-        samples = media.limit_true_peak(raw, rate, true_peak_db)
+        samples = audio.limit_true_peak(raw, rate, true_peak_db)
     else:
-        samples = media.normalize_loudness(raw, rate, target_lufs, true_peak_db)
-    lufs, peak = media.loudness(samples, rate)
-    out_path = media.write_wav(out_path, samples, rate)
+        samples = audio.normalize_loudness(raw, rate, target_lufs, true_peak_db)
+    lufs, peak = audio.loudness(samples, rate)
+    out_path = audio.write_wav(out_path, samples, rate)
     elapsed = time.perf_counter() - started
     duration_ms = round(samples.size * 1000 / rate)
     if progress:
