@@ -1,8 +1,13 @@
-"""Shared fixtures: a temporary studio root and a temporary Dagster instance (SQLite)."""
+"""Shared fixtures: a temporary studio root and a temporary Dagster instance (SQLite).
+
+The repository root goes on ``sys.path`` so that ``tests.support`` imports resolve under any
+pytest import mode and from any working directory.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +15,8 @@ import dagster as dg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture

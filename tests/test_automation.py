@@ -14,8 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.batching import AUTOMATION_RUN_TAG
 from videogen_assets.context import key

@@ -23,8 +23,8 @@ import pytest
 from dagster._core.definitions.data_version import extract_data_version_from_entry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from helpers_crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 
+from tests.support.crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_resources.media import probe, wav_num_samples
 

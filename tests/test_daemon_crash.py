@@ -52,7 +52,8 @@ import yaml
 from dagster._core.definitions.data_version import extract_data_version_from_entry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES, RunsFilter
-from helpers_crash import (
+
+from tests.support.crash import (
     REPO,
     SCRIPT_8,
     sentence_rows,
@@ -60,7 +61,6 @@ from helpers_crash import (
     temp_leftovers,
     videogen_cmd,
 )
-
 from videogen.operations import QUIET, sync
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML

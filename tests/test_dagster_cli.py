@@ -41,11 +41,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from browser import artifact_path
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
-from samples import SMALL_SCRIPT
 
+from tests.support.browser import artifact_path
+from tests.support.samples import SMALL_SCRIPT
 from videogen_assets.context import PER_PROJECT, PER_SENTENCE, file_digest
 
 pytestmark = pytest.mark.slow

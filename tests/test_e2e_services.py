@@ -33,10 +33,10 @@ from typing import Any
 import dagster as dg
 import pytest
 from PIL import Image
-from servers.comfyui import SHARED, FakeComfyUI
-from servers.llm import OpenAICompatServer
-from servers.tts import ChatterboxServer
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI
+from tests.support.servers.llm import OpenAICompatServer
+from tests.support.servers.tts import ChatterboxServer
 from videogen.operations import create_project, render, sync
 from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot

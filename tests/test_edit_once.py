@@ -20,9 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers_automation import SlowClips, World
-from samples import SMALL_SCRIPT
 
+from tests.support.automation import SlowClips, World
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen_resources import media
 from videogen_resources.embedded import piper as piper_mod
 from videogen_resources.embedded.espeak import EspeakNarrator, list_voices

@@ -31,8 +31,8 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 import yaml
-from test_export_timelines import FPS, make_project
 
+from tests.test_export_timelines import FPS, make_project
 from videogen_assets.export import (
     TIMELINE_FILES,
     ExportError,

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from servers.comfyui import SHARED, FakeComfyUI, running_comfyui
-from servers.tts import ChatterboxServer, Fault
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
+from tests.support.servers.tts import ChatterboxServer, Fault
 from videogen.operations import create_project, render
 from videogen_assets.context import PER_SENTENCE, key
 from videogen_resources.settings import BackendSettings

@@ -22,8 +22,8 @@ import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
-from servers.comfyui import SHARED, FakeComfyUI
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI
 from videogen.cli import main
 from videogen.operations import create_project, render
 from videogen_assets.context import key

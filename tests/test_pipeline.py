@@ -10,8 +10,8 @@ import math
 import dagster as dg
 import pytest
 from PIL import Image
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions

@@ -19,8 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from servers.comfyui import FakeComfyUI
 
+from tests.support.servers.comfyui import FakeComfyUI
 from videogen import render_control as rc
 from videogen.cli import main
 from videogen.operations import create_project
@@ -296,7 +296,7 @@ def test_partitions_of_runs_in_progress_are_busy(instance: dg.DagsterInstance) -
 def test_failed_render_is_one_line_naming_its_log(
     studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from servers.tts import ChatterboxServer, Fault
+    from tests.support.servers.tts import ChatterboxServer, Fault
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     script = tmp_path / "s.md"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import StaleStatus
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import PER_SENTENCE, key
 from videogen_assets.definitions import build_definitions

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, sync
 from videogen_assets.context import DIRECTION, SENTENCE, key
 from videogen_assets.partitions import sentence_partitions
