@@ -23,6 +23,8 @@ from videogen_assets.definitions import build_definitions
 from videogen_assets.partitions import partitions_name
 from videogen_resources.settings import BackendSettings
 
+pytestmark = pytest.mark.slow  # each test renders a project and evaluates automation (~20 s)
+
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 SENTENCE_KINDS = {"narration", "shot", "keyframe", "clip"}
 IDS = ["alpha.s0001", "alpha.s0002", "alpha.s0003"]

@@ -28,6 +28,8 @@ from tests.support.crash import SCRIPT_8, sentence_rows, studio_env, temp_leftov
 from videogen_assets.context import PER_SENTENCE, file_digest, key
 from videogen_resources.media import probe, wav_num_samples
 
+pytestmark = pytest.mark.slow  # kills and reruns `videogen render` subprocesses
+
 PROJECT = "volcanoes"
 N = 8
 FILES = {

@@ -50,7 +50,7 @@ from videogen_resources.settings import BackendSettings
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "videogen_studio"

@@ -50,9 +50,12 @@ from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas
 from videogen_store.characters import add_character, cast_add
 
-pytestmark = pytest.mark.skipif(
-    not (SHARED / "object_info.json").is_file(), reason="recorded ComfyUI responses not found"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SHARED / "object_info.json").is_file(), reason="recorded ComfyUI responses not found"
+    ),
+]
 
 KEY = "sk-e2e-0123456789abcdef"
 PROJECT = "volcanoes"

@@ -28,6 +28,8 @@ from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings
 
+pytestmark = pytest.mark.slow  # renders, then runs automation ticks
+
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 FIRST, SECOND = "alpha.s0001", "alpha.s0002"
 SKY = "The sky over the volcano glows red.\n"

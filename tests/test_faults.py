@@ -27,6 +27,8 @@ from videogen.operations import create_project, render
 from videogen_assets.context import PER_SENTENCE, key
 from videogen_resources.settings import BackendSettings
 
+pytestmark = pytest.mark.slow  # each test renders against a test server
+
 SCRIPT = "# One\nThe tide comes in twice a day.\nThe moon pulls the sea.\n"
 TWO = ["tides.s0001", "tides.s0002"]
 ONE_SCRIPT = "# One\nThe tide comes in twice a day.\n"

@@ -72,6 +72,7 @@ def test_script_asset_writes_then_never_overwrites(
     assert KEY not in everything
 
 
+@pytest.mark.slow
 def test_shots_come_from_the_llm_when_configured(
     studio_root: Path, instance: dg.DagsterInstance, llm_server: OpenAICompatServer, tmp_path: Path
 ) -> None:

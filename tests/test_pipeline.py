@@ -19,6 +19,8 @@ from videogen_assets.status import sentence_statuses
 from videogen_resources.media import probe, wav_num_samples
 from videogen_resources.settings import BackendSettings
 
+pytestmark = pytest.mark.slow  # renders a project end to end
+
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 IDS = ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0003"]
 

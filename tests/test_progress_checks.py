@@ -24,6 +24,8 @@ from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings
 
+pytestmark = pytest.mark.slow  # renders a project, then edits it
+
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 PROJECT = "volcanoes"
 KINDS = ("narration", "shot", "keyframe", "clip", "rough_cut")

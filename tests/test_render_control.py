@@ -27,6 +27,8 @@ from videogen.operations import create_project
 from videogen_domain.errors import InputError
 from videogen_resources.workflows import newer_node_schemas
 
+pytestmark = pytest.mark.slow  # renders in `videogen` subprocesses
+
 SCRIPT = "# T\nMagma rises.\nLava flows.\nRock melts.\n"
 VIDEOGEN = str(Path(sys.executable).with_name("videogen"))
 

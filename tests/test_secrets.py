@@ -22,6 +22,8 @@ from tests.support.crash import studio_env, videogen_cmd
 from tests.support.servers.llm import OpenAICompatServer
 from tests.support.servers.tts import Fault
 
+pytestmark = pytest.mark.slow  # renders and exports in `videogen` subprocesses
+
 SECRET = f"sk-{uuid.uuid4().hex}"
 
 

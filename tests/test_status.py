@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.definitions.data_version import StaleStatus
 
 from tests.support.samples import SMALL_SCRIPT
@@ -47,6 +48,7 @@ def _edit(root: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_bulk_statuses_agree_with_dagsters_resolver(tmp_path: Path) -> None:
     script = tmp_path / "s.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")

@@ -27,7 +27,7 @@ from videogen_domain.models import ProjectView
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 COUNT = 10
 MISSING_KEYFRAME = {6}
