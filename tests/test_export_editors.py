@@ -345,10 +345,6 @@ def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> 
     def clip() -> None:
         release.wait(60)
 
-    @dg.asset(key=dg.AssetKey(["other", "clip"]))
-    def other_clip() -> None:
-        return None
-
     worker = threading.Thread(target=dg.materialize, args=([clip],), kwargs={"instance": instance})
     worker.start()
     try:
