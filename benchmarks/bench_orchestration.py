@@ -33,7 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.servers (the ComfyUI test server)
+    sys.path.insert(0, str(REPO))  # for tests.support.servers (the ComfyUI test server)
 
 from videogen.operations import QUIET, _contiguous_ranges, create_project, sync  # noqa: E402
 from videogen_assets.context import PER_PROJECT, key  # noqa: E402
@@ -297,7 +297,7 @@ def count_materializations(studio: Studio) -> dict[str, int]:
 
 def gpu_busy(base: Path, media: dict[str, Path], count: int, job_seconds: float) -> dict[str, Any]:
     """``count`` keyframes through ComfyUIKeyframes in one batched step against the test server."""
-    from tests.servers.comfyui import FakeComfyUI
+    from tests.support.servers.comfyui import FakeComfyUI
     from videogen_resources.comfyui import ComfyUIResource
     from videogen_resources.comfyui_makers import ComfyUIKeyframes
     from videogen_resources.workflows import newer_node_schemas

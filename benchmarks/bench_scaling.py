@@ -20,10 +20,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # for tests.support.servers (the ComfyUI test server)
 
-from servers.comfyui import FakeComfyUI  # noqa: E402
-
+from tests.support.servers.comfyui import FakeComfyUI  # noqa: E402
 from videogen_domain.models import Shot  # noqa: E402
 from videogen_resources.base import KeyframeJob  # noqa: E402
 from videogen_resources.comfyui import ComfyUIResource  # noqa: E402

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.batching import AUTOMATION_RUN_TAG
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_assets.partitions import partitions_name
 from videogen_resources.settings import BackendSettings
+
+pytestmark = pytest.mark.slow  # each test renders a project and evaluates automation (~20 s)
 
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 SENTENCE_KINDS = {"narration", "shot", "keyframe", "clip"}

@@ -39,6 +39,8 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel
 
+from tests.support.servers.llm import OpenAICompatServer
+from tests.support.servers.tts import ChatterboxServer
 from videogen.cli import main as videogen_main
 from videogen.operations import create_project, sync
 from videogen_assets.partitions import partitions_name
@@ -52,13 +54,6 @@ from videogen_resources.comfyui import ComfyUIResource, sanitize_filename
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource
 from videogen_resources.workflows import WorkflowError, load_workflow_files, parse_api_workflow
-
-try:
-    from tests.servers.llm import OpenAICompatServer
-    from tests.servers.tts import ChatterboxServer
-except ImportError:  # tests/ itself is on sys.path (no tests/__init__.py)
-    from servers.llm import OpenAICompatServer  # type: ignore[no-redef]
-    from servers.tts import ChatterboxServer  # type: ignore[no-redef]
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES: list[dict[str, Any]] = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))

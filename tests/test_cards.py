@@ -63,6 +63,7 @@ def test_every_style_renders_a_card(tmp_path: Path, style: str) -> None:
     assert arr.std() > 5
 
 
+@pytest.mark.slow
 def test_long_sentence_fits(tmp_path: Path) -> None:
     assert len(LONG) == 600
     for style in ("documentary", "anime", "cinematic", "watercolor"):
@@ -158,6 +159,7 @@ def test_characters_no_font_draws_warn_once_naming_the_sentence(tmp_path: Path) 
     assert not [m for m in said if m.startswith("warning:")] and "missing_glyphs" not in plain.extra
 
 
+@pytest.mark.slow
 def test_characters_cutout_and_name_card(tmp_path: Path) -> None:
     ref = tmp_path / "ada.png"
     Image.new("RGB", (300, 500), (0, 255, 0)).save(ref)  # pure green: easy to find

@@ -45,10 +45,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterEventType
-from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
-from helpers_steps import max_overlap, step_spans
-from samples import SMALL_SCRIPT
 
+from tests.support.crash import REPO, SCRIPT_8, studio_env, videogen_cmd
+from tests.support.samples import SMALL_SCRIPT
+from tests.support.steps import max_overlap, step_spans
 from videogen.operations import create_project
 from videogen_assets.concurrency import configure_pools
 from videogen_assets.context import file_digest, key
@@ -475,7 +475,7 @@ def test_pools_bound_the_steps_the_celery_executor_hands_out(cluster: Cluster) -
 
     configure_pools(cluster.instance, gpu_servers=1)
     job = ReconstructableJob.for_file(
-        str(Path(__file__).with_name("celery_pool_jobs.py")), "celery_pooled_job"
+        str(Path(__file__).parent / "support" / "celery_pool_jobs.py"), "celery_pooled_job"
     )
     executor = {"broker": cluster.broker, "backend": cluster.broker}
     with (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from PIL import Image
 
 from videogen.operations import create_project, render, sync
@@ -24,6 +25,7 @@ IDS = ["lab.s0001", "lab.s0002", "lab.s0003"]
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 
 
+@pytest.mark.slow
 def test_character_edit_staleness(
     studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

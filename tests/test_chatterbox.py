@@ -24,28 +24,18 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from tests.support.servers.tts import (
+    SAMPLE_RATE,
+    SECONDS_PER_CHAR,
+    ChatterboxServer,
+    Fault,
+    speech_like_wav,
+)
 from videogen_resources import audio
 from videogen_resources.audio import decode_wav
 from videogen_resources.base import SpeechJob
 from videogen_resources.chatterbox import ChatterboxNarrator, split_text
 from videogen_resources.errors import ServiceError
-
-try:
-    from tests.servers.tts import (
-        SAMPLE_RATE,
-        SECONDS_PER_CHAR,
-        ChatterboxServer,
-        Fault,
-        speech_like_wav,
-    )
-except ImportError:  # tests/ itself is on sys.path (no tests/__init__.py)
-    from servers.tts import (  # type: ignore[no-redef]
-        SAMPLE_RATE,
-        SECONDS_PER_CHAR,
-        ChatterboxServer,
-        Fault,
-        speech_like_wav,
-    )
 
 SENTENCE = "Magma rises through cracks in the crust."
 
@@ -412,8 +402,7 @@ def test_a_piece_at_another_rate_is_resampled_with_a_polyphase_filter(devnen_ser
 
 
 def test_the_narration_asset_records_the_true_peak(openai_server, studio_root, instance, tmp_path):
-    from samples import SMALL_SCRIPT
-
+    from tests.support.samples import SMALL_SCRIPT
     from videogen.operations import create_project
     from videogen_assets.context import key
     from videogen_assets.definitions import build_definitions

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.cli import main
 
 
@@ -100,6 +100,7 @@ def test_partial_export_zip(cli, tmp_path: Path, studio_root: Path) -> None:  # 
     assert not (studio_root / "exports" / "tides.zip").exists()
 
 
+@pytest.mark.slow
 def test_export_zip_after_render(cli, tmp_path: Path, studio_root: Path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "s.md"
     script.write_text("# One\nA single short line.\n", encoding="utf-8")
@@ -121,10 +122,11 @@ def test_export_zip_after_render(cli, tmp_path: Path, studio_root: Path) -> None
     } <= names
 
 
+@pytest.mark.slow
 def test_failed_render_is_one_line_with_the_server_message(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from servers.tts import ChatterboxServer, Fault
+    from tests.support.servers.tts import ChatterboxServer, Fault
 
     script = tmp_path / "s.md"
     script.write_text("# One\nA single short line.\n", encoding="utf-8")

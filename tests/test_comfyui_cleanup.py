@@ -19,15 +19,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
 from videogen_domain.models import Shot
 from videogen_resources.base import CharacterRef, ClipJob, KeyframeJob
 from videogen_resources.comfyui import ComfyUIResource, OutputFile
 from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
-
-try:
-    from tests.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers.comfyui import SHARED, FakeComfyUI, running_comfyui  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "object_info.json").is_file(),

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
 from videogen_resources.comfyui import (
     ComfyUIResource,
     parse_object_info,
@@ -25,11 +26,6 @@ from videogen_resources.comfyui import (
     sanitize_filename,
 )
 from videogen_resources.errors import ServiceError
-
-try:
-    from tests.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers.comfyui import SHARED, FakeComfyUI, running_comfyui  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "object_info.json").is_file(),

@@ -18,6 +18,7 @@ import dagster as dg
 import pytest
 from PIL import Image
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
 from videogen.operations import create_project, render
 from videogen_domain.models import Shot
 from videogen_resources.base import KeyframeJob
@@ -25,11 +26,6 @@ from videogen_resources.comfyui import ComfyUIResource
 from videogen_resources.comfyui_makers import ComfyUIKeyframes, generated_size
 from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas, workflows_root
-
-try:
-    from tests.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers.comfyui import SHARED, FakeComfyUI, running_comfyui  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "object_info.json").is_file(),

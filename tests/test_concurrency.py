@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from helpers_steps import max_overlap, step_spans
 
+from tests.support.steps import max_overlap, step_spans
 from videogen_assets.concurrency import configure_pools
 
 
@@ -26,7 +26,9 @@ def test_gpu_steps_never_overlap_while_tts_steps_do(instance: dg.DagsterInstance
 
     configure_pools(instance, gpu_servers=1)
     # step subprocesses load the job from its file, as a code location would
-    job = ReconstructableJob.for_file(str(Path(__file__).with_name("pool_jobs.py")), "pooled_job")
+    job = ReconstructableJob.for_file(
+        str(Path(__file__).parent / "support" / "pool_jobs.py"), "pooled_job"
+    )
     result = dg.execute_job(job, instance=instance)
     assert result.success
     spans = step_spans(instance, result.run_id)

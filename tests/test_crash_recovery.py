@@ -21,13 +21,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
-from helpers_crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 
+from tests.support.crash import SCRIPT_8, sentence_rows, studio_env, temp_leftovers, videogen_cmd
 from videogen_assets.context import file_digest, key
 from videogen_assets.dagster_internals import extract_data_version_from_entry
 from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_resources.audio import wav_num_samples
 from videogen_resources.media import probe
+
+pytestmark = pytest.mark.slow  # kills and reruns `videogen render` subprocesses
 
 PROJECT = "volcanoes"
 N = 8

@@ -50,7 +50,8 @@ import dagster as dg
 import pytest
 import yaml
 from dagster import DagsterEventType, RunsFilter
-from helpers_crash import (
+
+from tests.support.crash import (
     REPO,
     SCRIPT_8,
     sentence_rows,
@@ -58,7 +59,6 @@ from helpers_crash import (
     temp_leftovers,
     videogen_cmd,
 )
-
 from videogen.operations import QUIET, sync
 from videogen_assets.context import file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML

@@ -41,9 +41,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from browser import artifact_path
-from samples import SMALL_SCRIPT
 
+from tests.support.browser import artifact_path
+from tests.support.samples import SMALL_SCRIPT
 from videogen_assets.context import PER_PROJECT, file_digest
 from videogen_assets.dagster_internals import DATA_VERSION_TAG, InstigatorStatus, InstigatorType
 from videogen_assets.sentence_assets import PER_SENTENCE

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import httpx
 import pytest
-from browser import artifact_path, launch_chromium, require_chromium
-from samples import SMALL_SCRIPT
 
+from tests.support.browser import artifact_path, launch_chromium, require_chromium
+from tests.support.samples import SMALL_SCRIPT
 from videogen.media_server import start_in_thread
 from videogen.operations import create_project, render, sync
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
@@ -50,7 +50,7 @@ from videogen_resources.settings import BackendSettings
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "videogen_studio"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings

@@ -20,6 +20,8 @@ from videogen.operations import create_project, render
 from videogen_resources.settings import BackendSettings
 
 SCRIPT = "# One\nThe tide comes in twice a day.\nThe moon pulls the sea.\n"
+pytestmark = pytest.mark.slow  # each test renders until the disk error
+
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 VICTIM = "tides.s0002"
 

@@ -33,10 +33,10 @@ from typing import Any
 import dagster as dg
 import pytest
 from PIL import Image
-from servers.comfyui import SHARED, FakeComfyUI
-from servers.llm import OpenAICompatServer
-from servers.tts import ChatterboxServer
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI
+from tests.support.servers.llm import OpenAICompatServer
+from tests.support.servers.tts import ChatterboxServer
 from videogen.operations import create_project, render, sync
 from videogen.render_control import RenderFailed
 from videogen_assets.context import key, read_shot
@@ -52,9 +52,12 @@ from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import load_workflow, newer_node_schemas
 from videogen_store.characters import add_character, cast_add
 
-pytestmark = pytest.mark.skipif(
-    not (SHARED / "object_info.json").is_file(), reason="recorded ComfyUI responses not found"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (SHARED / "object_info.json").is_file(), reason="recorded ComfyUI responses not found"
+    ),
+]
 
 KEY = "sk-e2e-0123456789abcdef"
 PROJECT = "volcanoes"

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers_automation import SlowClips, World
-from samples import SMALL_SCRIPT
 
+from tests.support.automation import SlowClips, World
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings
+
+pytestmark = pytest.mark.slow  # renders, then runs automation ticks
 
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 FIRST, SECOND = "alpha.s0001", "alpha.s0002"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen_resources import audio
 from videogen_resources.base import SpeechJob
 from videogen_resources.embedded import piper as piper_mod

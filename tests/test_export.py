@@ -23,8 +23,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_export_timelines import _mp4, _png, _wav, make_project
 
+from tests.test_export_timelines import _mp4, _png, _wav, make_project
 from videogen_assets.export import (
     MissingMediaError,
     package_file_names,

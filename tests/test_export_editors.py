@@ -31,8 +31,8 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 import yaml
-from test_export_timelines import FPS, make_project
 
+from tests.test_export_timelines import FPS, make_project
 from videogen_assets.export import (
     TIMELINE_FILES,
     ExportError,
@@ -344,10 +344,6 @@ def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> 
     @dg.asset(key=dg.AssetKey(["demo", "clip"]))
     def clip() -> None:
         release.wait(60)
-
-    @dg.asset(key=dg.AssetKey(["other", "clip"]))
-    def other_clip() -> None:
-        return None
 
     worker = threading.Thread(target=dg.materialize, args=([clip],), kwargs={"instance": instance})
     worker.start()

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from servers.comfyui import SHARED, FakeComfyUI, running_comfyui
-from servers.tts import ChatterboxServer, Fault
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI, running_comfyui
+from tests.support.servers.tts import ChatterboxServer, Fault
 from videogen.operations import create_project, render
 from videogen_assets.context import key
 from videogen_assets.sentence_assets import PER_SENTENCE
 from videogen_resources.settings import BackendSettings
+
+pytestmark = pytest.mark.slow  # each test renders against a test server
 
 SCRIPT = "# One\nThe tide comes in twice a day.\nThe moon pulls the sea.\n"
 TWO = ["tides.s0001", "tides.s0002"]

@@ -84,6 +84,7 @@ def test_clip_is_frame_exact_with_narration(assets: tuple[Path, Path], tmp_path:
     assert not list(tmp_path.glob(".zoom-in.mp4.*"))
 
 
+@pytest.mark.slow
 def test_movements_differ(assets: tuple[Path, Path], tmp_path: Path) -> None:
     pan_first, pan_last = _first_last(_clip(assets, tmp_path, "pan-left"))
     zoom_first, zoom_last = _first_last(_clip(assets, tmp_path, "zoom-in"))

@@ -24,6 +24,8 @@ import pytest
 from aiohttp import web
 from pydantic import BaseModel
 
+from tests.support.servers.llm import OpenAICompatServer
+from tests.support.servers.tts import Fault, ServerThread
 from videogen_domain.errors import InputError
 from videogen_domain.models import CAMERA_MOVEMENTS
 from videogen_resources.errors import ServiceError
@@ -39,13 +41,6 @@ from videogen_resources.llm import (
     Source,
     render_script_markdown,
 )
-
-try:
-    from tests.servers.llm import OpenAICompatServer
-    from tests.servers.tts import Fault, ServerThread
-except ImportError:  # tests/ itself is on sys.path (no tests/__init__.py)
-    from servers.llm import OpenAICompatServer  # type: ignore[no-redef]
-    from servers.tts import Fault, ServerThread  # type: ignore[no-redef]
 
 KEY = "sk-test-0123456789abcdef"
 

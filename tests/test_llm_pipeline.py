@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from servers.llm import OpenAICompatServer
 
+from tests.support.servers.llm import OpenAICompatServer
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
@@ -72,6 +72,7 @@ def test_script_asset_writes_then_never_overwrites(
     assert KEY not in everything
 
 
+@pytest.mark.slow
 def test_shots_come_from_the_llm_when_configured(
     studio_root: Path, instance: dg.DagsterInstance, llm_server: OpenAICompatServer, tmp_path: Path
 ) -> None:

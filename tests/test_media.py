@@ -135,6 +135,7 @@ def test_ffmpeg_failure_is_a_service_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.slow
 def test_rough_cut_copies_video_and_keeps_audio_in_sync(tmp_path: Path) -> None:
     lengths = [0.61, 1.0, 0.35, 1.27, 0.8, 0.52]
     clips, narrations, expected = [], [], 0

@@ -22,8 +22,8 @@ import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
-from servers.comfyui import SHARED, FakeComfyUI
 
+from tests.support.servers.comfyui import SHARED, FakeComfyUI
 from videogen.cli import main
 from videogen.operations import create_project, render
 from videogen_assets.context import key
@@ -114,6 +114,7 @@ def _spec(defs: dg.Definitions, kind: str) -> dg.AssetSpec:
     raise AssertionError(kind)
 
 
+@pytest.mark.slow
 @needs_recording
 def test_ai_keyframes_with_ken_burns_clips_then_the_clips_switch_to_comfyui(
     comfy: FakeComfyUI, studio_root: Path, instance: dg.DagsterInstance
@@ -160,6 +161,7 @@ def test_ai_keyframes_with_ken_burns_clips_then_the_clips_switch_to_comfyui(
     assert all(v == "done" for row in statuses.values() for v in row.values()), statuses
 
 
+@pytest.mark.slow
 @needs_recording
 def test_card_keyframes_with_comfyui_clips(
     comfy: FakeComfyUI, studio_root: Path, instance: dg.DagsterInstance
@@ -193,6 +195,7 @@ def test_card_keyframes_with_comfyui_clips(
     assert {statuses[sid]["shot"] for sid in ids} == {"done"}
 
 
+@pytest.mark.slow
 def test_comfyui_without_a_url_fails_saying_what_to_set_and_a_run_can_choose_embedded(
     studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

@@ -10,8 +10,8 @@ import math
 import dagster as dg
 import pytest
 from PIL import Image
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
@@ -19,6 +19,8 @@ from videogen_assets.status import sentence_statuses
 from videogen_resources.audio import wav_num_samples
 from videogen_resources.media import probe
 from videogen_resources.settings import BackendSettings
+
+pytestmark = pytest.mark.slow  # renders a project end to end
 
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 IDS = ["volcanoes.s0001", "volcanoes.s0002", "volcanoes.s0003"]

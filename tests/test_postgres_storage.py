@@ -46,8 +46,8 @@ from dagster_postgres import (
     PostgresRunStorage,
     PostgresScheduleStorage,
 )
-from helpers_crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 
+from tests.support.crash import REPO, SCRIPT_8, studio_env, videogen_cmd
 from videogen_assets.context import PER_PROJECT, SCRIPT, file_digest, key
 from videogen_assets.dagster_files import DAGSTER_YAML, WORKSPACE_YAML
 from videogen_assets.dagster_internals import DATA_VERSION_TAG

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.support.servers.comfyui import SHARED, running_comfyui
 from videogen.operations import create_project, render
 from videogen.progress import (
     LineDisplay,
@@ -28,11 +29,6 @@ from videogen.progress import (
 )
 from videogen_resources.settings import BackendSettings
 from videogen_resources.workflows import newer_node_schemas
-
-try:
-    from tests.servers.comfyui import SHARED, running_comfyui
-except ModuleNotFoundError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from servers.comfyui import SHARED, running_comfyui  # type: ignore[no-redef]
 
 KINDS = {"narration": 2, "shot": 2, "keyframe": 2, "clip": 2, "rough_cut": 1}
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.definitions import build_definitions
 from videogen_resources.settings import BackendSettings
+
+pytestmark = pytest.mark.slow  # renders a project, then edits it
 
 SETTINGS = BackendSettings(clip_preset="ultrafast")
 PROJECT = "volcanoes"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, list_projects, sync
 from videogen_domain import paths
 from videogen_domain.errors import InputError

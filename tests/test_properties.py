@@ -13,6 +13,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ def parse_or_input_error(text: str) -> None:
     assert all(0 <= s.section_index < len(parsed.sections) for s in parsed.sentences)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.text(max_size=3000))
 def test_the_parser_raises_only_input_error_on_any_text(text: str) -> None:
@@ -92,6 +94,7 @@ sections = st.lists(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(sections)
 def test_a_rendered_script_parses_back_to_its_sentences(

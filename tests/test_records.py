@@ -230,6 +230,7 @@ def _log_state(instance: dg.DagsterInstance) -> list[object]:
     return state
 
 
+@pytest.mark.slow
 def test_a_stored_batch_leaves_the_log_as_storing_one_by_one(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -19,13 +19,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from click.testing import CliRunner
-from servers.comfyui import FakeComfyUI
 
+from tests.support.servers.comfyui import FakeComfyUI
 from videogen import render_control as rc
 from videogen.cli import main
 from videogen.operations import create_project
 from videogen_domain.errors import InputError
 from videogen_resources.workflows import newer_node_schemas
+
+pytestmark = pytest.mark.slow  # renders in `videogen` subprocesses
 
 SCRIPT = "# T\nMagma rises.\nLava flows.\nRock melts.\n"
 VIDEOGEN = str(Path(sys.executable).with_name("videogen"))
@@ -296,7 +298,7 @@ def test_partitions_of_runs_in_progress_are_busy(instance: dg.DagsterInstance) -
 def test_failed_render_is_one_line_naming_its_log(
     studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from servers.tts import ChatterboxServer, Fault
+    from tests.support.servers.tts import ChatterboxServer, Fault
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dh"))
     script = tmp_path / "s.md"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, sync
 from videogen_assets.context import file_digest
 from videogen_assets.dagster_internals import DATA_VERSION_TAG

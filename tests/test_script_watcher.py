@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from samples import SMALL_SCRIPT
+import pytest
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project
 from videogen_assets.definitions import build_definitions
 from videogen_assets.partitions import partitions_name
@@ -101,6 +102,7 @@ def test_sensor_syncs_edits_without_reload(
     }
 
 
+@pytest.mark.slow
 def test_one_edit_is_one_run_unless_the_project_is_busy(
     studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

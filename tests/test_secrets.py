@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers_crash import studio_env, videogen_cmd
-from servers.llm import OpenAICompatServer
-from servers.tts import Fault
+
+from tests.support.crash import studio_env, videogen_cmd
+from tests.support.servers.llm import OpenAICompatServer
+from tests.support.servers.tts import Fault
+
+pytestmark = pytest.mark.slow  # renders and exports in `videogen` subprocesses
 
 SECRET = f"sk-{uuid.uuid4().hex}"
 

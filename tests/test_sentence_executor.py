@@ -12,7 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster import DagsterEventType
-from helpers_crash import SCRIPT_8, studio_env, videogen_cmd
+
+from tests.support.crash import SCRIPT_8, studio_env, videogen_cmd
 
 PROJECT = "volcanoes"
 SCRIPT_3 = SCRIPT_8.split("\n## ", 1)[0] + "\n"  # three sentences

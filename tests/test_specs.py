@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project
 from videogen_assets.context import KEYFRAME, NARRATION, SHOT, file_digest
 from videogen_assets.definitions import build_definitions

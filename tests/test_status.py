@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from samples import SMALL_SCRIPT
+import pytest
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, render, sync
 from videogen_assets.context import key
 from videogen_assets.dagster_internals import StaleStatus
@@ -48,6 +49,7 @@ def _edit(root: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_bulk_statuses_agree_with_dagsters_resolver(tmp_path: Path) -> None:
     script = tmp_path / "s.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")

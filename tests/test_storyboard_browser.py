@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from browser import artifact_path, launch_chromium  # tests/ is on sys.path (rootdir imports)
-from test_storyboard import build_project, make_mp4, with_every_clip
 
+from tests.support.browser import artifact_path, launch_chromium
+from tests.test_storyboard import build_project, make_mp4, with_every_clip
 from videogen.media_server import media_url, start_in_thread
 from videogen_assets.storyboard import ROUGH_CUT_NAME, STORYBOARD_NAME, write_storyboard
 from videogen_domain.models import ProjectView
@@ -27,7 +27,7 @@ from videogen_domain.models import ProjectView
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 COUNT = 10
 MISSING_KEYFRAME = {6}

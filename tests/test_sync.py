@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from samples import SMALL_SCRIPT
 
+from tests.support.samples import SMALL_SCRIPT
 from videogen.operations import create_project, sync
 from videogen_assets.context import DIRECTION, SENTENCE, key
 from videogen_assets.partitions import sentence_partitions
@@ -40,16 +40,17 @@ def project(studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance) -> 
     return folder
 
 
-def test_create_adds_partitions_at_once(studio_root: Path, tmp_path: Path) -> None:
+def test_create_adds_partitions_at_once(
+    studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
     script = tmp_path / "t.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
-    with dg.instance_for_test() as inst:
-        create_project(studio_root, title="T", name="t", script_file=script, instance=inst)
-        assert inst.get_dynamic_partitions(sentence_partitions("t").name) == [
-            "t.s0001",
-            "t.s0002",
-            "t.s0003",
-        ]
+    create_project(studio_root, title="T", name="t", script_file=script, instance=instance)
+    assert instance.get_dynamic_partitions(sentence_partitions("t").name) == [
+        "t.s0001",
+        "t.s0002",
+        "t.s0003",
+    ]
 
 
 def test_partitions_and_observations_after_first_sync(
@@ -178,7 +179,14 @@ def _repeated_script(n: int, directives: bool) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize(("n", "directives"), [(60, True), (300, True), (300, False)])
+@pytest.mark.parametrize(
+    ("n", "directives"),
+    [
+        (60, True),
+        pytest.param(300, True, marks=pytest.mark.slow),
+        pytest.param(300, False, marks=pytest.mark.slow),
+    ],
+)
 def test_repeated_sentences_keep_ids_through_insert_and_edit(
     studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance, n: int, directives: bool
 ) -> None:

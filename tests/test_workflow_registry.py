@@ -30,9 +30,9 @@ import dagster as dg
 import pytest
 import yaml
 from click.testing import CliRunner
-from samples import SMALL_SCRIPT
-from servers.comfyui import SHARED, FakeComfyUI
 
+from tests.support.samples import SMALL_SCRIPT
+from tests.support.servers.comfyui import SHARED, FakeComfyUI
 from videogen.cli import main
 from videogen.operations import render
 from videogen_assets.context import key

@@ -205,16 +205,6 @@ def length_warning(brief: ProjectBrief, texts: Sequence[str]) -> str | None:
     )
 
 
-def materialized_partitions(
-    instance: dg.DagsterInstance, project: str, kinds: Sequence[str]
-) -> dict[str, set[str]]:
-    """Per asset kind, the sentence partitions materialized at least once."""
-    out: dict[str, set[str]] = {}
-    for kind in kinds:
-        out[kind] = set(instance.get_materialized_partitions(dg.AssetKey([project, kind])))
-    return out
-
-
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 """Run config that keeps Dagster's console logger quiet (the event log, the UI and a failed
 render's log file under ``<studio>/logs/`` keep everything)."""

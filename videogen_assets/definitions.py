@@ -98,12 +98,6 @@ def automation_sensor_name(project: str) -> str:
     return f"automation_{project}"
 
 
-def discover_projects(root: Path) -> tuple[list[ProjectBrief], list[str]]:
-    """The valid project briefs under a studio root, and the errors of the invalid ones."""
-    briefs, invalid = discover_all_projects(root)
-    return briefs, list(invalid.values())
-
-
 def discover_all_projects(root: Path) -> tuple[list[ProjectBrief], dict[str, str]]:
     """The valid project briefs under a studio root, and per invalid project folder its error.
 

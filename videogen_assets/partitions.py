@@ -17,8 +17,3 @@ def partitions_name(project: str) -> str:
 def sentence_partitions(project: str) -> dg.DynamicPartitionsDefinition:
     """The dynamic partitions of a project's sentences (keys like ``volcanoes.s0007``)."""
     return dg.DynamicPartitionsDefinition(name=partitions_name(project))
-
-
-def project_of_key(partition_key: str) -> str:
-    """The project a sentence partition key belongs to."""
-    return partition_key.rsplit(".", 1)[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import subprocess
 import tempfile
 import textwrap
@@ -664,8 +663,3 @@ def write_srt(cues: Sequence[Cue], path: str | Path) -> Path:
 def write_vtt(cues: Sequence[Cue], path: str | Path) -> Path:
     """Write ``cues`` as a WebVTT file, atomically."""
     return atomic_write_text(path, vtt_text(cues))
-
-
-def default_threads() -> int:
-    """A bounded encoder thread count: at most 4, at least 1."""
-    return max(1, min(4, os.cpu_count() or 1))

@@ -116,11 +116,6 @@ class BackendSettings(BaseModel):
             clip_preset=env.get("VIDEOGEN_CLIP_PRESET") or "veryfast",
         )
 
-    @property
-    def uses_gpu_server(self) -> bool:
-        """True when ComfyUI servers are configured (by default keyframes and clips use them)."""
-        return bool(self.comfyui_urls)
-
     def keyframe_engine(self, project_choice: str | None = None) -> str:
         """The keyframe engine of a project: the run's choice, the project's, the default."""
         default = "comfyui" if self.comfyui_urls else "cards"

@@ -397,14 +397,6 @@ def draw_block(
 # drawing helpers
 
 
-def _mix(a: RGB, b: RGB, t: float) -> RGB:
-    return (
-        round(a[0] + (b[0] - a[0]) * t),
-        round(a[1] + (b[1] - a[1]) * t),
-        round(a[2] + (b[2] - a[2]) * t),
-    )
-
-
 def _luminance(c: RGB) -> float:
     def ch(v: int) -> float:
         s = v / 255

@@ -43,7 +43,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "comfyui"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "comfyui"
 RECORDED_OBJECT_INFO = SHARED / "object_info.json"
 RECORDED_SYSTEM_STATS = SHARED / "system_stats.json"
 

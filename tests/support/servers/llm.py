@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .tts import Fault, ServerThread
+from tests.support.servers.tts import Fault, ServerThread
 
 CAMERAS = (
     "static",

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT_8 = """# Fire
 Deep below the crust, rock melts into magma.

@@ -1,0 +1,1 @@
+"""The test suite: test modules here, shared helpers under ``tests.support``."""
