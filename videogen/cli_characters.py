@@ -65,7 +65,8 @@ def character_add(
     voice: str | None,
 ) -> None:
     """Add a character NAME to the library."""
-    from videogen_resources.settings import check_environment, check_voice
+    from videogen_assets.environment import check_environment
+    from videogen_resources.settings import check_voice
 
     try:
         check_voice(check_environment(), voice, field="voice")
@@ -161,7 +162,8 @@ def character_edit(
         if no_voice and voice is not None:
             raise InputError("give --voice or --no-voice, not both", field="voice")
         if voice:
-            from videogen_resources.settings import check_environment, check_voice
+            from videogen_assets.environment import check_environment
+            from videogen_resources.settings import check_voice
 
             check_voice(check_environment(), voice, field="voice")
         info = lib.edit_character(

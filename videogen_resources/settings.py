@@ -24,6 +24,7 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from videogen_domain.errors import InputError
+from videogen_resources.studio import StudioResource
 
 KEYFRAME_ENGINES = ("comfyui", "cards")
 CLIP_ENGINES = ("comfyui", "kenburns")
@@ -171,26 +172,6 @@ def check_voice_name(voice: str, *, field: str = "voice") -> str:
     return clean
 
 
-def check_environment(env: Mapping[str, str] | None = None) -> BackendSettings:
-    """Every backend and executor variable checked at once (before a command does any work)."""
-    from videogen_assets.executors import ExecutorSettings
-
-    env = os.environ if env is None else env
-    settings = BackendSettings.from_env(env)
-    try:
-        ExecutorSettings.from_env(env)
-    except ValueError as exc:
-        raise InputError(str(exc), field="VIDEOGEN_EXECUTOR") from None
-    for var in ("VIDEOGEN_CELERY_BROKER", "VIDEOGEN_CELERY_BACKEND"):
-        value = env.get(var, "").strip()
-        if value and "://" not in value:
-            raise InputError(
-                f"{value!r} is not a broker URL; write it like redis://127.0.0.1:6379/0",
-                field=var,
-            )
-    return settings
-
-
 def _reachable(url: str, timeout_s: float) -> str | None:
     """None if a TCP connection to ``url``'s host and port opens, else the reason."""
     import socket
@@ -282,14 +263,18 @@ def check_voice(settings: BackendSettings, voice: str | None, *, field: str = "v
 
 
 def build_resources(
-    settings: BackendSettings, root: Path, briefs: Sequence[Any] = ()
+    settings: BackendSettings,
+    root: Path,
+    briefs: Sequence[Any] = (),
+    *,
+    studio_type: type[StudioResource] = StudioResource,
 ) -> dict[str, Any]:
     """The resources of a studio: embedded defaults unless a service is configured.
 
-    ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine.
+    ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine;
+    ``studio_type`` is the class of the ``studio`` resource (the graph's adds a step guard).
     """
     from videogen_resources.llm import LLMResource
-    from videogen_resources.studio import StudioResource
     from videogen_store.database import StudioDatabase
 
     narrator: Any
@@ -344,7 +329,7 @@ def build_resources(
     if settings.llm_key_env:
         llm_kwargs["api_key"] = dg.EnvVar(settings.llm_key_env)
     return {
-        "studio": StudioResource(root=str(root), media_base_url=settings.media_base_url),
+        "studio": studio_type(root=str(root), media_base_url=settings.media_base_url),
         "db": StudioDatabase.for_studio(root),
         "narrator": narrator,
         "keyframes": keyframes,
