@@ -53,8 +53,10 @@ from videogen_resources.base import (
     NarratorResource,
     maker_for,
 )
+from videogen_resources.comfyui_makers import generated_size, upscale_factor
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource
+from videogen_resources.media import audio_levels, probe, read_wav, wav_num_samples
 from videogen_resources.studio import StudioResource
 from videogen_store.database import StudioDatabase
 
@@ -210,8 +212,6 @@ def build_sentence_assets(
         narrator: NarratorResource,
     ):  # -> MaterializeResult for one partition, None for a batch
         """The narration of one sentence: a WAV spoken by the project's voice."""
-        from videogen_resources.media import audio_levels, read_wav
-
         results = PartitionResults(context, parents=[(k_sentence, True)])
         _name_run(context, db)
         links = _links(studio)
@@ -556,8 +556,6 @@ def _keyframe_upscale_check(image: Path) -> dg.AssetCheckResult:
     stretched to 1920x1080 passes the size check but looks it): more than 2x enlarged."""
     from PIL import Image
 
-    from videogen_resources.comfyui_makers import generated_size, upscale_factor
-
     with Image.open(image) as im:
         final = im.size
     made = generated_size(image) or final
@@ -581,8 +579,6 @@ def _clip_length_check(
 ) -> tuple[dg.AssetCheckResult, tuple[int, int, float]]:
     """The clip's quality gate: as many frames as its narration (beside it) lasts, within one;
     with the clip's frames, frame rate and the narration's seconds."""
-    from videogen_resources.media import probe, wav_num_samples
-
     info = probe(clip, count="packets")  # H.264 in MP4: one packet per frame
     n_samples, rate = wav_num_samples(clip.parent / "narration.wav")
     fps = round(info.video.fps) if info.video else default_fps

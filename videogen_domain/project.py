@@ -17,6 +17,7 @@ from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 from videogen_domain.names import WORKFLOW_NAME_RE, normalize_name
+from videogen_domain.styles import list_styles
 from videogen_domain.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
@@ -25,8 +26,6 @@ DEFAULT_VIDEO_WORKFLOW = "wan-2.2-v1"
 
 def known_styles() -> list[str]:
     """The visual style presets shipped as data files."""
-    from videogen_domain.styles import list_styles
-
     return list_styles()
 
 

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from videogen_domain.atomic import atomic_path
 from videogen_domain.models import Shot
+from videogen_resources import media
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -529,8 +530,6 @@ class ComfyUIClips(ClipMakerResource):
         sent: list[str] = []  # the keyframe's upload: this clip's alone, deleted once made
 
         def complete(run: RunResult) -> ClipResult:
-            from videogen_resources import media
-
             src = _pick_output(run, wf)
             made = media.probe(src, count="packets").video
             if progress:

@@ -10,6 +10,7 @@ from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 from videogen_domain.project import ProjectBrief
 from videogen_domain.script import parse_script
+from videogen_resources.llm import CastMember, LLMResource, ScriptBrief
 
 DRAFT_FILE = "script.draft.md"
 
@@ -30,7 +31,7 @@ class ScriptWriteResult:
 
 
 def write_script(
-    llm,  # type: ignore[no-untyped-def]  # videogen_resources.llm.LLMResource
+    llm: LLMResource,
     brief: ProjectBrief,
     project_dir: Path,
     *,
@@ -43,8 +44,6 @@ def write_script(
     creator's and is never overwritten: the new text goes to ``script.draft.md`` beside it,
     unless ``replace`` (an explicit act) — then the old script is kept as ``script.md.bak``.
     """
-    from videogen_resources.llm import CastMember, ScriptBrief
-
     if not llm.is_configured:
         raise InputError(
             "no LLM is configured: set DEEPSEEK_API_KEY (or LLM_BASE_URL for a local server), "

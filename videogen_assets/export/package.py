@@ -53,6 +53,7 @@ from videogen_assets.export.timelines import (
     write_timelines,
 )
 from videogen_domain.models import ProjectItem, ProjectView
+from videogen_resources.media import loudness_lufs
 
 MediaKind = Literal["narration", "keyframe", "clip"]
 MEDIA_KINDS: tuple[MediaKind, ...] = ("narration", "keyframe", "clip")
@@ -944,8 +945,6 @@ def _decode_pcm16(source: Path, rate: int) -> tuple[bytes, int]:
 def measure_loudness(path: Path) -> float | None:
     """Integrated loudness (LUFS, ITU-R BS.1770) of a narration in the package; None if silent."""
     import numpy as np
-
-    from videogen_resources.media import loudness_lufs
 
     with wave.open(str(path), "rb") as wav:
         channels = wav.getnchannels()

@@ -28,6 +28,7 @@ import numpy as np
 
 from videogen_domain.atomic import atomic_write_bytes, atomic_write_text
 from videogen_resources.base import NarratorResource, ProgressFn, SpeechResult
+from videogen_resources.embedded.espeak import EspeakNarrator
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
@@ -307,8 +308,6 @@ class PiperNarrator(NarratorResource):
         """Speak ``text`` into ``out_path`` (16-bit WAV, loudness-normalized, atomic)."""
         name = voice or self.voice
         if not self._is_piper_voice(name):
-            from videogen_resources.embedded.espeak import EspeakNarrator
-
             fallback = EspeakNarrator(
                 voice=name,
                 loudness_target_lufs=self.loudness_target_lufs,
