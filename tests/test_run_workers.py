@@ -13,17 +13,22 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster import DagsterRun
 
+from videogen_assets import run_workers
 from videogen_assets.dagster_internals import EngineEventData, WorkerStatus, make_new_run_id
+from videogen_assets.definitions import build_definitions
 from videogen_assets.run_workers import (
     WORKER_HOST_TAG,
     StudioRunLauncher,
+    WatchedStudioResource,
     run_worker_pid,
     stop_with_run_worker,
     worker_status,
 )
 from videogen_domain.atomic import atomic_write_bytes
+from videogen_resources.settings import BackendSettings
 
 
 def _dead_pid() -> int:
@@ -73,6 +78,19 @@ def test_the_step_guard_stays_off_outside_a_step_process(instance: dg.DagsterIns
     run = _run(instance, {}, os.getpid())
     assert stop_with_run_worker(instance, run.run_id) is False  # no multiprocessing parent
     assert stop_with_run_worker(None, None) is False
+
+
+def test_every_step_of_the_graph_sets_up_the_step_guard(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The graph's studio resource, used by every asset, installs the guard as a step sets it up.
+    defs = build_definitions(tmp_path / "studio", BackendSettings())
+    studio = defs.resources["studio"]
+    assert isinstance(studio, WatchedStudioResource)
+    calls: list[tuple[object, object]] = []
+    monkeypatch.setattr(run_workers, "stop_with_run_worker", lambda i, r: calls.append((i, r)))
+    studio.setup_for_execution(dg.build_init_resource_context(instance=instance))
+    assert calls == [(instance, None)]
 
 
 def test_a_write_clears_what_a_killed_write_of_the_same_file_left(tmp_path: Path) -> None:

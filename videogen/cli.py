@@ -88,7 +88,7 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
 
     # lazy: as above
     from videogen_assets.concurrency import configure_pools
-    from videogen_resources.settings import check_environment
+    from videogen_assets.environment import check_environment
 
     settings = check_environment()
     dagster_home(root)
@@ -102,8 +102,9 @@ def _ready_to_render(root: Path | None = None, project: str | None = None) -> No
     (VIDEOGEN_VOICE, and the ``voice`` of the project's brief when ``project`` is given)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import project_brief
+    from videogen_assets.environment import check_environment
     from videogen_domain.project import brief_path
-    from videogen_resources.settings import check_environment, check_reachable, check_voice
+    from videogen_resources.settings import check_reachable, check_voice
 
     settings = check_environment()
     check_reachable(settings)
@@ -213,7 +214,8 @@ def new(
     """Create a project folder with project.yaml (and script.md when --script is given)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     from videogen.operations import create_project
-    from videogen_resources.settings import check_environment, check_voice
+    from videogen_assets.environment import check_environment
+    from videogen_resources.settings import check_voice
 
     root = _root(ctx)
     try:
@@ -531,7 +533,8 @@ def export_cmd(
 def voices(as_json: bool) -> None:
     """List the voices of the configured TTS engine (for --voice and `character add`)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
-    from videogen_resources.settings import check_environment, list_voices
+    from videogen_assets.environment import check_environment
+    from videogen_resources.settings import list_voices
 
     settings = check_environment()
     found = list_voices(settings)

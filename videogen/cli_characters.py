@@ -62,7 +62,8 @@ def character_add(
 ) -> None:
     """Add a character NAME to the library."""
     # lazy: the library and the settings load Dagster; `videogen --help` lists this command
-    from videogen_resources.settings import check_environment, check_voice
+    from videogen_assets.environment import check_environment
+    from videogen_resources.settings import check_voice
     from videogen_store import characters as lib
 
     try:
@@ -158,7 +159,8 @@ def character_edit(
 ) -> None:
     """Change character NAME (only the options given change)."""
     # lazy: the library and the settings load Dagster; `videogen --help` lists this command
-    from videogen_resources.settings import check_environment, check_voice
+    from videogen_assets.environment import check_environment
+    from videogen_resources.settings import check_voice
     from videogen_store import characters as lib
 
     try:

@@ -23,7 +23,9 @@ from videogen_assets.dagster_internals import (
     get_input_data_version_tag,
     get_input_event_pointer_tag,
 )
+from videogen_assets.publish import publish_pending
 from videogen_assets.records import LatestRecords
+from videogen_assets.status import stale_partitions
 
 AUTOMATION_RUN_TAG = "dagster/from_automation_condition"
 """The tag (value "true") Dagster puts on the runs declarative automation requests."""
@@ -79,8 +81,6 @@ class PartitionResults:
         """Report the observed versions of these sentences that the script sync left to this
         run (``publish(defer=...)``: the watcher's one-run edit), before anything is recorded,
         so the provenance names the words and directives this step reads."""
-        from videogen_assets.publish import publish_pending
-
         db = getattr(self._context.resources, "db", None)
         if db is None:
             return
@@ -105,7 +105,6 @@ class PartitionResults:
         """
         if not self._chained or not output.exists():
             return False
-        from videogen_assets.status import stale_partitions
 
         ctx = self._context
         mine = self._latest.get(ctx.asset_key, False, partition)

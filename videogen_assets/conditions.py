@@ -29,6 +29,9 @@ from typing import Any
 import dagster as dg
 from dagster import AutomationContext, AutomationResult
 
+from videogen_assets.records import LatestRecords
+from videogen_assets.status import stale_partitions
+
 
 class OutOfDate(dg.AutomationCondition[dg.AssetKey]):
     """True for the partitions that are missing or stale now (by their latest records)."""
@@ -42,9 +45,6 @@ class OutOfDate(dg.AutomationCondition[dg.AssetKey]):
         return "missing, or stale by its code version or its inputs' data versions"
 
     def evaluate(self, context: AutomationContext[Any]) -> AutomationResult[Any]:
-        from videogen_assets.records import LatestRecords
-        from videogen_assets.status import stale_partitions
-
         candidates = context.candidate_subset
         if candidates.is_empty:
             return AutomationResult(context, candidates)

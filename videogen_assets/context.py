@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 
-from videogen_domain.models import Directives, Shot
+from videogen_domain.models import Shot
 from videogen_resources.base import CharacterRef
 from videogen_resources.studio import StudioResource
-from videogen_store.database import Character, ProjectCast, Section, Sentence, StudioDatabase
+from videogen_store.database import SentenceInfo, StudioDatabase
 
 SENTENCE = "sentence"
 DIRECTION = "direction"
@@ -42,68 +41,32 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class SentenceInfo:
-    """One sentence row, detached from the database session."""
-
-    id: str
-    project: str
-    order: int
-    line: int
-    text: str
-    section: str
-    directives: Directives
-
-
 def load_sentence(db: StudioDatabase, sentence_id: str) -> SentenceInfo:
     """The sentence behind a partition key; a clear failure if it was deleted meanwhile."""
-    with db.session() as s:
-        row = s.get(Sentence, sentence_id)
-        if row is None:
-            raise dg.Failure(
-                f"sentence {sentence_id} is not in the script any more (deleted or not synced)"
-            )
-        section = s.get(Section, row.section_id)
-        return SentenceInfo(
-            id=row.id,
-            project=row.project_id,
-            order=row.order,
-            line=row.line,
-            text=row.text,
-            section=section.title if section else "",
-            directives=Directives(
-                image_prompt=row.image_prompt,
-                video_prompt=row.video_prompt,
-                camera=row.camera_movement,  # type: ignore[arg-type]
-                motion=row.motion_strength,
-                characters=tuple(row.characters or ()),
-                speaker=row.speaker,
-            ),
+    info = db.sentence_info(sentence_id)
+    if info is None:
+        raise dg.Failure(
+            f"sentence {sentence_id} is not in the script any more (deleted or not synced)"
         )
+    return info
 
 
 def cast_of(db: StudioDatabase, studio: StudioResource, project: str) -> dict[str, CharacterRef]:
     """The project's cast (plus library characters named in the script), by name."""
-    from sqlalchemy import select
-
-    with db.session() as s:
-        rows = s.execute(
-            select(Character).join(ProjectCast).where(ProjectCast.project_id == project)
-        ).scalars()
-        out: dict[str, CharacterRef] = {}
-        for c in rows:
-            ref = None
-            if c.reference_images:
-                ref = studio.root_path / c.reference_images[0]
-            out[c.name] = CharacterRef(
-                name=c.name,
-                description=c.description,
-                reference_image=ref,
-                lora=c.style_lora,
-                lora_strength=c.lora_strength,
-                voice=c.voice,
-            )
-        return out
+    out: dict[str, CharacterRef] = {}
+    for c in db.cast(project):
+        ref = None
+        if c.reference_images:
+            ref = studio.root_path / c.reference_images[0]
+        out[c.name] = CharacterRef(
+            name=c.name,
+            description=c.description,
+            reference_image=ref,
+            lora=c.style_lora,
+            lora_strength=c.lora_strength,
+            voice=c.voice,
+        )
+    return out
 
 
 def read_shot(path: Path) -> Shot:
@@ -113,32 +76,4 @@ def read_shot(path: Path) -> Shot:
 
 def sentence_order(db: StudioDatabase, project: str) -> list[SentenceInfo]:
     """All sentences of a project in script order."""
-    with db.session() as s:
-        from sqlalchemy import select
-
-        rows = s.scalars(
-            select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
-        ).all()
-        sections = {
-            sec.id: sec.title
-            for sec in s.scalars(select(Section).where(Section.project_id == project))
-        }
-        return [
-            SentenceInfo(
-                id=r.id,
-                project=r.project_id,
-                order=r.order,
-                line=r.line,
-                text=r.text,
-                section=sections.get(r.section_id, ""),
-                directives=Directives(
-                    image_prompt=r.image_prompt,
-                    video_prompt=r.video_prompt,
-                    camera=r.camera_movement,  # type: ignore[arg-type]
-                    motion=r.motion_strength,
-                    characters=tuple(r.characters or ()),
-                    speaker=r.speaker,
-                ),
-            )
-            for r in rows
-        ]
+    return db.sentence_infos(project)

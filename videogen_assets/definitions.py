@@ -16,6 +16,7 @@ from videogen_assets.executors import build_executor
 from videogen_assets.observed import build_observed_assets
 from videogen_assets.progress import build_progress_checks, build_progress_sensor
 from videogen_assets.project_assets import build_project_assets
+from videogen_assets.run_workers import WatchedStudioResource
 from videogen_assets.sensors import build_script_watcher
 from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_assets.specs import ProjectSetup, SentenceAssetSpec, build_sentence_assets
@@ -158,7 +159,7 @@ def build_definitions(
     briefs, invalid = discover_all_projects(root_path)
     for err in invalid.values():
         print(f"videogen: project skipped: {_one_line(err)}", file=sys.stderr)  # noqa: T201
-    resources = build_resources(settings, root_path, briefs)
+    resources = build_resources(settings, root_path, briefs, studio_type=WatchedStudioResource)
 
     assets: list[dg.AssetsDefinition | dg.SourceAsset] = []
     checks: list[dg.AssetChecksDefinition] = []

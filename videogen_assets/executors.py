@@ -75,6 +75,7 @@ def build_executor(settings: ExecutorSettings | None = None) -> dg.ExecutorDefin
             name="celery",
         )
     if settings.kind == "auto":
+        # lazy: start-up time (the CLI checks the executor settings without building one)
         from videogen_assets.sentence_executor import sentence_or_batch_executor
 
         return sentence_or_batch_executor

@@ -23,7 +23,9 @@ from typing import Any
 
 import dagster as dg
 
+from videogen_domain import paths
 from videogen_domain.atomic import atomic_path
+from videogen_domain.paths import media_url
 
 DEFAULT_MEDIA_URL = "http://127.0.0.1:3031"
 PREVIEW_WIDTH = 480
@@ -58,16 +60,12 @@ def sentence_label(sentence_id: str, text: str, limit: int = TEXT_CHARS) -> str:
 
 def media_link(base_url: str, root: Path, path: Path) -> str:
     """The media server URL of a file inside the studio root."""
-    from videogen_domain.paths import media_url
-
     return media_url(base_url, root, path)
 
 
 def preview_path(project_dir: Path, name: str, sentence_id: str | None = None) -> Path:
     """Where a preview is kept: ``<project>/preview/[<sentence id>/]<name>``, outside the media
     folders (which hold only what a sentence is made of)."""
-    from videogen_domain import paths
-
     folder = project_dir / PREVIEW_DIR
     return paths.safe_join(folder, sentence_id) / name if sentence_id else folder / name
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import dagster as dg
 
-from videogen_assets.context import CLIP, NARRATION, ROUGH_CUT, key
+from videogen_assets.context import CLIP, NARRATION, ROUGH_CUT, key, sentence_order
 from videogen_assets.dagster_internals import IN_PROGRESS_RUN_STATUSES, asset_graph_from_assets
+from videogen_assets.partitions import partitions_name
 from videogen_assets.previews import SENTENCE_TAG, sentence_label
 from videogen_assets.sentence_assets import PER_SENTENCE
+from videogen_assets.status import sentence_statuses
 from videogen_store.database import StudioDatabase
 
 CHECK_NAME = "up_to_date"
@@ -109,10 +111,6 @@ def evaluate_project(
     instance: dg.DagsterInstance, graph: Any, db: StudioDatabase, project: str
 ) -> list[Verdict]:
     """The ``up_to_date`` verdict of each per-sentence asset and of the rough cut."""
-    from videogen_assets.context import sentence_order
-    from videogen_assets.partitions import partitions_name
-    from videogen_assets.status import sentence_statuses
-
     ids = list(instance.get_dynamic_partitions(partitions_name(project)))
     labels = {s.id: sentence_label(s.id, s.text) for s in sentence_order(db, project)}
     statuses = sentence_statuses(instance, graph, project, ids) if ids else {}

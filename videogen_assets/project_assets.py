@@ -3,6 +3,7 @@
 import time
 
 import dagster as dg
+from videogen_resources.scriptwriter import write_script
 
 from videogen_assets.context import (
     CLIP,
@@ -14,19 +15,31 @@ from videogen_assets.context import (
     SHOT,
     STORYBOARD,
     SUBTITLES,
+    cast_of,
     file_digest,
     key,
+    sentence_order,
 )
 from videogen_assets.dagster_internals import asset_graph_from_assets
+from videogen_assets.export import (
+    ExportError,
+    narration_loudness,
+    refuse_during_runs,
+    write_export,
+)
 from videogen_assets.previews import (
     MediaLinks,
     image_preview,
     preview_path,
     safe_preview,
+    short_text,
     video_preview,
 )
+from videogen_assets.status import sentence_statuses
+from videogen_assets.storyboard import contact_sheet, write_storyboard
 from videogen_assets.views import project_view
 from videogen_resources.llm import LLMResource
+from videogen_resources.media import build_rough_cut, write_srt, write_vtt
 from videogen_resources.studio import StudioResource
 from videogen_store.database import StudioDatabase
 
@@ -54,8 +67,6 @@ def _project_links(studio: StudioResource, project: str) -> dict[str, dg.Metadat
 
 def _cues_markdown(cues: list[tuple[float, float, str]], limit: int = 3) -> str:
     """The first cues as a short markdown list (shown inline by the Dagster UI)."""
-    from videogen_assets.previews import short_text
-
     lines = [f"- `{start:7.2f}s` {short_text(text, 60)}" for start, _, text in cues[:limit]]
     if len(cues) > limit:
         lines.append(f"- … {len(cues) - limit} more")
@@ -95,8 +106,6 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The rough cut: every clip in script order with one continuous narration track."""
-        from videogen_resources.media import build_rough_cut
-
         view = project_view(studio, db, project)
         _require_complete(view, "clip")
         brief = studio.brief(project)
@@ -153,8 +162,6 @@ def build_project_assets(
     )
     def subtitles(studio: StudioResource, db: StudioDatabase) -> dg.MaterializeResult:
         """Subtitles (SRT and WebVTT) timed by the narrations, one cue per sentence."""
-        from videogen_resources.media import write_srt, write_vtt
-
         view = project_view(studio, db, project)
         _require_complete(view, "narration")
         brief = studio.brief(project)
@@ -190,10 +197,6 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The storyboard: every shot by section with its keyframe, narration, clip and prompts."""
-        from videogen_assets.context import sentence_order
-        from videogen_assets.status import sentence_statuses
-        from videogen_assets.storyboard import contact_sheet, write_storyboard
-
         ids = [s.id for s in sentence_order(db, project)]
         # Dagster's own view of each sentence (missing / stale / done), not only the files
         statuses = sentence_statuses(context.instance, _project_graph(), project, ids)
@@ -229,13 +232,6 @@ def build_project_assets(
         context: dg.AssetExecutionContext, studio: StudioResource, db: StudioDatabase
     ) -> dg.MaterializeResult:
         """The NLE package: numbered media, metadata.json, subtitles and ready timelines."""
-        from videogen_assets.export import (
-            ExportError,
-            narration_loudness,
-            refuse_during_runs,
-            write_export,
-        )
-
         view = project_view(studio, db, project, versions=versions)
         _require_complete(view, "clip")
         try:  # another run making this project's media: refuse rather than mix old and new
@@ -272,9 +268,6 @@ def build_project_assets(
         studio: StudioResource, db: StudioDatabase, llm: LLMResource
     ) -> dg.MaterializeResult:
         """The script written by the LLM from the brief (never over a script you edited)."""
-        from videogen_assets.context import cast_of
-        from videogen_resources.llm.scriptwriter import write_script
-
         brief = studio.brief(project)
         cast = {n: c.description for n, c in cast_of(db, studio, project).items()}
         res = write_script(llm, brief, studio.project_dir(project), cast=cast)

@@ -6,14 +6,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from sqlalchemy import or_, select
 
 from videogen_assets.context import DIRECTION, SCRIPT, SENTENCE, file_digest, key
 from videogen_assets.dagster_internals import DATA_VERSION_TAG, runless_event_entries
 from videogen_assets.partitions import partitions_name
+from videogen_assets.records import store_asset_events
 from videogen_domain import paths
 from videogen_resources.studio import StudioResource
-from videogen_store.database import Sentence, StudioDatabase
+from videogen_store.database import PublishedMark, Sentence, StudioDatabase
 from videogen_store.sync import SyncResult
 
 
@@ -74,17 +74,9 @@ def publish(
     report.script_reported = report_script(instance, studio, project, sentences=len(result.order))
     if not observe:
         return report
-    with db.session() as s:
-        # only the rows with versions not yet reported (after a one-sentence edit: one row)
-        unreported = or_(
-            Sentence.published_sentence_version.is_distinct_from(Sentence.sentence_version),
-            Sentence.published_direction_version.is_distinct_from(Sentence.direction_version),
-        )
-        rows = s.scalars(
-            select(Sentence).where(Sentence.project_id == project).where(unreported)
-        ).all()
-        deferred = set(defer)
-        _report_pending(instance, project, [r for r in rows if r.id not in deferred], report)
+    deferred = set(defer)
+    rows = db.unpublished_sentences(project)
+    _report_pending(instance, db, project, [r for r in rows if r.id not in deferred], report)
     return report
 
 
@@ -134,20 +126,24 @@ def publish_pending(
     if not partitions:
         return []
     report = PublishReport(project=project)
-    with db.session() as s:
-        rows = s.scalars(select(Sentence).where(Sentence.id.in_(list(partitions)))).all()
-        _report_pending(instance, project, list(rows), report)
+    _report_pending(instance, db, project, db.sentences_by_id(partitions), report)
     return sorted(set(report.sentence_observed) | set(report.direction_observed))
 
 
 def _report_pending(
-    instance: dg.DagsterInstance, project: str, rows: Sequence[Sentence], report: PublishReport
+    instance: dg.DagsterInstance,
+    db: StudioDatabase,
+    project: str,
+    rows: Sequence[Sentence],
+    report: PublishReport,
 ) -> None:
-    """Report the rows' unreported versions and mark them reported (the caller's session
-    commits the marks)."""
+    """Report the rows' unreported versions, then mark them reported."""
     k_sentence, k_direction = key(project, SENTENCE), key(project, DIRECTION)
     events: list[dg.AssetObservation] = []
+    marks: list[PublishedMark] = []
     for row in rows:
+        sentence_version: str | None = None
+        direction_version: str | None = None
         if row.published_sentence_version != row.sentence_version:
             events.append(
                 dg.AssetObservation(
@@ -157,7 +153,7 @@ def _report_pending(
                     metadata={"text": row.text, "line": row.line},
                 )
             )
-            row.published_sentence_version = row.sentence_version
+            sentence_version = row.sentence_version
             report.sentence_observed.append(row.id)
         if row.published_direction_version != row.direction_version:
             events.append(
@@ -173,11 +169,14 @@ def _report_pending(
                     },
                 )
             )
-            row.published_direction_version = row.direction_version
+            direction_version = row.direction_version
             report.direction_observed.append(row.id)
-    # Stored before the session commits the "published" marks: a crash in between reports
-    # the same versions again next time, which changes nothing.
+        if sentence_version is not None or direction_version is not None:
+            marks.append(PublishedMark(row.id, sentence_version, direction_version))
+    # Stored before the "published" marks: a crash in between reports the same versions
+    # again next time, which changes nothing.
     report_observations(instance, events)
+    db.mark_published(marks)
 
 
 def report_observations(
@@ -188,7 +187,6 @@ def report_observations(
     if not observations:
         return
     entries = runless_event_entries(observations)
-    from videogen_assets.records import store_asset_events
 
     for start in range(0, len(entries), 2000):
         store_asset_events(instance, entries[start : start + 2000])

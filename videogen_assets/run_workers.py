@@ -16,7 +16,7 @@ worker. Under Dagster 1.13 two things go wrong when such processes are killed:
 - A step process does not stop when its run worker is killed. It goes on as an orphan,
   generating and logging materializations into a run that is already marked failed, while the
   retry of that run generates the same partitions again; two writers race on the same files.
-  `stop_with_run_worker` (called by the studio resource as a step process sets it up) makes the
+  `stop_with_run_worker` (called by `WatchedStudioResource` as a step process sets it up) makes the
   step interrupt itself the way Dagster's own termination does (SIGINT): the file being written
   is not renamed into place and its temporary file is removed, its ffmpeg is killed, the step
   ends in the failed run without a step retry (an interrupted step is never retried:
@@ -42,6 +42,7 @@ from dagster_shared.ipc import send_interrupt
 
 from videogen_assets.dagster_internals import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from videogen_domain.atomic import process_alive
+from videogen_resources.studio import StudioResource
 
 WORKER_HOST_TAG = "videogen/worker_host"
 """The host whose code server runs the run's worker (set when the launcher launches a run on a
@@ -168,3 +169,12 @@ def _stop_when_gone(sentinel: int) -> None:
     send_interrupt()
     time.sleep(_STOP_GRACE_S)
     os._exit(1)  # the interrupt did not end the process (its events queue to a dead parent)
+
+
+class WatchedStudioResource(StudioResource):
+    """The studio resource of the graph's Definitions: every step uses it, so as a step process
+    sets it up, the step stops if the run worker that spawned it dies (`stop_with_run_worker`)."""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In a step process spawned by a run worker, stop the step if that worker dies."""
+        stop_with_run_worker(context.instance, context.run_id)

@@ -42,15 +42,7 @@ def _stamp(folder: Path) -> str:
 
 def _characters_stamp(db: StudioDatabase) -> str:
     """Changes whenever a library character is added, edited or removed."""
-    from sqlalchemy import func, select
-
-    from videogen_store.database import Character
-
-    with db.session() as s:
-        count, latest = s.execute(
-            select(func.count(Character.id), func.max(Character.updated_at))
-        ).one()
-    return f"{count}:{latest}"
+    return db.characters_stamp()
 
 
 # Runs that are waiting or running: a run for this project in one of these states means an
@@ -103,27 +95,17 @@ def one_sentence_edit(
     moved, and no run or backfill of this project waiting or running (automation waits for
     those; two runs building the rough cut at once could record the older one last).
     """
-    from sqlalchemy import select
-
-    from videogen_store.database import Sentence
-
     if result.added or result.removed or result.reordered:
         return None
     existing = set(instance.get_dynamic_partitions(partitions_name(project)))
     if existing != set(result.order):
         return None
-    with db.session() as s:
-        rows = s.scalars(select(Sentence).where(Sentence.project_id == project)).all()
-        pending = [
-            (r.id, r.published_sentence_version != r.sentence_version, r)
-            for r in rows
-            if r.published_sentence_version != r.sentence_version
-            or r.published_direction_version != r.direction_version
-        ]
-        if len(pending) != 1:
-            return None
-        sentence, words, row = pending[0]
-        stamp = f"{_stamp(studio_dir)}|{row.sentence_version}-{row.direction_version}"
+    pending = db.unpublished_sentences(project)
+    if len(pending) != 1:
+        return None
+    row = pending[0]
+    sentence, words = row.id, row.published_sentence_version != row.sentence_version
+    stamp = f"{_stamp(studio_dir)}|{row.sentence_version}-{row.direction_version}"
     for kind in PER_SENTENCE:
         if sentence not in instance.get_materialized_partitions(key(project, kind)):
             return None

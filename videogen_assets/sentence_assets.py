@@ -62,6 +62,7 @@ from videogen_resources.base import (
     KeyframeMakerResource,
     SpeechJob,
 )
+from videogen_resources.comfyui_makers import generated_size, upscale_factor
 from videogen_resources.errors import ServiceError
 from videogen_resources.llm import LLMResource, ShotDraft
 from videogen_store.database import StudioDatabase
@@ -558,8 +559,6 @@ def _keyframe_upscale_check(image: Path) -> dg.AssetCheckResult:
     """A warning when the keyframe was generated much smaller than it is (a 64x64 model output
     stretched to 1920x1080 passes the size check but looks it): more than 2x enlarged."""
     from PIL import Image
-
-    from videogen_resources.comfyui_makers import generated_size, upscale_factor
 
     with Image.open(image) as im:
         final = im.size

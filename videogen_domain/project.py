@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -17,6 +17,7 @@ from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_text
 from videogen_domain.errors import InputError
 from videogen_domain.names import WORKFLOW_NAME_RE, normalize_name
+from videogen_domain.styles import list_styles
 from videogen_domain.yamlio import load_yaml_model
 
 DEFAULT_IMAGE_WORKFLOW = "flux-2-v1"
@@ -25,8 +26,6 @@ DEFAULT_VIDEO_WORKFLOW = "wan-2.2-v1"
 
 def known_styles() -> list[str]:
     """The visual style presets shipped as data files."""
-    from videogen_domain.styles import list_styles
-
     return list_styles()
 
 
@@ -40,9 +39,27 @@ def validation_message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
+class WorkflowCatalog(Protocol):
+    """The registered workflows a studio renders with: name -> kind ("image" or "video").
+
+    ``studio`` None: the shipped registry and $VIDEOGEN_WORKFLOWS. Raises when the registry
+    cannot be read."""
+
+    def __call__(self, studio: Path | None, /) -> Mapping[str, str]: ...
+
+
+_CATALOG: WorkflowCatalog | None = None
+
 _STUDIO: ContextVar[Path | None] = ContextVar("videogen_brief_studio", default=None)
 """The studio whose workflow registry (shipped + ``<studio>/workflows/`` + $VIDEOGEN_WORKFLOWS)
 a brief's workflow names are checked against; None: the shipped one and $VIDEOGEN_WORKFLOWS."""
+
+
+def use_workflow_catalog(catalog: WorkflowCatalog | None) -> None:
+    """Check the workflow names of briefs against ``catalog`` (the resources layer installs
+    the workflow registry); None: only the form of a name is checked."""
+    global _CATALOG
+    _CATALOG = catalog
 
 
 @contextlib.contextmanager
@@ -58,16 +75,14 @@ def studio_registry(studio: Path | None) -> Iterator[None]:
 
 def _registered_workflows(kind: str) -> tuple[list[str], dict[str, str]] | None:
     """The names of ``kind`` in the registry of the studio being read (see `studio_registry`)
-    and every registered name's kind, or None when the registry cannot be read (then the
-    render that needs a workflow says why)."""
+    and every registered name's kind, or None when no catalog is installed or the registry
+    cannot be read (then the render that needs a workflow says why)."""
+    if _CATALOG is None:
+        return None
     try:
-        from videogen_resources.workflows import load_registry, studio_workflows
-
-        studio = _STUDIO.get()
-        registry = load_registry(studio_workflows(studio) if studio is not None else None)
+        kinds = dict(_CATALOG(_STUDIO.get()))
     except Exception:
         return None
-    kinds: dict[str, str] = {name: entry.kind for name, entry in registry.items()}
     return sorted(n for n, k in kinds.items() if k == kind), kinds
 
 

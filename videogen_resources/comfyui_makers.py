@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import Field
 
 from videogen_domain.atomic import atomic_path
-from videogen_resources import audio
+from videogen_resources import audio, media
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -487,8 +487,6 @@ class ComfyUIClips(ClipMakerResource):
         sent: list[str] = []  # the keyframe's upload: this clip's alone, deleted once made
 
         def complete(run: RunResult) -> ClipResult:
-            from videogen_resources import media
-
             src = _pick_output(run, wf)
             made = media.probe(src, count="packets").video
             if progress:

@@ -24,6 +24,9 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from videogen_domain.errors import InputError
+from videogen_resources.errors import ServiceError
+from videogen_resources.studio import StudioResource
+from videogen_store.database import StudioDatabase
 
 KEYFRAME_ENGINES = ("comfyui", "cards")
 CLIP_ENGINES = ("comfyui", "kenburns")
@@ -166,26 +169,6 @@ def check_voice_name(voice: str, *, field: str = "voice") -> str:
     return clean
 
 
-def check_environment(env: Mapping[str, str] | None = None) -> BackendSettings:
-    """Every backend and executor variable checked at once (before a command does any work)."""
-    from videogen_assets.executors import ExecutorSettings
-
-    env = os.environ if env is None else env
-    settings = BackendSettings.from_env(env)
-    try:
-        ExecutorSettings.from_env(env)
-    except ValueError as exc:
-        raise InputError(str(exc), field="VIDEOGEN_EXECUTOR") from None
-    for var in ("VIDEOGEN_CELERY_BROKER", "VIDEOGEN_CELERY_BACKEND"):
-        value = env.get(var, "").strip()
-        if value and "://" not in value:
-            raise InputError(
-                f"{value!r} is not a broker URL; write it like redis://127.0.0.1:6379/0",
-                field=var,
-            )
-    return settings
-
-
 def _reachable(url: str, timeout_s: float) -> str | None:
     """None if a TCP connection to ``url``'s host and port opens, else the reason."""
     import socket
@@ -222,6 +205,7 @@ def list_voices(settings: BackendSettings) -> list[tuple[str, str]]:
     Raises ServiceError when a TTS server cannot be asked.
     """
     if settings.tts == "chatterbox":
+        # lazy: start-up time (every command reads the settings; the engines load only here)
         from videogen_resources.chatterbox import ChatterboxNarrator
 
         assert settings.chatterbox_url is not None
@@ -229,10 +213,12 @@ def list_voices(settings: BackendSettings) -> list[tuple[str, str]]:
             base_url=settings.chatterbox_url, api=settings.chatterbox_api, max_retries=0
         )
         return [(v.id, v.name if v.name != v.id else "") for v in tts.voices()]
+    # lazy: start-up time (every command reads the settings; the engines load only here)
     from videogen_resources.embedded.espeak import list_voices as espeak_voices
 
     out: list[tuple[str, str]] = []
     if settings.tts == "piper":
+        # lazy: start-up time (every command reads the settings; the engines load only here)
         from videogen_resources.embedded.piper import PIPER_VOICE
 
         out.append((PIPER_VOICE, "Piper neural voice (bundled, the default)"))
@@ -247,8 +233,6 @@ def voice_known(settings: BackendSettings, voice: str) -> bool | None:
 
     eSpeak NG accepts variants (``en-us+f3``): those are asked of the engine itself.
     """
-    from videogen_resources.errors import ServiceError
-
     try:
         names = {name.casefold() for name, _ in list_voices(settings)}
     except ServiceError:
@@ -257,6 +241,7 @@ def voice_known(settings: BackendSettings, voice: str) -> bool | None:
         return True
     if settings.tts == "chatterbox":
         return voice.startswith("clone:")
+    # lazy: start-up time (every command reads the settings; the engines load only here)
     from videogen_resources.embedded.espeak import engine
 
     return engine().has_voice(voice)
@@ -277,18 +262,29 @@ def check_voice(settings: BackendSettings, voice: str | None, *, field: str = "v
 
 
 def build_resources(
-    settings: BackendSettings, root: Path, briefs: Sequence[Any] = ()
+    settings: BackendSettings,
+    root: Path,
+    briefs: Sequence[Any] = (),
+    *,
+    studio_type: type[StudioResource] = StudioResource,
 ) -> dict[str, Any]:
     """The resources of a studio: embedded defaults unless a service is configured.
 
-    ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine.
+    ``briefs`` (the projects' `ProjectBrief`s) give each project's keyframe and clip engine;
+    ``studio_type`` is the class of the ``studio`` resource (the graph's adds a step guard).
     """
+    # lazy: start-up time (every command reads the settings; the engines load only here)
+    from videogen_resources.comfyui import ComfyUIResource
+    from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
+    from videogen_resources.embedded.cards import CardKeyframes
+    from videogen_resources.embedded.kenburns import KenBurnsClips
+    from videogen_resources.engines import ClipEngines, KeyframeEngines
     from videogen_resources.llm import LLMResource
-    from videogen_resources.studio import StudioResource
-    from videogen_store.database import StudioDatabase
+    from videogen_resources.workflows import studio_workflows
 
     narrator: Any
     if settings.tts == "chatterbox":
+        # lazy: only the configured narrator loads (each pulls its own engine)
         from videogen_resources.chatterbox import ChatterboxNarrator
 
         if not settings.chatterbox_url:
@@ -300,24 +296,18 @@ def build_resources(
             base_url=settings.chatterbox_url, api=settings.chatterbox_api, voice=settings.voice
         )
     elif settings.tts == "espeak":
+        # lazy: only the configured narrator loads (each pulls its own engine)
         from videogen_resources.embedded.espeak import EspeakNarrator
 
         narrator = EspeakNarrator()
     else:
+        # lazy: only the configured narrator loads (each pulls its own engine)
         from videogen_resources.embedded.piper import PiperNarrator
 
         narrator = PiperNarrator()
 
-    from videogen_resources.comfyui import ComfyUIResource
-    from videogen_resources.comfyui_makers import ComfyUIClips, ComfyUIKeyframes
-    from videogen_resources.embedded.cards import CardKeyframes
-    from videogen_resources.embedded.kenburns import KenBurnsClips
-    from videogen_resources.engines import ClipEngines, KeyframeEngines
-
     # Every engine is there; each project's choice is resolved here, once, so the code
     # versions the Definitions give its assets and the maker its runs use always agree.
-    from videogen_resources.workflows import studio_workflows
-
     comfy = ComfyUIResource(urls=settings.comfyui_urls)
     overlay = str(studio_workflows(root))  # the studio's own workflows, over the shipped ones
     keyframes = KeyframeEngines(
@@ -339,7 +329,7 @@ def build_resources(
     if settings.llm_key_env:
         llm_kwargs["api_key"] = dg.EnvVar(settings.llm_key_env)
     return {
-        "studio": StudioResource(root=str(root), media_base_url=settings.media_base_url),
+        "studio": studio_type(root=str(root), media_base_url=settings.media_base_url),
         "db": StudioDatabase.for_studio(root),
         "narrator": narrator,
         "keyframes": keyframes,

@@ -21,13 +21,6 @@ class StudioResource(dg.ConfigurableResource):
         description="Where `videogen ui` serves the studio's media read-only (for UI previews).",
     )
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Every step of the studio uses this resource: in a step process spawned by a run
-        worker, stop the step if that worker dies (`videogen_assets.run_workers`)."""
-        from videogen_assets.run_workers import stop_with_run_worker
-
-        stop_with_run_worker(context.instance, context.run_id)
-
     @property
     def root_path(self) -> Path:
         """The studio root as a Path."""

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from videogen_domain import paths
 from videogen_domain.atomic import atomic_write_bytes
@@ -33,7 +31,7 @@ from videogen_domain.errors import InputError
 from videogen_domain.names import normalize_name, skeleton
 from videogen_domain.project import ProjectBrief, brief_path, load_brief, save_brief
 from videogen_domain.safeio import read_limited
-from videogen_store.database import Character, Project, ProjectCast, StudioDatabase
+from videogen_store.database import Character, StudioDatabase
 
 CHARACTERS_DIR = "characters"
 """The studio folder holding the normalized reference images."""
@@ -278,26 +276,27 @@ def _collect_unused_images(root: Path, candidates: Iterable[str]) -> None:
     candidates = set(candidates)
     if not candidates:
         return
-    with _db(root).session() as s:
-        used = {p for refs in s.scalars(select(Character.reference_images)) for p in refs}
+    used = _db(root).reference_images_in_use()
     for rel in candidates - used:
         if rel.startswith(f"{CHARACTERS_DIR}/") and "/" not in rel[len(CHARACTERS_DIR) + 1 :]:
             _unlink([root / rel])
 
 
-def _find(s: Session, name: str) -> Character | None:
+def _find(library: Sequence[Character], name: str) -> Character | None:
     key = normalize_name(name).casefold()
-    for row in s.scalars(select(Character)):
+    for row in library:
         if normalize_name(row.name).casefold() == key:
             return row
     return None
 
 
-def _refuse_lookalike(s: Session, name: str, *, field: str, but: int | None = None) -> None:
+def _refuse_lookalike(
+    library: Sequence[Character], name: str, *, field: str, but: int | None = None
+) -> None:
     """Refuse a name that only looks like an existing character's (``Аda`` with a Cyrillic А
     beside ``Ada``): scripts and the UI could not tell the two apart."""
     key = skeleton(name)
-    for row in s.scalars(select(Character)):
+    for row in library:
         if row.id != but and skeleton(row.name) == key:
             raise InputError(
                 f"{name!r} looks like the existing character {row.name!r} (look-alike letters); "
@@ -306,10 +305,10 @@ def _refuse_lookalike(s: Session, name: str, *, field: str, but: int | None = No
             )
 
 
-def _require(s: Session, name: str, *, field: str = "name") -> Character:
-    row = _find(s, name)
+def _require(library: Sequence[Character], name: str, *, field: str = "name") -> Character:
+    row = _find(library, name)
     if row is None:
-        known = ", ".join(sorted(s.scalars(select(Character.name)))) or "none yet"
+        known = ", ".join(sorted(r.name for r in library)) or "none yet"
         raise InputError(f"no character named {name!r} (library: {known})", field=field)
     return row
 
@@ -328,10 +327,14 @@ def _briefs(root: Path) -> dict[str, ProjectBrief]:
 
 
 def _projects_casting(
-    root: Path, s: Session, row: Character, briefs: dict[str, ProjectBrief] | None = None
+    root: Path,
+    row: Character,
+    links: dict[int, set[str]],
+    briefs: dict[str, ProjectBrief] | None = None,
 ) -> list[str]:
-    """The projects casting ``row``: in the project_cast table or in a project.yaml cast list."""
-    names = set(s.scalars(select(ProjectCast.project_id).where(ProjectCast.character_id == row.id)))
+    """The projects casting ``row``: in the project_cast table (``links``:
+    `StudioDatabase.cast_projects`) or in a project.yaml cast list."""
+    names = set(links.get(row.id, ()))
     key = row.name.casefold()
     for project, brief in (briefs if briefs is not None else _briefs(root)).items():
         if any(n.casefold() == key for n in brief.cast):
@@ -384,26 +387,23 @@ def add_character(
     voice = _check_voice(voice)
     refs = _read_images(images)
     written: list[Path] = []
+    db = _db(root)
     try:
-        with _db(root).session() as s:
-            existing = _find(s, name)
-            if existing is not None:
-                raise InputError(
-                    f"a character named {existing.name!r} already exists", field="name"
-                )
-            _refuse_lookalike(s, name, field="name")
-            written = _store_images(root, refs)
-            row = Character(
-                name=name,
-                description=description,
-                reference_images=[img.relpath for img in refs],
-                style_lora=lora,
-                lora_strength=strength,
-                voice=voice,
-            )
-            s.add(row)
-            s.flush()
-            info = _info(row, [])
+        library = db.characters()
+        existing = _find(library, name)
+        if existing is not None:
+            raise InputError(f"a character named {existing.name!r} already exists", field="name")
+        _refuse_lookalike(library, name, field="name")
+        written = _store_images(root, refs)
+        row = db.add_character(
+            name=name,
+            description=description,
+            reference_images=[img.relpath for img in refs],
+            style_lora=lora,
+            lora_strength=strength,
+            voice=voice,
+        )
+        info = _info(row, [])
     except IntegrityError:
         _unlink(written)
         raise InputError(f"a character named {name!r} already exists", field="name") from None
@@ -440,43 +440,44 @@ def edit_character(
     written: list[Path] = []
     dropped: list[str] = []
     try:
-        with _db(root).session() as s:
-            row = _require(s, name)
-            projects = _projects_casting(root, s, row)
-            if clean_name is not None and clean_name != row.name:
-                other = _find(s, clean_name)
-                if other is not None and other.id != row.id:
-                    raise InputError(
-                        f"a character named {other.name!r} already exists", field="new_name"
-                    )
-                _refuse_lookalike(s, clean_name, field="new_name", but=row.id)
-                if projects:
-                    raise InputError(
-                        f"{row.name!r} is cast in {', '.join(projects)}; remove them from the "
-                        "cast before renaming",
-                        field="new_name",
-                    )
-            old_images = list(row.reference_images or [])
-            new_images = [img.relpath for img in replaced] if replaced is not None else old_images
-            new_images = list(new_images)
-            for img in added:
-                if img.relpath not in new_images:
-                    new_images.append(img.relpath)
-            written = _store_images(root, [*(replaced or []), *added])
-            if clean_name is not None:
-                row.name = clean_name
-            if clean_desc is not None:
-                row.description = clean_desc
-            if lora is not None:
-                row.style_lora = clean_lora
-            if strength is not None:
-                row.lora_strength = strength
-            if voice is not None:
-                row.voice = clean_voice
-            row.reference_images = new_images
-            s.flush()
-            dropped = [p for p in old_images if p not in new_images]
-            info = _info(row, projects)
+        db = _db(root)
+        library = db.characters()
+        row = _require(library, name)
+        projects = _projects_casting(root, row, db.cast_projects())
+        if clean_name is not None and clean_name != row.name:
+            other = _find(library, clean_name)
+            if other is not None and other.id != row.id:
+                raise InputError(
+                    f"a character named {other.name!r} already exists", field="new_name"
+                )
+            _refuse_lookalike(library, clean_name, field="new_name", but=row.id)
+            if projects:
+                raise InputError(
+                    f"{row.name!r} is cast in {', '.join(projects)}; remove them from the "
+                    "cast before renaming",
+                    field="new_name",
+                )
+        old_images = list(row.reference_images or [])
+        new_images = [img.relpath for img in replaced] if replaced is not None else old_images
+        new_images = list(new_images)
+        for img in added:
+            if img.relpath not in new_images:
+                new_images.append(img.relpath)
+        written = _store_images(root, [*(replaced or []), *added])
+        changes: dict[str, Any] = {"reference_images": new_images}
+        if clean_name is not None:
+            changes["name"] = clean_name
+        if clean_desc is not None:
+            changes["description"] = clean_desc
+        if lora is not None:
+            changes["style_lora"] = clean_lora
+        if strength is not None:
+            changes["lora_strength"] = strength
+        if voice is not None:
+            changes["voice"] = clean_voice
+        row = db.update_character(row.id, **changes)
+        dropped = [p for p in old_images if p not in new_images]
+        info = _info(row, projects)
     except IntegrityError:
         _unlink(written)
         raise InputError(
@@ -491,17 +492,17 @@ def edit_character(
 
 def remove_character(root: Path, name: str) -> None:
     """Remove a character from the library; refused while a project casts them."""
-    with _db(root).session() as s:
-        row = _require(s, name)
-        projects = _projects_casting(root, s, row)
-        if projects:
-            raise InputError(
-                f"{row.name!r} is cast in {', '.join(projects)}; remove them from the cast first "
-                f"(videogen cast remove PROJECT {row.name!r})",
-                field="name",
-            )
-        images = list(row.reference_images or [])
-        s.delete(row)
+    db = _db(root)
+    row = _require(db.characters(), name)
+    projects = _projects_casting(root, row, db.cast_projects())
+    if projects:
+        raise InputError(
+            f"{row.name!r} is cast in {', '.join(projects)}; remove them from the cast first "
+            f"(videogen cast remove PROJECT {row.name!r})",
+            field="name",
+        )
+    images = list(row.reference_images or [])
+    db.remove_character(row.id)
     _collect_unused_images(root, images)
 
 
@@ -509,17 +510,17 @@ def list_characters(root: Path) -> list[CharacterInfo]:
     """The library, sorted by name."""
     if not paths.database_path(root).exists():
         return []
-    with _db(root).session() as s:
-        rows = sorted(s.scalars(select(Character)), key=lambda r: r.name.casefold())
-        briefs = _briefs(root)
-        return [_info(r, _projects_casting(root, s, r, briefs)) for r in rows]
+    db = _db(root)
+    rows = sorted(db.characters(), key=lambda r: r.name.casefold())
+    links, briefs = db.cast_projects(), _briefs(root)
+    return [_info(r, _projects_casting(root, r, links, briefs)) for r in rows]
 
 
 def show_character(root: Path, name: str) -> CharacterInfo:
     """One character (name matched regardless of case)."""
-    with _db(root).session() as s:
-        row = _require(s, name)
-        return _info(row, _projects_casting(root, s, row))
+    db = _db(root)
+    row = _require(db.characters(), name)
+    return _info(row, _projects_casting(root, row, db.cast_projects()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,50 +536,26 @@ def _save_brief_cast(folder: Path, brief: ProjectBrief, cast: list[str]) -> byte
     return old
 
 
-def _ensure_project_row(s: Session, brief: ProjectBrief) -> None:
-    if s.get(Project, brief.name) is None:
-        s.add(
-            Project(
-                id=brief.name,
-                name=brief.title,
-                topic=brief.topic,
-                target_duration=brief.minutes,
-                visual_style=brief.style,
-                voice=brief.voice,
-                next_sentence_number=1,
-            )
-        )
-        s.flush()
-
-
 def cast_add(root: Path, project: str, character: str) -> list[str]:
     """Cast a library character in a project; return the project's new cast list."""
     folder = _project_folder(root, project)
     brief = load_brief(folder)
-    old_yaml: bytes | None = None
+    db = _db(root)
+    row = _require(db.characters(), character, field="character")
+    key = row.name.casefold()
+    cast = [n for n in brief.cast if n.casefold() != key]
+    if len(cast) < len(brief.cast):  # keep its place, with the library's spelling
+        index = next(i for i, n in enumerate(brief.cast) if n.casefold() == key)
+        cast.insert(index, row.name)
+    else:
+        cast.append(row.name)
+    # Both or neither: the link is undone when project.yaml cannot be written.
+    linked = db.link_cast(brief, row.id)
     try:
-        with _db(root).session() as s:
-            row = _require(s, character, field="character")
-            _ensure_project_row(s, brief)
-            linked = s.scalar(
-                select(ProjectCast).where(
-                    ProjectCast.project_id == project, ProjectCast.character_id == row.id
-                )
-            )
-            if linked is None:
-                s.add(ProjectCast(project_id=project, character_id=row.id))
-                s.flush()
-            key = row.name.casefold()
-            cast = [n for n in brief.cast if n.casefold() != key]
-            if len(cast) < len(brief.cast):  # keep its place, with the library's spelling
-                index = next(i for i, n in enumerate(brief.cast) if n.casefold() == key)
-                cast.insert(index, row.name)
-            else:
-                cast.append(row.name)
-            old_yaml = _save_brief_cast(folder, brief, cast)
+        _save_brief_cast(folder, brief, cast)
     except BaseException:
-        if old_yaml is not None:
-            atomic_write_bytes(brief_path(folder), old_yaml)
+        if linked:
+            db.unlink_cast(project, row.id)
         raise
     return cast
 
@@ -589,29 +566,23 @@ def cast_remove(root: Path, project: str, character: str) -> list[str]:
     brief = load_brief(folder)
     check_character_name(character, field="character")
     key = character.strip().casefold()
-    old_yaml: bytes | None = None
+    db = _db(root)
+    row = _find(db.characters(), character)
+    linked = row is not None and project in db.cast_projects().get(row.id, set())
+    if row is not None:
+        key = row.name.casefold()
+    cast = [n for n in brief.cast if n.casefold() != key]
+    if not linked and len(cast) == len(brief.cast):
+        current = ", ".join(brief.cast) or "nobody"
+        raise InputError(
+            f"{character!r} is not in the cast of {project!r} (cast: {current})",
+            field="character",
+        )
+    # Both or neither: project.yaml is restored when the link cannot be removed.
+    old_yaml = _save_brief_cast(folder, brief, cast)
     try:
-        with _db(root).session() as s:
-            row = _find(s, character)
-            removed = 0
-            if row is not None:
-                key = row.name.casefold()
-                for link in s.scalars(
-                    select(ProjectCast).where(
-                        ProjectCast.project_id == project, ProjectCast.character_id == row.id
-                    )
-                ):
-                    s.delete(link)
-                    removed += 1
-                s.flush()
-            cast = [n for n in brief.cast if n.casefold() != key]
-            if not removed and len(cast) == len(brief.cast):
-                current = ", ".join(brief.cast) or "nobody"
-                raise InputError(
-                    f"{character!r} is not in the cast of {project!r} (cast: {current})",
-                    field="character",
-                )
-            old_yaml = _save_brief_cast(folder, brief, cast)
+        if row is not None:
+            db.unlink_cast(project, row.id)
     except BaseException:
         if old_yaml is not None:
             atomic_write_bytes(brief_path(folder), old_yaml)
@@ -630,14 +601,11 @@ def cast_list(root: Path, project: str) -> list[tuple[str, CharacterInfo | None]
     out: list[tuple[str, CharacterInfo | None]] = []
     if not paths.database_path(root).exists():
         return [(n, None) for n in names]
-    with _db(root).session() as s:
-        linked = list(
-            s.scalars(select(Character).join(ProjectCast).where(ProjectCast.project_id == project))
-        )
-        keys = {n.casefold() for n in names}
-        names += [c.name for c in linked if c.name.casefold() not in keys]
-        briefs = _briefs(root)
-        for n in names:
-            row = _find(s, n)
-            out.append((n, _info(row, _projects_casting(root, s, row, briefs)) if row else None))
+    db = _db(root)
+    keys = {n.casefold() for n in names}
+    names += [c.name for c in db.cast(project) if c.name.casefold() not in keys]
+    library, links, briefs = db.characters(), db.cast_projects(), _briefs(root)
+    for n in names:
+        row = _find(library, n)
+        out.append((n, _info(row, _projects_casting(root, row, links, briefs)) if row else None))
     return out

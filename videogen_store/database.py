@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,8 +26,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
+    func,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import (
@@ -37,6 +42,10 @@ from sqlalchemy.orm import (
     relationship,
     sessionmaker,
 )
+
+from videogen_domain.models import Directives
+from videogen_domain.paths import database_path
+from videogen_domain.project import ProjectBrief
 
 
 def _now() -> dt.datetime:
@@ -222,6 +231,76 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+@dataclass(frozen=True)
+class SentenceInfo:
+    """One sentence row, detached from the database session."""
+
+    id: str
+    project: str
+    order: int
+    line: int
+    text: str
+    section: str
+    directives: Directives
+
+
+def _sentence_info(row: Sentence, section: str) -> SentenceInfo:
+    return SentenceInfo(
+        id=row.id,
+        project=row.project_id,
+        order=row.order,
+        line=row.line,
+        text=row.text,
+        section=section,
+        directives=Directives(
+            image_prompt=row.image_prompt,
+            video_prompt=row.video_prompt,
+            camera=row.camera_movement,  # type: ignore[arg-type]
+            motion=row.motion_strength,
+            characters=tuple(row.characters or ()),
+            speaker=row.speaker,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class ScriptState:
+    """What the last sync of a project's script left: its file hash and sentence versions."""
+
+    has_project: bool
+    script_sha256: str | None
+    versions: list[tuple[str, str, str]]  # (id, sentence_version, direction_version), in order
+
+
+@dataclass
+class StoredScript:
+    """A project's script as the database holds it, read in the transaction that replaces it."""
+
+    next_sentence_number: int
+    sentences: list[Sentence]  # in script order
+    section_ids: list[str]
+    characters: list[Character]  # the library (the versions fold in what a sentence names)
+
+
+@dataclass
+class ScriptUpdate:
+    """A project's script as it is to be stored (see `StudioDatabase.replace_script`)."""
+
+    sections: list[tuple[str, str]]  # (id, title) in script order
+    sentences: list[tuple[str, dict[str, Any]]]  # (id, column values) in script order
+    next_sentence_number: int
+    script_sha256: str | None
+
+
+@dataclass(frozen=True)
+class PublishedMark:
+    """The versions of one sentence now reported to Dagster (None: that one is unchanged)."""
+
+    id: str
+    sentence_version: str | None = None
+    direction_version: str | None = None
+
+
 class StudioDatabase(dg.ConfigurableResource):
     """The studio database (projects, sections, sentences, characters, cast, jobs)."""
 
@@ -232,8 +311,6 @@ class StudioDatabase(dg.ConfigurableResource):
     @classmethod
     def for_studio(cls, root: Path) -> StudioDatabase:
         """The database of a studio root."""
-        from videogen_domain.paths import database_path
-
         return cls(url=sqlite_url(database_path(root)))
 
     def _factory(self) -> sessionmaker[Session]:
@@ -307,3 +384,260 @@ class StudioDatabase(dg.ConfigurableResource):
                     completed_at=_now() if status in {"completed", "failed"} else None,
                 )
             )
+
+    # --- sentences -------------------------------------------------------------------------
+
+    def sentence_info(self, sentence_id: str) -> SentenceInfo | None:
+        """One sentence with its section's title, or None when it is not in the script."""
+        with self.session() as s:
+            row = s.get(Sentence, sentence_id)
+            if row is None:
+                return None
+            section = s.get(Section, row.section_id)
+            return _sentence_info(row, section.title if section else "")
+
+    def sentence_infos(self, project: str) -> list[SentenceInfo]:
+        """A project's sentences with their sections' titles, in script order."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
+            ).all()
+            sections = {
+                sec.id: sec.title
+                for sec in s.scalars(select(Section).where(Section.project_id == project))
+            }
+            return [_sentence_info(r, sections.get(r.section_id, "")) for r in rows]
+
+    def sentences_by_id(self, ids: Collection[str]) -> list[Sentence]:
+        """The rows of these sentences (the ones still in a script)."""
+        with self.session() as s:
+            return list(s.scalars(select(Sentence).where(Sentence.id.in_(list(ids)))))
+
+    def unpublished_sentences(self, project: str) -> list[Sentence]:
+        """A project's sentences whose sentence or direction version was not yet reported to
+        Dagster (after a one-sentence edit: one row)."""
+        unreported = or_(
+            Sentence.published_sentence_version.is_distinct_from(Sentence.sentence_version),
+            Sentence.published_direction_version.is_distinct_from(Sentence.direction_version),
+        )
+        with self.session() as s:
+            return list(
+                s.scalars(select(Sentence).where(Sentence.project_id == project).where(unreported))
+            )
+
+    def mark_published(self, marks: Sequence[PublishedMark]) -> None:
+        """Record the versions reported to Dagster, in one transaction."""
+        values: list[dict[str, Any]] = []
+        for mark in marks:
+            row: dict[str, Any] = {"id": mark.id}
+            if mark.sentence_version is not None:
+                row["published_sentence_version"] = mark.sentence_version
+            if mark.direction_version is not None:
+                row["published_direction_version"] = mark.direction_version
+            if len(row) > 1:
+                values.append(row)
+        if not values:
+            return
+        with self.session() as s:
+            existing = set(
+                s.scalars(select(Sentence.id).where(Sentence.id.in_([v["id"] for v in values])))
+            )  # a sentence deleted meanwhile: nothing to mark
+            values = [v for v in values if v["id"] in existing]
+            if values:
+                s.execute(update(Sentence), values)
+
+    # --- the script ------------------------------------------------------------------------
+
+    def upsert_project(self, brief: ProjectBrief) -> None:
+        """Create or update the project's row from its brief."""
+        with self.session() as s:
+            row = s.get(Project, brief.name)
+            if row is None:
+                row = Project(id=brief.name, next_sentence_number=1)
+                s.add(row)
+            row.name = brief.title
+            row.topic = brief.topic
+            row.target_duration = brief.minutes
+            row.visual_style = brief.style
+            row.voice = brief.voice
+
+    def script_state(self, project: str) -> ScriptState:
+        """The hash of the script last synced and the sentences' versions, in script order."""
+        with self.session() as s:
+            row = s.get(Project, project)
+            rows = s.execute(
+                select(Sentence.id, Sentence.sentence_version, Sentence.direction_version)
+                .where(Sentence.project_id == project)
+                .order_by(Sentence.order)
+            ).all()  # (the columns only: reading whole rows of a long script takes long)
+        return ScriptState(
+            has_project=row is not None,
+            script_sha256=row.script_sha256 if row is not None else None,
+            versions=[(r[0], r[1], r[2]) for r in rows],
+        )
+
+    def replace_script(
+        self, project: str, plan: Callable[[StoredScript], ScriptUpdate]
+    ) -> ScriptUpdate:
+        """Store a project's new script in one transaction: ``plan`` gets what is stored and
+        says what to store (sections and sentences in order; sentences and sections not named
+        are deleted). The project's row must exist (`upsert_project`)."""
+        with self.session() as s:
+            row = s.get(Project, project)
+            assert row is not None
+            old_rows = list(
+                s.scalars(
+                    select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
+                )
+            )
+            existing_secs = {
+                sec.id: sec
+                for sec in s.scalars(select(Section).where(Section.project_id == project))
+            }
+            new = plan(
+                StoredScript(
+                    next_sentence_number=row.next_sentence_number,
+                    sentences=old_rows,
+                    section_ids=list(existing_secs),
+                    characters=list(s.scalars(select(Character))),
+                )
+            )
+            for i, (sid, title) in enumerate(new.sections):
+                sec = existing_secs.get(sid)
+                if sec is None:
+                    s.add(Section(id=sid, project_id=project, title=title, order=i))
+                else:
+                    sec.title, sec.order = title, i
+            s.flush()
+            by_id = {r.id: r for r in old_rows}
+            for sid, fields in new.sentences:
+                old = by_id.get(sid)
+                if old is None:
+                    s.add(Sentence(id=sid, project_id=project, **fields))
+                    continue
+                for key, value in fields.items():
+                    if getattr(old, key) != value:
+                        setattr(old, key, value)
+            keep = {sid for sid, _ in new.sentences}
+            removed = [r.id for r in old_rows if r.id not in keep]
+            if removed:
+                s.execute(delete(Sentence).where(Sentence.id.in_(removed)))
+            s.flush()
+            used = {sid for sid, _ in new.sections}  # (built once: no n² scans)
+            unused = [sid for sid in existing_secs if sid not in used]
+            if unused:
+                s.execute(delete(Section).where(Section.id.in_(unused)))
+            row.next_sentence_number = new.next_sentence_number
+            row.script_sha256 = new.script_sha256
+        return new
+
+    # --- the character library -------------------------------------------------------------
+
+    def characters(self) -> list[Character]:
+        """Every character of the library."""
+        with self.session() as s:
+            return list(s.scalars(select(Character)))
+
+    def character_names(self) -> list[str]:
+        """The names of the library's characters."""
+        with self.session() as s:
+            return list(s.scalars(select(Character.name)))
+
+    def characters_stamp(self) -> str:
+        """A stamp that changes whenever a library character is added, edited or removed."""
+        with self.session() as s:
+            count, latest = s.execute(
+                select(func.count(Character.id), func.max(Character.updated_at))
+            ).one()
+        return f"{count}:{latest}"
+
+    def reference_images_in_use(self) -> set[str]:
+        """The reference images (studio-relative paths) some character uses."""
+        with self.session() as s:
+            return {p for refs in s.scalars(select(Character.reference_images)) for p in refs}
+
+    def add_character(self, **fields: Any) -> Character:
+        """Insert a character (raises sqlalchemy's IntegrityError when the name is taken)."""
+        with self.session() as s:
+            row = Character(**fields)
+            s.add(row)
+            s.flush()
+            return row
+
+    def update_character(self, character_id: int, **fields: Any) -> Character:
+        """Change a character's columns (raises IntegrityError when a new name is taken)."""
+        with self.session() as s:
+            row = s.get(Character, character_id)
+            if row is None:
+                raise LookupError(f"no character with id {character_id}")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            s.flush()
+            return row
+
+    def remove_character(self, character_id: int) -> None:
+        """Delete a character from the library."""
+        with self.session() as s:
+            row = s.get(Character, character_id)
+            if row is not None:
+                s.delete(row)
+
+    def cast_projects(self) -> dict[int, set[str]]:
+        """Character id -> the projects whose ``project_cast`` rows name it."""
+        out: dict[int, set[str]] = {}
+        with self.session() as s:
+            for project, character in s.execute(
+                select(ProjectCast.project_id, ProjectCast.character_id)
+            ):
+                out.setdefault(character, set()).add(project)
+        return out
+
+    def cast(self, project: str) -> list[Character]:
+        """The characters of a project's ``project_cast`` rows."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(Character).join(ProjectCast).where(ProjectCast.project_id == project)
+                )
+            )
+
+    def link_cast(self, brief: ProjectBrief, character_id: int) -> bool:
+        """Cast a character in a project (its row made from ``brief`` when missing); True when
+        the link is new."""
+        with self.session() as s:
+            if s.get(Project, brief.name) is None:
+                s.add(
+                    Project(
+                        id=brief.name,
+                        name=brief.title,
+                        topic=brief.topic,
+                        target_duration=brief.minutes,
+                        visual_style=brief.style,
+                        voice=brief.voice,
+                        next_sentence_number=1,
+                    )
+                )
+                s.flush()
+            linked = s.scalar(
+                select(ProjectCast).where(
+                    ProjectCast.project_id == brief.name, ProjectCast.character_id == character_id
+                )
+            )
+            if linked is not None:
+                return False
+            s.add(ProjectCast(project_id=brief.name, character_id=character_id))
+            return True
+
+    def unlink_cast(self, project: str, character_id: int) -> int:
+        """Take a character out of a project's ``project_cast`` rows; how many were removed."""
+        with self.session() as s:
+            links = list(
+                s.scalars(
+                    select(ProjectCast).where(
+                        ProjectCast.project_id == project, ProjectCast.character_id == character_id
+                    )
+                )
+            )
+            for link in links:
+                s.delete(link)
+            return len(links)

@@ -8,8 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy import delete, select
+from typing import Any
 
 from videogen_domain import paths
 from videogen_domain.align import align
@@ -20,7 +19,12 @@ from videogen_domain.script import (
     read_script_bytes,
     resolve_character_names,
 )
-from videogen_store.database import Character, Project, Section, Sentence, StudioDatabase
+from videogen_store.database import (
+    Character,
+    ScriptUpdate,
+    StoredScript,
+    StudioDatabase,
+)
 
 
 @dataclass
@@ -67,12 +71,14 @@ def section_id(project: str, index: int, title: str) -> str:
     return f"{project}:{index:03d}:{paths.slugify(title, max_len=60) or 'section'}"
 
 
-def _character_fingerprints(session) -> tuple[dict[str, str], dict[str, str]]:  # type: ignore[no-untyped-def]
+def _character_fingerprints(
+    characters: Sequence[Character],
+) -> tuple[dict[str, str], dict[str, str]]:
     """Per character (lower-case name): a hash of what a shot uses (description, LoRA,
     reference images) and of what narration uses (voice)."""
     looks: dict[str, str] = {}
     voices: dict[str, str] = {}
-    for c in session.scalars(select(Character)):
+    for c in characters:
         looks[c.name.lower()] = hashlib.sha256(
             json.dumps(
                 [c.description, c.style_lora, c.lora_strength, list(c.reference_images or [])],
@@ -109,16 +115,7 @@ def directive_tag(
 
 def ensure_project_row(db: StudioDatabase, brief: ProjectBrief) -> None:
     """Create or update the project's row from its brief."""
-    with db.session() as s:
-        row = s.get(Project, brief.name)
-        if row is None:
-            row = Project(id=brief.name, next_sentence_number=1)
-            s.add(row)
-        row.name = brief.title
-        row.topic = brief.topic
-        row.target_duration = brief.minutes
-        row.visual_style = brief.style
-        row.voice = brief.voice
+    db.upsert_project(brief)
 
 
 def sync_project(
@@ -141,38 +138,26 @@ def sync_project(
     result = SyncResult(project=name)
     raw = read_script_bytes(script_path) if os.path.lexists(script_path) else None
     sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
-    with db.session() as s:
-        project = s.get(Project, name)
-        last_sha = project.script_sha256 if project is not None else None
-        old_rows = s.execute(
-            select(Sentence.id, Sentence.sentence_version, Sentence.direction_version)
-            .where(Sentence.project_id == name)
-            .order_by(Sentence.order)
-        ).all()  # (the columns only: reading whole rows of a long script takes long)
-    if (raw is None and parsed is None) or (not force and parsed is None and sha == last_sha):
+    state = db.script_state(name)
+    if (raw is None and parsed is None) or (
+        not force and parsed is None and sha == state.script_sha256
+    ):
         result.unchanged_file = raw is not None
-        result.order = [r.id for r in old_rows]
-        result.versions = {
-            r.id: SentenceVersions(r.sentence_version, r.direction_version) for r in old_rows
-        }
-        if project is None:
+        result.order = [r[0] for r in state.versions]
+        result.versions = {r[0]: SentenceVersions(r[1], r[2]) for r in state.versions}
+        if not state.has_project:
             ensure_project_row(db, brief)
         return result
     # Parse before touching anything: a bad script changes nothing.
     script = (
         parsed if parsed is not None else read_script(script_path, raw, split_cache=split_cache)
     )
-    with db.session() as s:
-        library = list(s.scalars(select(Character.name)))
-    script = resolve_character_names(script, library, file=script_path)
+    script = resolve_character_names(script, db.character_names(), file=script_path)
     ensure_project_row(db, brief)
-    with db.session() as s:
-        project = s.get(Project, name)
-        assert project is not None
-        old_rows = list(
-            s.scalars(select(Sentence).where(Sentence.project_id == name).order_by(Sentence.order))
-        )
-        looks, voices = _character_fingerprints(s)
+
+    def plan(stored: StoredScript) -> ScriptUpdate:
+        old_rows = stored.sentences
+        looks, voices = _character_fingerprints(stored.characters)
         matched = align(
             [(r.id, r.text) for r in old_rows],
             [p.text for p in script.sentences],
@@ -200,28 +185,16 @@ def sync_project(
             ],
         )
         by_id = {r.id: r for r in old_rows}
-
-        # Sections: upsert by id, drop the ones no longer used.
         sec_ids = [section_id(name, i, t) for i, t in enumerate(script.sections)]
-        existing_secs = {
-            sec.id: sec for sec in s.scalars(select(Section).where(Section.project_id == name))
-        }
-        for i, (sid, title) in enumerate(zip(sec_ids, script.sections, strict=True)):
-            sec = existing_secs.get(sid)
-            if sec is None:
-                s.add(Section(id=sid, project_id=name, title=title, order=i))
-            else:
-                sec.title, sec.order = title, i
-        s.flush()
-
+        sentences: list[tuple[str, dict[str, Any]]] = []
         keep: set[str] = set()
-        next_number = project.next_sentence_number
+        next_number = stored.next_sentence_number
         old_order = [r.id for r in old_rows]
         for order, (parsed_sentence, old_id) in enumerate(
             zip(script.sentences, matched, strict=True)
         ):
             d = parsed_sentence.directives
-            fields = {
+            fields: dict[str, Any] = {
                 "section_id": sec_ids[parsed_sentence.section_index],
                 "text": parsed_sentence.text,
                 "order": order,
@@ -244,7 +217,6 @@ def sync_project(
             if old_id is None:
                 sid = sentence_key(name, next_number)
                 next_number += 1
-                s.add(Sentence(id=sid, project_id=name, **fields))
                 result.added.append(sid)
             else:
                 sid = old_id
@@ -253,25 +225,23 @@ def sync_project(
                     result.text_changed.append(sid)
                 if row.direction_version != fields["direction_version"]:
                     result.direction_changed.append(sid)
-                for key, value in fields.items():
-                    if getattr(row, key) != value:
-                        setattr(row, key, value)
+            sentences.append((sid, fields))
             keep.add(sid)
             result.order.append(sid)
             result.versions[sid] = SentenceVersions(
                 str(fields["sentence_version"]), str(fields["direction_version"])
             )
         result.removed = [r.id for r in old_rows if r.id not in keep]
-        if result.removed:
-            s.execute(delete(Sentence).where(Sentence.id.in_(result.removed)))
-        s.flush()
-        used_secs, old_ids = set(sec_ids), set(old_order)  # (built once: no n² scans)
-        unused = [sid for sid in existing_secs if sid not in used_secs]
-        if unused:
-            s.execute(delete(Section).where(Section.id.in_(unused)))
+        old_ids = set(old_order)  # (built once: no n² scans)
         result.reordered = [i for i in result.order if i in old_ids] != [
             i for i in old_order if i in keep
         ]
-        project.next_sentence_number = next_number
-        project.script_sha256 = sha
+        return ScriptUpdate(
+            sections=list(zip(sec_ids, script.sections, strict=True)),
+            sentences=sentences,
+            next_sentence_number=next_number,
+            script_sha256=sha,
+        )
+
+    db.replace_script(name, plan)
     return result

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from videogen_assets.export.package import ExportError
+
 if TYPE_CHECKING:  # dagster is imported when asked: a plain export does not need it
     import dagster as dg
 
@@ -94,8 +96,6 @@ def refuse_during_runs(
     instance: dg.DagsterInstance, project: str, *, exclude: Iterable[str] = ()
 ) -> None:
     """Raise :class:`~videogen_assets.export.ExportError` naming the run(s) making the media."""
-    from videogen_assets.export.package import ExportError
-
     active = runs_in_progress(instance, project, exclude=exclude)
     if not active:
         return

@@ -29,6 +29,7 @@ import numpy as np
 
 from videogen_domain.atomic import atomic_write_bytes, atomic_write_text
 from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
+from videogen_resources.embedded.espeak import EspeakNarrator
 from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
 
@@ -303,8 +304,6 @@ class PiperNarrator(NarratorResource):
         text, out_path, progress = job.text, job.out_path, job.progress
         name = job.voice or self.voice
         if not self._is_piper_voice(name):
-            from videogen_resources.embedded.espeak import EspeakNarrator
-
             fallback = EspeakNarrator(
                 voice=name,
                 loudness_target_lufs=self.loudness_target_lufs,
