@@ -25,7 +25,6 @@ from videogen_assets.dagster_internals import (
 )
 from videogen_assets.publish import publish_pending
 from videogen_assets.records import LatestRecords
-from videogen_assets.status import stale_partitions
 
 AUTOMATION_RUN_TAG = "dagster/from_automation_condition"
 """The tag (value "true") Dagster puts on the runs declarative automation requests."""
@@ -105,6 +104,9 @@ class PartitionResults:
         """
         if not self._chained or not output.exists():
             return False
+
+        # lazy: status reads the spec list, and the specs are built on this module (import cycle)
+        from videogen_assets.status import stale_partitions
 
         ctx = self._context
         mine = self._latest.get(ctx.asset_key, False, partition)

@@ -3,7 +3,6 @@
 import time
 
 import dagster as dg
-from videogen_resources.scriptwriter import write_script
 
 from videogen_assets.context import (
     CLIP,
@@ -39,6 +38,7 @@ from videogen_assets.status import sentence_statuses
 from videogen_assets.storyboard import contact_sheet, write_storyboard
 from videogen_assets.views import project_view
 from videogen_resources.llm import LLMResource
+from videogen_resources.llm.scriptwriter import write_script
 from videogen_resources.media import build_rough_cut, write_srt, write_vtt
 from videogen_resources.studio import StudioResource
 from videogen_store.database import StudioDatabase
