@@ -284,7 +284,15 @@ def _run(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Iterator[Scenar
                 ),
                 90,
             )
-            studio.materialize(instance, "keyframe")  # new keyframes: the clips are requested
+            # New keyframes: the clips are requested. The daemon (its whole process group) is
+            # paused while the batch writes them, so that no automation tick lands between two
+            # of its materializations and splits the clips into two runs (one batch is the
+            # subject of this test); its next tick after the batch sees all eight.
+            os.killpg(daemon.pid, signal.SIGSTOP)
+            try:
+                studio.materialize(instance, "keyframe")
+            finally:
+                os.killpg(daemon.pid, signal.SIGCONT)
             run_id, s.worker_pid, s.step_pid = _until(
                 "a batch run of clips launched by the daemon",
                 lambda: _clip_batch_started(instance),
