@@ -258,3 +258,26 @@ def test_a_chained_run_regenerates_the_clip_when_only_the_narration_changed(
     assert after["clip"] != before["clip"]
     assert after["keyframe"] == before["keyframe"]
     assert (folder / "keyframe.png").stat().st_mtime_ns == keyframe
+
+
+def test_a_project_created_before_the_first_evaluation_is_made_by_it(tmp_path: Path) -> None:
+    """`videogen new`, then `videogen ui`: the script watcher publishes the sentences, and
+    whichever of the two sensors ticks first, the project is made. Here the worse order: the
+    sentences are published before the automation sensor's first evaluation, which Dagster
+    counts as handled (`newly_missing` and a data-version change alone never fire for it)."""
+    script = tmp_path / "s.md"
+    script.write_text(SMALL_SCRIPT, encoding="utf-8")
+    root, home = tmp_path / "studio", tmp_path / "dagster"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        create_project(root, title="Alpha", name="alpha", script_file=script, instance=instance)
+        sync(root, "alpha", instance=instance)  # as the script watcher's first tick does
+        w = World(root, instance, build_definitions(root, SETTINGS), None)
+        first = w.tick()
+        assert first == _chain(*SENTENCE_KINDS, parts=set(IDS)), first  # the chain, one tick
+        w.run(first)
+        ticks = w.settle()
+        assert ticks and "alpha/rough_cut" in set().union(*ticks), ticks
+        for kind in SENTENCE_KINDS:
+            assert set(instance.get_materialized_partitions(key("alpha", kind))) == set(IDS)
+        assert w.tick() == {}

@@ -27,6 +27,15 @@ from videogen_resources.errors import ServiceError
 from videogen_resources.settings import BackendSettings, build_resources
 
 
+def made_when_first_seen() -> dg.AutomationCondition:
+    """A missing asset on its condition's first evaluation: a project created before the daemon
+    started, or while it runs (its automation sensor is new), is made without waiting for an
+    edit. Dagster's ``since_last_handled`` counts the first evaluation as handled, so
+    ``newly_missing`` alone never fires for what is already missing then."""
+    a: Any = dg.AutomationCondition
+    return (a.initial_evaluation() & a.missing()).with_label("missing_when_first_seen")
+
+
 def regenerate_condition() -> dg.AutomationCondition:
     """Regenerate a missing asset, or one whose code or an input's data version changed.
 
@@ -45,15 +54,16 @@ def regenerate_condition() -> dg.AutomationCondition:
     time once that run has made it from that input (`conditions.OutOfDate`).
     """
     a: Any = dg.AutomationCondition  # the builders' generic types defeat mypy's operator checks
+    trigger = (
+        a.newly_missing()
+        | a.any_deps_match(a.data_version_changed() | a.will_be_requested()).with_label(
+            "any_dep_data_version_changed_or_requested"
+        )
+        | a.code_version_changed()
+    ).since_last_handled() | made_when_first_seen()
     return (
         a.in_latest_time_window()
-        & (
-            a.newly_missing()
-            | a.any_deps_match(a.data_version_changed() | a.will_be_requested()).with_label(
-                "any_dep_data_version_changed_or_requested"
-            )
-            | a.code_version_changed()
-        ).since_last_handled()
+        & trigger
         & ~a.any_deps_match(a.missing() & ~a.will_be_requested()).with_label("any_deps_missing")
         & ~a.any_deps_in_progress()
         & ~a.in_progress()
@@ -72,7 +82,7 @@ def refresh_condition() -> dg.AutomationCondition:
     are requested together (then one run builds them in order)."""
     a: Any = dg.AutomationCondition
     return (
-        a.eager()
+        (a.eager() | (made_when_first_seen() & ~a.any_deps_missing() & ~a.any_deps_in_progress()))
         & OlderThanInputs()
         & ~a.any_deps_match(OlderThanInputs() & ~a.will_be_requested()).with_label(
             "an_output_it_reads_is_out_of_date"
