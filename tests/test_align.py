@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -200,6 +201,7 @@ def _edited_script(
     return (old, old_tags, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_edited_script(tagged=True, deletes=True))
 def test_property_repeated_texts_with_directives_keep_every_untouched_and_edited_id(
@@ -209,6 +211,7 @@ def test_property_repeated_texts_with_directives_keep_every_untouched_and_edited
     assert align(old, texts, old_tags=old_tags, new_tags=tags) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_edited_script(tagged=False, deletes=False))
 def test_property_repeated_texts_without_directives_inserts_and_edits_keep_every_id(
@@ -218,6 +221,7 @@ def test_property_repeated_texts_without_directives_inserts_and_edits_keep_every
     assert align(old, texts, old_tags=old_tags, new_tags=tags) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(_edited_script(tagged=False, deletes=True))
 def test_property_repeated_texts_without_directives_lose_only_deleted_ids(

@@ -91,6 +91,7 @@ def test_padding_reaches_whole_frames_and_never_cuts(
     assert audio.silence(5, 2).shape == (5, 2) and audio.silence(5).shape == (5,)
 
 
+@pytest.mark.slow
 def test_one_resampler_for_mono_and_stereo() -> None:
     x = tone(1.0, sr=22_050)
     mono = audio.resample(x, 22_050, 48_000)

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -174,16 +175,43 @@ def snapshot(root: Path, instance: dg.DagsterInstance) -> dict[str, Any]:
     return {"files": files, "db": dump, "partitions": keys}
 
 
-@pytest.fixture
-def project(studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance) -> Iterator[Path]:
-    """A synced project with a good script, ready to receive a bad edit."""
-    script = tmp_path / "good.md"
+@pytest.fixture(scope="module")
+def project_template(tmp_path_factory: pytest.TempPathFactory, empty_instance_home: Path) -> Path:
+    """A studio with a synced project of a good script and its instance, made once per module
+    (creating a project costs seconds; each test works on a copy)."""
+    base = tmp_path_factory.mktemp("bad_inputs_project")
+    root, home = base / "studio", base / "dagster_home"
+    root.mkdir()
+    shutil.copytree(empty_instance_home, home)
+    script = base / "good.md"
     script.write_text(GOOD_SCRIPT, encoding="utf-8")
-    folder, result = create_project(
-        studio_root, title="Volcanoes", name=GOOD_BRIEF_NAME, script_file=script, instance=instance
-    )
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        _, result = create_project(
+            root, title="Volcanoes", name=GOOD_BRIEF_NAME, script_file=script, instance=inst
+        )
     assert result is not None and len(result.order) == 2
-    yield folder
+    return base
+
+
+@pytest.fixture
+def instance(
+    tmp_path: Path, project_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """This module's instance: a copy of the template's, which holds the good project."""
+    home = tmp_path / "dagster_home"
+    shutil.copytree(project_template / "dagster_home", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def project(studio_root: Path, project_template: Path, instance: dg.DagsterInstance) -> Path:
+    """A synced project with a good script, ready to receive a bad edit."""
+    shutil.copytree(project_template / "studio", studio_root, dirs_exist_ok=True)
+    folder = paths.project_dir(studio_root, GOOD_BRIEF_NAME)
+    assert len(instance.get_dynamic_partitions(partitions_name(GOOD_BRIEF_NAME))) == 2
+    return folder
 
 
 @pytest.mark.parametrize("case", cases_of("script"))
@@ -385,25 +413,25 @@ def media_checksums(root: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture
-def cli_studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliStudio]:
-    root = tmp_path / "studio"
+@pytest.fixture(scope="module")
+def cli_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The studio the command-line cases start from, made once per module: a synced project,
+    media files, the storyboard, a creator's notes and a file of theirs in the export folder."""
+    base = tmp_path_factory.mktemp("bad_inputs_cli")
+    root, home = base / "studio", base / "dagster_home"
     root.mkdir()
-    home = tmp_path / "dagster_home"
     home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("VIDEOGEN_HOME", str(root))
-    for var in SERVICE_VARS:
-        monkeypatch.delenv(var, raising=False)
-    script = tmp_path / "good.md"
+    script = base / "good.md"
     script.write_text(GOOD_SCRIPT, encoding="utf-8")
-    instance = dg.DagsterInstance.get()
-    try:
-        folder, result = create_project(
-            root, title="Volcanoes", name=GOOD_BRIEF_NAME, script_file=script, instance=instance
-        )
-    finally:
-        instance.dispose()
+    with pytest.MonkeyPatch.context() as mp:  # the instance `videogen` opens on that home
+        mp.setenv("DAGSTER_HOME", str(home))
+        instance = dg.DagsterInstance.get()
+        try:
+            folder, result = create_project(
+                root, title="Volcanoes", name=GOOD_BRIEF_NAME, script_file=script, instance=instance
+            )
+        finally:
+            instance.dispose()
     assert result is not None
     for n, sid in enumerate(result.order):
         d = folder / "sentences" / sid
@@ -417,7 +445,27 @@ def cli_studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliS
     exports = root / "exports" / GOOD_BRIEF_NAME
     exports.mkdir(parents=True)
     (exports / "my_grade.drp").write_bytes(b"a creator's own file in the export folder")
-    st = CliStudio(root=root, tmp=tmp_path, project=folder, sentence_ids=list(result.order))
+    return base, list(result.order)
+
+
+@pytest.fixture
+def cli_studio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_template: tuple[Path, list[str]]
+) -> Iterator[CliStudio]:
+    template, sentence_ids = cli_template
+    root, home = tmp_path / "studio", tmp_path / "dagster_home"
+    shutil.copytree(template / "studio", root, symlinks=True)
+    shutil.copytree(template / "dagster_home", home, symlinks=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("VIDEOGEN_HOME", str(root))
+    for var in SERVICE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    st = CliStudio(
+        root=root,
+        tmp=tmp_path,
+        project=paths.project_dir(root, GOOD_BRIEF_NAME),
+        sentence_ids=sentence_ids,
+    )
     yield st
     for holder in st.holders:
         holder.close()
@@ -591,6 +639,7 @@ def _videogen(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.Pop
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", cases_of("signal"))
 def test_signal(case: dict[str, Any], cli_studio: CliStudio) -> None:
     st = cli_studio
@@ -630,6 +679,7 @@ def test_signal(case: dict[str, Any], cli_studio: CliStudio) -> None:
     assert media_checksums(st.root) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", cases_of("concurrent"))
 def test_concurrent(case: dict[str, Any], cli_studio: CliStudio) -> None:
     st = cli_studio

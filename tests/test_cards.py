@@ -53,6 +53,7 @@ def render(maker: CardKeyframes, out: Path, **kw: object) -> Image.Image:
     return img.convert("RGB")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", sorted(list_styles()))
 def test_every_style_renders_a_card(tmp_path: Path, style: str) -> None:
     img = render(CardKeyframes(), tmp_path / f"{style}.png", style=style)
@@ -78,6 +79,7 @@ def test_long_sentence_fits(tmp_path: Path) -> None:
     assert tiny.width() <= 400 and tiny.height <= 120 and tiny.lines[-1].endswith("…")
 
 
+@pytest.mark.slow
 def test_text_is_drawn_inside_the_image(tmp_path: Path) -> None:
     # Draw the same long card twice with different text colours; the pixels that differ are
     # the text, and their bounding box lies inside the image with a margin.
@@ -92,6 +94,7 @@ def test_text_is_drawn_inside_the_image(tmp_path: Path) -> None:
     assert xs.min() >= 20 and ys.min() >= 20 and xs.max() <= 1900 and ys.max() <= 1060
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "phrase",
     [
@@ -182,6 +185,7 @@ def test_characters_cutout_and_name_card(tmp_path: Path) -> None:
     assert not np.any(np.all(without == (0, 255, 0), axis=-1))
 
 
+@pytest.mark.slow
 def test_deterministic_bytes(tmp_path: Path) -> None:
     kw = {
         "shot": shot(key_phrase="Same in, same out", characters=("Bob",), seed=42),

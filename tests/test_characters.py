@@ -274,6 +274,7 @@ def test_cast_in_yaml_only_still_blocks_removal(studio_root: Path, ada: lib.Char
     lib.remove_character(studio_root, "Ada")
 
 
+@pytest.mark.slow
 def test_cli_character_and_cast(studio_root: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     obj = {"home": str(studio_root)}

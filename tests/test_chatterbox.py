@@ -164,6 +164,7 @@ def test_devnen_without_a_voice_is_refused_before_any_request(devnen_server, tmp
 # -- long text -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_long_text_is_split_under_the_3000_char_limit_and_joined(openai_server, tmp_path):
     sentences = [f"Sentence number {i} explains one more fact about volcanoes." for i in range(70)]
     text = " ".join(sentences)
@@ -311,6 +312,7 @@ def test_a_non_audio_answer_is_an_error_naming_what_came_back(openai_server, tmp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_slow_server_times_out_and_is_retried(openai_server, tmp_path):
     openai_server.queue(Fault("slow", delay_s=0.6))
     tts = narrator(openai_server, timeout_s=0.25, max_retries=1)
@@ -401,6 +403,7 @@ def test_a_piece_at_another_rate_is_resampled_with_a_polyphase_filter(devnen_ser
     assert _band_db(samples[one:], SAMPLE_RATE, 10_000, 12_000) < -60.0
 
 
+@pytest.mark.slow
 def test_the_narration_asset_records_the_true_peak(openai_server, studio_root, instance, tmp_path):
     from tests.support.samples import SMALL_SCRIPT
     from videogen.operations import create_project

@@ -29,6 +29,7 @@ def cli(studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # 
     return run
 
 
+@pytest.mark.slow
 def test_new_list_show_json(cli, tmp_path: Path, studio_root: Path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "s.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
@@ -73,6 +74,7 @@ def test_new_list_show_json(cli, tmp_path: Path, studio_root: Path) -> None:  # 
     assert data["sentences"][-1]["id"] == "how_volcanoes_work.s0004"
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_and_creates_nothing(cli, studio_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, out = cli("new", "Too long", "--minutes", "90")
     assert code == 2 and "minutes" in out
@@ -89,6 +91,7 @@ def test_bad_input_exits_2_and_creates_nothing(cli, studio_root: Path, tmp_path:
     )
 
 
+@pytest.mark.slow
 def test_partial_export_zip(cli, tmp_path: Path, studio_root: Path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "s.md"
     script.write_text(SMALL_SCRIPT, encoding="utf-8")
@@ -141,6 +144,7 @@ def test_failed_render_is_one_line_with_the_server_message(
     assert "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_help_loads_no_dagster(tmp_path: Path) -> None:
     """`videogen --help` lists every command (the character and workflow ones too) without
     loading Dagster, SQLAlchemy or the HTTP client: the commands that need them load them."""

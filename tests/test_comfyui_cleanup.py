@@ -69,6 +69,7 @@ def _ref(tmp_path: Path) -> Path:
     return ref
 
 
+@pytest.mark.slow
 def test_outputs_are_deleted_on_the_server_once_downloaded(
     server: FakeComfyUI, tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_outputs_are_deleted_on_the_server_once_downloaded(
     assert len(server.requests_to("POST", "/upload/image")) == 2 and len(uploads) == 1
 
 
+@pytest.mark.slow
 def test_cleanup_off_or_no_folder_keeps_the_outputs(server: FakeComfyUI, tmp_path: Path) -> None:
     ref = _ref(tmp_path)
     _keyframe(_maker(server, comfyui_dir=str(server.root), cleanup=False),
@@ -135,6 +137,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert comfy.comfyui_dir is None and comfy.cleanup is True
 
 
+@pytest.mark.slow
 def test_a_clips_keyframe_upload_and_output_are_deleted_once_made(
     server: FakeComfyUI, tmp_path: Path
 ) -> None:

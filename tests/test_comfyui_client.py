@@ -372,6 +372,7 @@ def test_prompt_lost_fails_at_once_when_resubmission_is_off(tmp_path: Path) -> N
         assert len(srv.prompts_received()) == 1
 
 
+@pytest.mark.slow
 def test_restart_while_the_prompt_waits_in_the_queue_is_detected(tmp_path: Path) -> None:
     with running_comfyui(job_seconds=1.5) as srv:
         r = resource(srv.url, timeout_s=300)

@@ -78,6 +78,7 @@ def ada(tmp_path: Path) -> CharacterRef:
     return CharacterRef(name="Ada", reference_image=ref, lora="ada.safetensors", lora_strength=0.8)
 
 
+@pytest.mark.slow
 def test_keyframe_flux1_with_lora_and_reference(server: FakeComfyUI, tmp_path: Path) -> None:
     # a file of the same name already on the server is left alone: uploads go to the project's
     # folder under a name made of the picture's hash, and the name the server answered is bound
@@ -194,6 +195,7 @@ def test_object_info_is_cached_per_server(server: FakeComfyUI, tmp_path: Path) -
     assert len(server.requests_to("GET", "/object_info")) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("workflow", "fps", "step"), [("wan-2.2-v1", 16, 4), ("ltx-video-v1", 24, 8)]
 )
@@ -230,6 +232,7 @@ def test_clip_frames_from_narration(
         assert container.streams.audio
 
 
+@pytest.mark.slow
 def test_ltx2_clip_on_newer_server(newer_server: FakeComfyUI, tmp_path: Path) -> None:
     keyframe = tmp_path / "kf.png"
     Image.new("RGB", (640, 360), (0, 90, 200)).save(keyframe)
@@ -289,6 +292,7 @@ def _comparable(res: ImageResult) -> dict[str, Any]:
     return {**res.model_dump(exclude={"path", "extra"}), **extra}
 
 
+@pytest.mark.slow
 def test_batched_keyframes_keep_the_server_queue_fed(tmp_path: Path) -> None:
     with running_comfyui(job_seconds=0.3) as server:
         maker = ComfyUIKeyframes(comfyui=comfy(server.url))
@@ -368,6 +372,7 @@ def test_batched_keyframes_stop_on_cancel(tmp_path: Path) -> None:
         assert all(t.status in ("deleted", "error") for t in times[1:])
 
 
+@pytest.mark.slow
 def test_batched_clips_match_one_by_one(server: FakeComfyUI, tmp_path: Path) -> None:
     maker = ComfyUIClips(comfyui=comfy(server.url), gen_width=320, gen_height=192)
     jobs = []

@@ -135,6 +135,7 @@ def _check_evaluations(instance: dg.DagsterInstance, name: str) -> list[Any]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sentences", [1, 2])
 def test_upscale_check_warns_on_small_images(
     studio_root: Path, tmp_path: Path, instance: dg.DagsterInstance, sentences: int

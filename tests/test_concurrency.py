@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from tests.support.steps import max_overlap, step_spans
 from videogen_assets.concurrency import configure_pools
@@ -21,6 +22,7 @@ def test_configure_pools_sets_slots_and_is_idempotent(instance: dg.DagsterInstan
         assert instance.event_log_storage.get_concurrency_info(pool).slot_count == slots
 
 
+@pytest.mark.slow
 def test_gpu_steps_never_overlap_while_tts_steps_do(instance: dg.DagsterInstance) -> None:
     from videogen_assets.dagster_internals import ReconstructableJob
 

@@ -42,6 +42,7 @@ def _make(
 # -- data versions and provenance -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_provenance_tags_written_by_hand_are_read_by_dagster(tmp_path: Path) -> None:
     """A batch step writes a partition's provenance as tags; Dagster reads them back."""
     instance = _instance(tmp_path)
@@ -76,6 +77,7 @@ def test_input_tags_name_the_input_and_parse_back() -> None:
     assert di.asset_key_from_input_tag(pointer_tag) == UP
 
 
+@pytest.mark.slow
 def test_old_tag_names_are_still_read_as_the_data_version(tmp_path: Path) -> None:
     """Records written under the old tag names (logical version) still count."""
     instance = _instance(tmp_path)
@@ -107,6 +109,7 @@ def test_asset_graph_from_assets_knows_parents_and_code_versions() -> None:
     assert graph.get(DOWN).code_version == "1"
 
 
+@pytest.mark.slow
 def test_stale_status_resolver_follows_a_changed_input(tmp_path: Path) -> None:
     """Missing, fresh, then stale once the input comes out different."""
     instance = _instance(tmp_path)
@@ -135,6 +138,7 @@ def test_in_progress_run_statuses_are_the_ones_past_the_queue() -> None:
     }
 
 
+@pytest.mark.slow
 def test_partition_run_tags(tmp_path: Path) -> None:
     """A run over one partition carries the partition tag; range tags have these names."""
     instance = _instance(tmp_path)
@@ -165,6 +169,7 @@ def test_project_has_requested_backfill(tmp_path: Path) -> None:
     assert not di.project_has_requested_backfill(instance, "other")
 
 
+@pytest.mark.slow
 def test_no_compute_log_capture_swaps_the_manager_back(tmp_path: Path) -> None:
     instance = _instance(tmp_path)
     before = instance.compute_log_manager
@@ -177,6 +182,7 @@ def test_no_compute_log_capture_swaps_the_manager_back(tmp_path: Path) -> None:
 # -- the event log ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runless_event_entries_are_what_report_runless_asset_event_stores(
     tmp_path: Path,
 ) -> None:
@@ -194,6 +200,7 @@ def test_runless_event_entries_are_what_report_runless_asset_event_stores(
     assert mat.asset_materialization is not None and mat.asset_materialization.asset_key == DOWN
 
 
+@pytest.mark.slow
 def test_event_log_kinds(tmp_path: Path) -> None:
     """A local instance's event log is the SQLite one; an in-memory one is SQL, not SQLite."""
     instance = _instance(tmp_path)
@@ -210,6 +217,7 @@ def test_event_log_table_has_the_columns_records_reads() -> None:
     assert "timestamp" in columns
 
 
+@pytest.mark.slow
 def test_last_wipe_timestamp(tmp_path: Path) -> None:
     instance = _instance(tmp_path)
     _make(instance, [_up], "s1")
@@ -218,6 +226,7 @@ def test_last_wipe_timestamp(tmp_path: Path) -> None:
     assert di.last_wipe_timestamp(instance.event_log_storage, UP) is not None
 
 
+@pytest.mark.slow
 def test_latest_event_ids_subquery_gives_each_partitions_latest(tmp_path: Path) -> None:
     instance = _instance(tmp_path)
     for partition in ("s1", "s1", "s2"):
@@ -232,6 +241,7 @@ def test_latest_event_ids_subquery_gives_each_partitions_latest(tmp_path: Path) 
         assert ids == set(expected.values())
 
 
+@pytest.mark.slow
 def test_store_sqlite_asset_events_is_read_back_by_dagster(tmp_path: Path) -> None:
     instance = _instance(tmp_path)
     events = [

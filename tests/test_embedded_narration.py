@@ -33,6 +33,7 @@ def _wav_facts(path: Path) -> tuple[int, int, int, int]:
         return w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
 
 
+@pytest.mark.slow
 def test_piper_speaks_a_sentence(tmp_path: Path) -> None:
     lines: list[str] = []
     narrator = PiperNarrator()
@@ -110,6 +111,7 @@ def _speak_digest(narrator: PiperNarrator | EspeakNarrator, text: str, out: Path
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_piper_gives_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
     narrator = PiperNarrator()
     first = _speak_digest(narrator, SENTENCE, tmp_path / "a.wav")
@@ -142,6 +144,7 @@ def test_espeak_gives_the_same_bytes_for_the_same_text(tmp_path: Path) -> None:
     assert _speak_digest(EspeakNarrator(voice="en-us"), SENTENCE, tmp_path / "c.wav") == first
 
 
+@pytest.mark.slow
 def test_a_forced_redo_of_unchanged_narration_keeps_its_data_version(
     tmp_path: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:

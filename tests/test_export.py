@@ -207,6 +207,7 @@ _KILL_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_previous_package_and_is_cleaned_up(tmp_path: Path) -> None:
     view = make_project(tmp_path)
     dest = tmp_path / "exports" / "demo"

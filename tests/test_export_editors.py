@@ -336,6 +336,7 @@ def test_source_changed_during_the_build_aborts_and_keeps_the_previous_package(
     assert not list(dest.parent.glob(".demo.tmp-*"))
 
 
+@pytest.mark.slow
 def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> None:
     (tmp_path / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home"))
@@ -372,6 +373,7 @@ def test_export_refuses_while_a_run_makes_the_projects_media(tmp_path: Path) -> 
     assert json.loads(json.dumps([r.run_id for r in runs_in_progress(instance, "demo")])) == []
 
 
+@pytest.mark.slow
 def test_render_and_export_keep_creator_files_and_export_goes_to_dir(
     studio_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

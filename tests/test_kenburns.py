@@ -71,6 +71,7 @@ def _clip(assets: tuple[Path, Path], tmp_path: Path, movement: str, strength: fl
     return out
 
 
+@pytest.mark.slow
 def test_clip_is_frame_exact_with_narration(assets: tuple[Path, Path], tmp_path: Path) -> None:
     out = _clip(assets, tmp_path, "zoom-in")
     expected = math.ceil(round(1.03 * SR) * 30 / SR)
@@ -108,6 +109,7 @@ def test_movements_differ(assets: tuple[Path, Path], tmp_path: Path) -> None:
     assert np.mean(np.abs(zoom_last - pan_last)) > 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("movement", ["zoom-out", "dolly", "orbit", "pan-right", "tilt-up"])
 def test_every_movement_renders(assets: tuple[Path, Path], tmp_path: Path, movement: str) -> None:
     first, last = _first_last(_clip(assets, tmp_path, movement, strength=0.5))

@@ -43,6 +43,7 @@ def _materialize_script(root: Path, settings: BackendSettings, instance: dg.Dags
     )
 
 
+@pytest.mark.slow
 def test_script_asset_writes_then_never_overwrites(
     studio_root: Path, instance: dg.DagsterInstance, llm_server: OpenAICompatServer
 ) -> None:

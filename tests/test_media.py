@@ -66,6 +66,7 @@ def test_loudness_normalization(tmp_path: Path) -> None:
     assert math.isfinite(audio.loudness(tone(0.2), SR)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extend", ["hold", "loop"])
 def test_conform_clip_is_frame_exact(tmp_path: Path, extend: str) -> None:
     # A short, odd-sized 12 fps source with motion, narration longer than the source.
@@ -103,6 +104,7 @@ def test_conform_clip_is_frame_exact(tmp_path: Path, extend: str) -> None:
     assert probed.audio.samples - expected * 1600 < 1024  # ...up to one AAC frame of padding
 
 
+@pytest.mark.slow
 def test_conform_trims_a_longer_source(tmp_path: Path) -> None:
     src = tmp_path / "long.mp4"
     media.run_ffmpeg(

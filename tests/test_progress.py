@@ -77,6 +77,7 @@ def test_not_a_terminal_means_lines() -> None:
     assert isinstance(console_progress(), LineDisplay)  # pytest captures: not a terminal
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (SHARED / "object_info.json").is_file(),
     reason=f"recorded ComfyUI responses not found in {SHARED}",

@@ -126,6 +126,7 @@ def _as_we_read(rows: list[Row]):
     return {r.storage_id: (r.partition, r.data_version or "-", r.provenance) for r in rows}
 
 
+@pytest.mark.slow
 def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
     _fill(instance)
     ids = _all_ids(instance)
@@ -149,6 +150,7 @@ def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
     assert not list(read_rows(instance, SHOT, True, ids))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("others", [0, 600], ids=["few-partitions", "many-partitions"])
 def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance, others: int) -> None:
     _fill(instance)
@@ -171,6 +173,7 @@ def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance, othe
     assert latest.data_version(CLIP, False, "s1") == "clip1-again"
 
 
+@pytest.mark.slow
 def test_records_before_a_wipe_are_not_read(instance: dg.DagsterInstance) -> None:
     _fill(instance)
     before = _all_ids(instance)

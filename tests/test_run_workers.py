@@ -46,6 +46,7 @@ def _run(instance: dg.DagsterInstance, tags: dict[str, str], pid: int | None) ->
     return run
 
 
+@pytest.mark.slow
 def test_the_launcher_judges_only_workers_it_launched_on_this_host(
     instance: dg.DagsterInstance,
 ) -> None:

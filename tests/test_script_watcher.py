@@ -50,6 +50,7 @@ def _observed(instance: dg.DagsterInstance, name: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_sensor_syncs_edits_without_reload(
     studio_root: Path, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

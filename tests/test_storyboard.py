@@ -416,6 +416,7 @@ def test_unreadable_keyframe_is_a_placeholder_not_a_failure(tmp_path: Path) -> N
     assert "No keyframe yet" in report.path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_400_sentences_write_fast_and_atomically(tmp_path: Path) -> None:
     view, project = build_project(tmp_path, 400, keyframe_size=(192, 108))
     started = time.perf_counter()

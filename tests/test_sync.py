@@ -53,6 +53,7 @@ def test_create_adds_partitions_at_once(
     ]
 
 
+@pytest.mark.slow
 def test_partitions_and_observations_after_first_sync(
     project: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -62,6 +63,7 @@ def test_partitions_and_observations_after_first_sync(
     assert len(_latest_versions(instance, key("volcanoes", DIRECTION), keys)) == 3
 
 
+@pytest.mark.slow
 def test_editing_one_sentence_changes_exactly_one_data_version(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -81,6 +83,7 @@ def test_editing_one_sentence_changes_exactly_one_data_version(
     assert after_d == before_d
 
 
+@pytest.mark.slow
 def test_editing_a_directive_changes_only_direction(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -94,6 +97,7 @@ def test_editing_a_directive_changes_only_direction(
     assert result.text_changed == []
 
 
+@pytest.mark.slow
 def test_insert_and_delete_update_partitions_and_files(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -110,6 +114,7 @@ def test_insert_and_delete_update_partitions_and_files(
     assert not media.exists()
 
 
+@pytest.mark.slow
 def test_reordering_keeps_ids(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -125,6 +130,7 @@ def test_reordering_keeps_ids(
     assert result.text_changed == []
 
 
+@pytest.mark.slow
 def test_bad_edit_changes_nothing(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:
@@ -143,11 +149,13 @@ def test_bad_edit_changes_nothing(
     ]
 
 
+@pytest.mark.slow
 def test_unchanged_file_is_not_reread(project: Path, studio_root: Path) -> None:
     result = sync(studio_root, "volcanoes")
     assert result.unchanged_file and not result.changed
 
 
+@pytest.mark.slow
 def test_sync_keeps_the_script_splits_in_the_studio_cache(project: Path, studio_root: Path) -> None:
     """A later `videogen status` in a fresh process reads the splits instead of re-splitting."""
     cache = paths.sentence_splits_path(studio_root, "volcanoes")
@@ -179,6 +187,7 @@ def _repeated_script(n: int, directives: bool) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("n", "directives"),
     [
@@ -226,6 +235,7 @@ def test_repeated_sentences_keep_ids_through_insert_and_edit(
     assert instance.get_dynamic_partitions(sentence_partitions("rep").name)[:-1] == ids
 
 
+@pytest.mark.slow
 def test_swapping_two_sentences_and_editing_both_keeps_both_ids(
     project: Path, studio_root: Path, instance: dg.DagsterInstance
 ) -> None:

@@ -140,6 +140,7 @@ def test_studio_folder_and_env_folders_are_overlays(
         load_registry(studio)
 
 
+@pytest.mark.slow
 def test_definitions_use_the_studios_workflows(studio_root: Path, tmp_path: Path) -> None:
     _flux1_copy(studio_workflows(studio_root), "studio prompt")
     runner = CliRunner()
@@ -159,6 +160,7 @@ def test_definitions_use_the_studios_workflows(studio_root: Path, tmp_path: Path
     assert not spec.code_version.startswith(load_workflow("flux-1-dev-v1").version)
 
 
+@pytest.mark.slow
 def test_a_project_with_a_missing_workflow_is_left_out_alone(
     studio_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,6 +225,7 @@ def cli(studio_root: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     return run
 
 
+@pytest.mark.slow
 def test_new_takes_workflows_and_engines(cli, studio_root: Path) -> None:  # type: ignore[no-untyped-def]
     shutil.copytree(EXAMPLE, studio_workflows(studio_root))
     code, out = cli(
@@ -272,6 +275,7 @@ def comfy() -> Iterator[FakeComfyUI]:
         server.close()
 
 
+@pytest.mark.slow
 @needs_recording
 def test_validate_against_a_live_server(cli, studio_root: Path, comfy: FakeComfyUI) -> None:  # type: ignore[no-untyped-def]
     shutil.copytree(EXAMPLE, studio_workflows(studio_root))
@@ -307,6 +311,7 @@ def test_validate_against_a_live_server(cli, studio_root: Path, comfy: FakeComfy
     assert code == 2 and "--validate needs a server: pass --url or set COMFYUI_URL" in out
 
 
+@pytest.mark.slow
 @needs_recording
 def test_the_worked_example_renders(
     studio_root: Path, instance: dg.DagsterInstance, comfy: FakeComfyUI, tmp_path: Path

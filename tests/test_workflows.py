@@ -60,6 +60,7 @@ def test_registry_lists_the_five_workflows() -> None:
             assert {"frames", "fps", "image"} <= wf.slots
 
 
+@pytest.mark.slow
 @needs_recording
 @pytest.mark.parametrize(
     "name", ["flux-1-dev-v1", "wan-2.2-v1", "ltx-video-v1", "flux-2-v1", "ltx-2-v1"]
