@@ -456,6 +456,7 @@ def cli_studio(
     root, home = tmp_path / "studio", tmp_path / "dagster_home"
     shutil.copytree(template / "studio", root, symlinks=True)
     shutil.copytree(template / "dagster_home", home, symlinks=True)
+    (tmp_path / "good.md").write_text(GOOD_SCRIPT, encoding="utf-8")  # cases name {tmp}/good.md
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("VIDEOGEN_HOME", str(root))
     for var in SERVICE_VARS:

@@ -4,8 +4,10 @@ jobs up to the core count."""
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import dagster as dg
+import sqlalchemy.exc
 
 
 def pool_limits(*, gpu_servers: int, tts: int = 4, render: int | None = None) -> dict[str, int]:
@@ -24,6 +26,14 @@ def configure_pools(
     limits = pool_limits(gpu_servers=gpu_servers, tts=tts, render=render)
     storage = instance.event_log_storage
     for pool, slots in limits.items():
-        if storage.get_concurrency_info(pool).slot_count != slots:
-            storage.set_concurrency_slots(pool, slots)
+        for attempt in range(3):
+            try:
+                if storage.get_concurrency_info(pool).slot_count != slots:
+                    storage.set_concurrency_slots(pool, slots)
+                break
+            except (sqlalchemy.exc.IntegrityError, sqlite3.IntegrityError):
+                # Another process (a second `videogen new` or render) created the pool between
+                # the check and the write: read it again and set it if it still differs.
+                if attempt == 2:
+                    raise
     return limits
