@@ -51,7 +51,7 @@ from videogen_assets.specs import (
 from videogen_domain.atomic import atomic_write_text
 from videogen_domain.models import Directives, Shot
 from videogen_domain.shots import rule_based_shot
-from videogen_domain.styles import STYLES_DIR, load_style
+from videogen_domain.styles import STYLES_DIR, StylePreset, load_style
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -224,19 +224,7 @@ def make_shot(step: SentenceStep) -> None:
         with _service_call():
             drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
     for s in sentences:
-        shot_ = rule_based_shot(
-            sentence_id=s.id,
-            text=s.text,
-            section=s.section,
-            index=s.order,
-            prompt_prefix=style.prompt_prefix,
-            prompt_suffix=style.prompt_suffix,
-            negative_prompt=style.negative_prompt,
-            default_camera=list(style.default_camera),
-            default_motion=style.motion_strength,
-            directives=s.directives,
-            cast=cast,
-        )
+        shot_ = shot_by_rules(s, style, cast)
         draft = drafts.get(s.id)
         if draft is not None:
             shot_ = _merge_llm(shot_, draft, s.directives)
@@ -261,6 +249,24 @@ def make_shot(step: SentenceStep) -> None:
                 "source": shot_.source,
             },
         )
+
+
+def shot_by_rules(sentence: SentenceInfo, style: StylePreset, cast: Mapping[str, str]) -> Shot:
+    """The shot of ``sentence`` written by the rules from ``style``, with its directives
+    applied; ``cast``: the descriptions of the characters who may be in frame, by name."""
+    return rule_based_shot(
+        sentence_id=sentence.id,
+        text=sentence.text,
+        section=sentence.section,
+        index=sentence.order,
+        prompt_prefix=style.prompt_prefix,
+        prompt_suffix=style.prompt_suffix,
+        negative_prompt=style.negative_prompt,
+        default_camera=list(style.default_camera),
+        default_motion=style.motion_strength,
+        directives=sentence.directives,
+        cast=cast,
+    )
 
 
 # -- keyframe and clip: one algorithm, two recipes ----------------------------------------------
@@ -664,4 +670,10 @@ def _merge_llm(shot_: Shot, draft: ShotDraft, directives: Directives) -> Shot:
     return shot_.model_copy(update=update)
 
 
-__all__ = ["PER_SENTENCE", "SENTENCE_SPECS", "SHOT_RULES_VERSION", "style_version"]
+__all__ = [
+    "PER_SENTENCE",
+    "SENTENCE_SPECS",
+    "SHOT_RULES_VERSION",
+    "shot_by_rules",
+    "style_version",
+]
