@@ -11,7 +11,7 @@ from PIL import Image
 
 from videogen.operations import create_project
 from videogen_assets.context import cast_of, sentence_order
-from videogen_domain.shots import rule_based_shot
+from videogen_assets.sentence_assets import shot_by_rules
 from videogen_domain.styles import load_style
 from videogen_resources.studio import StudioResource
 from videogen_store import characters as lib
@@ -54,22 +54,7 @@ def test_cast_descriptions_reach_the_shot_prompts(studio_root: Path, tmp_path: P
 
     style = load_style("documentary")
     cast = {name: c.description for name, c in refs.items()}
-    shots = [
-        rule_based_shot(
-            sentence_id=s.id,
-            text=s.text,
-            section=s.section,
-            index=s.order,
-            prompt_prefix=style.prompt_prefix,
-            prompt_suffix=style.prompt_suffix,
-            negative_prompt=style.negative_prompt,
-            default_camera=list(style.default_camera),
-            default_motion=style.motion_strength,
-            directives=s.directives,
-            cast=cast,
-        )
-        for s in sentence_order(db, "stargazing")
-    ]
+    shots = [shot_by_rules(s, style, cast) for s in sentence_order(db, "stargazing")]
     assert len(shots) == 2
     first, second = shots
     assert first.characters == ("Ada", "Bob")

@@ -51,7 +51,7 @@ from videogen_assets.specs import (
 from videogen_domain.atomic import atomic_write_text
 from videogen_domain.models import Directives, Shot
 from videogen_domain.shots import rule_based_shot
-from videogen_domain.styles import STYLES_DIR, load_style
+from videogen_domain.styles import STYLES_DIR, StylePreset, load_style
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -224,19 +224,7 @@ def make_shot(step: SentenceStep) -> None:
         with _service_call():
             drafts = _llm_shots(llm, sentences, style.prompt_prefix, cast, context)
     for s in sentences:
-        shot_ = rule_based_shot(
-            sentence_id=s.id,
-            text=s.text,
-            section=s.section,
-            index=s.order,
-            prompt_prefix=style.prompt_prefix,
-            prompt_suffix=style.prompt_suffix,
-            negative_prompt=style.negative_prompt,
-            default_camera=list(style.default_camera),
-            default_motion=style.motion_strength,
-            directives=s.directives,
-            cast=cast,
-        )
+        shot_ = shot_by_rules(s, style, cast)
         draft = drafts.get(s.id)
         if draft is not None:
             shot_ = _merge_llm(shot_, draft, s.directives)
@@ -263,22 +251,46 @@ def make_shot(step: SentenceStep) -> None:
         )
 
 
+def shot_by_rules(sentence: SentenceInfo, style: StylePreset, cast: Mapping[str, str]) -> Shot:
+    """The shot of ``sentence`` written by the rules from ``style``, with its directives
+    applied; ``cast``: the descriptions of the characters who may be in frame, by name."""
+    return rule_based_shot(
+        sentence_id=sentence.id,
+        text=sentence.text,
+        section=sentence.section,
+        index=sentence.order,
+        prompt_prefix=style.prompt_prefix,
+        prompt_suffix=style.prompt_suffix,
+        negative_prompt=style.negative_prompt,
+        default_camera=list(style.default_camera),
+        default_motion=style.motion_strength,
+        directives=sentence.directives,
+        cast=cast,
+    )
+
+
 # -- keyframe and clip: one algorithm, two recipes ----------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MakerRecipe:
-    """How a per-sentence asset made by a maker resource (keyframe, clip) drives its maker.
+    """How a per-sentence asset made by a maker resource (keyframe, clip) drives its maker and
+    what it records of each file made.
 
-    ``job``: the maker's job for one sentence (given the run's cancel check); ``run``:
-    the maker's batch method; ``record``: the metadata and check results of a made file;
-    ``kept``: the check results of a file left as it was.
+    ``job``: the maker's job for one sentence (given the run's cancel check); ``run``: the
+    maker's batch method; ``stored``: the sentence's database fields for a made file;
+    ``preview``: the preview maker (source, preview file) of the file; ``checks``: the check
+    results of a file, made or kept as it was, with what they measured; ``facts``: the asset's
+    own metadata entries of a made file (from its job, the maker's result, the seconds waited
+    and what the checks measured).
     """
 
     job: Callable[[SentenceStep, str, Callable[[], bool]], Any]
     run: Callable[[Any], Callable[[Iterable[Any]], Generator[Any, None, None]]]
-    record: Callable[[SentenceStep, str, Any, Any, float], tuple[dict[str, Any], list[Any]]]
-    kept: Callable[[SentenceStep, Path], list[dg.AssetCheckResult]]
+    stored: Callable[[Path], dict[str, str]]
+    preview: Callable[[Path, Path], Path]
+    checks: Callable[[SentenceStep, Path], tuple[list[dg.AssetCheckResult], Any]]
+    facts: Callable[[Any, Any, float, Any], dict[str, Any]]
 
 
 def made_by_maker(recipe: MakerRecipe) -> Callable[[SentenceStep], None]:
@@ -300,7 +312,7 @@ def made_by_maker(recipe: MakerRecipe) -> Callable[[SentenceStep], None]:
                     raise dg.Failure(description="run cancelled", allow_retries=False)
                 out = step.out(pk)
                 if step.results.unchanged(pk, out):
-                    step.results.keep(pk, recipe.kept(step, out))
+                    step.results.keep(pk, recipe.checks(step, out)[0])
                     continue
                 job = recipe.job(step, pk, cancelled)
                 partition_of[id(job)] = pk
@@ -309,7 +321,7 @@ def made_by_maker(recipe: MakerRecipe) -> Callable[[SentenceStep], None]:
         with contextlib.closing(_made_in_turn(jobs(), recipe.run(maker), cancelled)) as made:
             for job, res, elapsed in made:
                 pk = partition_of[id(job)]
-                metadata, checks = recipe.record(step, pk, job, res, elapsed)
+                metadata, checks = _made_record(recipe, step, pk, job, res, elapsed)
                 step.results.add(
                     pk,
                     data_version=file_digest(job.out_path),
@@ -318,6 +330,36 @@ def made_by_maker(recipe: MakerRecipe) -> Callable[[SentenceStep], None]:
                 )
 
     return make
+
+
+def _made_record(
+    recipe: MakerRecipe, step: SentenceStep, pk: str, job: Any, res: Any, elapsed: float
+) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
+    """Record a file the maker made (database, preview) and return its metadata and checks."""
+    out, project_dir = job.out_path, step.studio.project_dir(step.project)
+    step.db.record_output(pk, **recipe.stored(out))
+    checks, measured = recipe.checks(step, out)
+    name = step.spec.name
+    preview = safe_preview(
+        step.context.log.warning,
+        recipe.preview,
+        out,
+        preview_path(project_dir, f"{name}.jpg", pk),
+    )
+    metadata = {
+        **_facts(step.db, pk),
+        **step.links.preview(preview, out, f"{name} of {pk}"),
+        **sentence_links(step.links, out.parent, project_dir, pk),
+        **recipe.facts(job, res, elapsed, measured),
+        "path": dg.MetadataValue.path(str(out)),
+        **service_metadata(res.engine, res.extra),
+    }
+    return metadata, checks
+
+
+def _made_with(res: ImageResult | ClipResult) -> dict[str, str]:
+    """The engine and workflow a maker made a file with."""
+    return {"engine": res.engine, "workflow_version": res.workflow_version or "-"}
 
 
 def _keyframe_job(step: SentenceStep, pk: str, cancelled: Callable[[], bool]) -> KeyframeJob:
@@ -337,35 +379,22 @@ def _keyframe_job(step: SentenceStep, pk: str, cancelled: Callable[[], bool]) ->
     )
 
 
-def _keyframe_record(
-    step: SentenceStep, pk: str, job: KeyframeJob, res: ImageResult, elapsed: float
-) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
-    out, project_dir = job.out_path, step.studio.project_dir(step.project)
-    step.db.record_output(pk, image_file=str(out))
-    size_check, size = _keyframe_size_check(out)
-    small = safe_preview(
-        step.context.log.warning,
-        image_preview,
-        out,
-        preview_path(project_dir, "keyframe.jpg", pk),
-    )
-    metadata = {
-        **sentence_facts(pk, job.sentence_text, job.section_title),
-        **step.links.preview(small, out, f"keyframe of {pk}"),
-        **sentence_links(step.links, out.parent, project_dir, pk),
+def _keyframe_checks(
+    step: SentenceStep, image: Path
+) -> tuple[list[dg.AssetCheckResult], tuple[int, int]]:
+    size_check, size = _keyframe_size_check(image)
+    return [size_check, _keyframe_upscale_check(image)], size
+
+
+def _keyframe_facts(
+    job: KeyframeJob, res: ImageResult, elapsed: float, size: tuple[int, int]
+) -> dict[str, Any]:
+    return {
         "image_prompt": job.shot.image_prompt,
         "seed": res.seed,
-        "engine": res.engine,
-        "workflow_version": res.workflow_version or "-",
+        **_made_with(res),
         "size": f"{size[0]}x{size[1]}",
-        "path": dg.MetadataValue.path(str(out)),
-        **service_metadata(res.engine, res.extra),
     }
-    return metadata, [size_check, _keyframe_upscale_check(out)]
-
-
-def _keyframe_kept(step: SentenceStep, out: Path) -> list[dg.AssetCheckResult]:
-    return [_keyframe_size_check(out)[0], _keyframe_upscale_check(out)]
 
 
 def _make_keyframes(maker: KeyframeMakerResource) -> Callable[..., Generator[Any, None, None]]:
@@ -384,39 +413,27 @@ def _clip_job(step: SentenceStep, pk: str, cancelled: Callable[[], bool]) -> Cli
     )
 
 
-def _clip_record(
-    step: SentenceStep, pk: str, job: ClipJob, res: ClipResult, elapsed: float
-) -> tuple[dict[str, Any], list[dg.AssetCheckResult]]:
-    out, project_dir = job.out_path, step.studio.project_dir(step.project)
-    step.db.record_output(pk, video_file=str(out), status="done")
-    length_check, (frames, fps, narr_s) = _clip_length_check(out, step.brief.fps)
-    poster = safe_preview(
-        step.context.log.warning,
-        video_preview,
-        out,
-        preview_path(project_dir, "clip.jpg", pk),
-    )
-    metadata = {
-        **_facts(step.db, pk),
-        **step.links.preview(poster, out, f"clip of {pk}"),
-        **sentence_links(step.links, out.parent, project_dir, pk),
+def _clip_checks(
+    step: SentenceStep, clip: Path
+) -> tuple[list[dg.AssetCheckResult], tuple[int, int, float]]:
+    length_check, measured = _clip_length_check(clip, step.brief.fps)
+    return [length_check], measured
+
+
+def _clip_facts(
+    job: ClipJob, res: ClipResult, elapsed: float, measured: tuple[int, int, float]
+) -> dict[str, Any]:
+    frames, fps, narr_s = measured
+    return {
         "duration_s": round(frames / fps, 3) if fps else 0.0,
         "frames": frames,
         "fps": fps,
         "narration_s": round(narr_s, 3),
         "camera_movement": job.shot.camera_movement,
         "motion_strength": job.shot.motion_strength,
-        "engine": res.engine,
-        "workflow_version": res.workflow_version or "-",
+        **_made_with(res),
         "encode_s": round(elapsed, 3),
-        "path": dg.MetadataValue.path(str(out)),
-        **service_metadata(res.engine, res.extra),
     }
-    return metadata, [length_check]
-
-
-def _clip_kept(step: SentenceStep, out: Path) -> list[dg.AssetCheckResult]:
-    return [_clip_length_check(out, step.brief.fps)[0]]
 
 
 def _make_clips(maker: ClipMakerResource) -> Callable[..., Generator[Any, None, None]]:
@@ -424,9 +441,21 @@ def _make_clips(maker: ClipMakerResource) -> Callable[..., Generator[Any, None, 
 
 
 KEYFRAMES = MakerRecipe(
-    job=_keyframe_job, run=_make_keyframes, record=_keyframe_record, kept=_keyframe_kept
+    job=_keyframe_job,
+    run=_make_keyframes,
+    stored=lambda out: {"image_file": str(out)},
+    preview=image_preview,
+    checks=_keyframe_checks,
+    facts=_keyframe_facts,
 )
-CLIPS = MakerRecipe(job=_clip_job, run=_make_clips, record=_clip_record, kept=_clip_kept)
+CLIPS = MakerRecipe(
+    job=_clip_job,
+    run=_make_clips,
+    stored=lambda out: {"video_file": str(out), "status": "done"},
+    preview=video_preview,
+    checks=_clip_checks,
+    facts=_clip_facts,
+)
 
 
 # -- what each project's assets declare (from its engines) ----------------------------------
@@ -641,4 +670,10 @@ def _merge_llm(shot_: Shot, draft: ShotDraft, directives: Directives) -> Shot:
     return shot_.model_copy(update=update)
 
 
-__all__ = ["PER_SENTENCE", "SENTENCE_SPECS", "SHOT_RULES_VERSION", "style_version"]
+__all__ = [
+    "PER_SENTENCE",
+    "SENTENCE_SPECS",
+    "SHOT_RULES_VERSION",
+    "shot_by_rules",
+    "style_version",
+]

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from videogen_assets.export.timelines import (
     TIMELINE_FILES,
@@ -48,7 +48,6 @@ from videogen_assets.export.timelines import (
     timecode,
     write_timelines,
 )
-from videogen_assets.sentence_assets import SENTENCE_SPECS
 from videogen_domain.models import ProjectItem, ProjectView
 from videogen_resources import audio
 from videogen_resources.errors import ServiceError
@@ -56,11 +55,14 @@ from videogen_resources.media import AudioStreamInfo, MediaInfo, VideoStreamInfo
 
 MediaKind = Literal["narration", "keyframe", "clip"]
 MEDIA_FOLDERS: dict[MediaKind, tuple[str, str]] = {
-    cast(MediaKind, s.name): (s.export, Path(s.output).suffix)
-    for s in SENTENCE_SPECS
-    if s.export is not None
+    "narration": ("audio", ".wav"),
+    "keyframe": ("images", ".png"),
+    "clip": ("videos", ".mp4"),
 }
-"""Each exported per-sentence asset's package folder and suffix, from its spec."""
+"""Each exported per-sentence asset's package folder and suffix: the package's layout (its
+metadata.schema.json), the same as the ``export`` folder and output file of the asset's spec
+(tests/test_export_imports.py checks they agree). Written out here rather than read from the
+specs: the specs import the graph and Dagster, which the export does not need."""
 MEDIA_KINDS: tuple[MediaKind, ...] = tuple(MEDIA_FOLDERS)
 METADATA_FILE = "metadata.json"
 SCHEMA_VERSION = 1

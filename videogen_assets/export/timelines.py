@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -82,6 +82,74 @@ class TimelineEntry:
     number: int = 0  # 1-based sentence number (reel names); 0: position on the timeline
 
 
+@dataclass(frozen=True)
+class PlacedFile:
+    """A clip or a narration as every timeline places it: the facts the writers share."""
+
+    name: str  # "001_intro_clip", "001_intro_narration"
+    url: str  # its media reference
+    reel: str  # unique across both tracks (`video_reel`, `audio_reel`)
+    frames: int  # the frames it lasts on the timeline (from its first)
+    available: int  # the frames the file holds
+    info: MediaInfo | None
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One sentence on the timeline: where it starts, and its clip and narration (None when
+    left out: a gap or a black event of ``entry.frames``)."""
+
+    entry: TimelineEntry
+    at: int  # its first frame, counted from the timeline's start
+    clip: PlacedFile | None
+    narration: PlacedFile | None
+
+    @property
+    def marker(self) -> str | None:
+        """The section whose marker goes at the start of this sentence, if any."""
+        return self.entry.section if self.entry.section_start else None
+
+
+def timeline_cuts(
+    entries: Iterable[TimelineEntry], *, fps: int, media_root: str | None
+) -> Iterator[Cut]:
+    """Each entry as every timeline cuts it: consecutive sentences, each clip as long as its
+    sentence, each narration as long as its sentence or its file, whichever is shorter.
+
+    Media references are URLs under ``media_root`` (package-relative paths when None); reel
+    names number the sentences by ``entry.number``, else by position.
+    """
+
+    def url(rel: str) -> str:
+        return rel if media_root is None else media_url(media_root, rel)
+
+    at = 0
+    for position, entry in enumerate(entries, start=1):
+        number = entry.number or position
+        clip = narration = None
+        if entry.clip is not None:
+            clip = PlacedFile(
+                name=f"{entry.stem}_clip",
+                url=url(entry.clip),
+                reel=video_reel(number),
+                frames=entry.frames,
+                available=entry.frames,
+                info=entry.clip_info,
+            )
+        if entry.narration is not None:
+            available = _narration_frames(entry, fps)
+            narration = PlacedFile(
+                name=f"{entry.stem}_narration",
+                url=url(entry.narration),
+                reel=audio_reel(number),
+                frames=min(entry.frames, available),
+                available=available,
+                info=entry.narration_info,
+            )
+        yield Cut(entry=entry, at=at, clip=clip, narration=narration)
+        at += entry.frames
+
+
 def media_url(media_root: str, rel: str) -> str:
     """The absolute URL of package-relative ``rel`` under ``media_root`` (a URL or a folder)."""
     root = media_root if "://" in media_root else Path(media_root).resolve().as_uri()
@@ -121,50 +189,38 @@ def build_timeline(
     video = otio.schema.Track(name=_VIDEO_TRACK, kind=otio.schema.TrackKind.Video)
     audio = otio.schema.Track(name=_AUDIO_TRACK, kind=otio.schema.TrackKind.Audio)
 
-    def url(rel: str) -> str:
-        return rel if media_root is None else media_url(media_root, rel)
-
-    for position, entry in enumerate(entries, start=1):
-        number = entry.number or position
-        length = _range(0, entry.frames, fps)
-        shot: otio.core.Item
-        if entry.clip is not None:
-            shot = otio.schema.Clip(
-                name=f"{entry.stem}_clip",
-                media_reference=otio.schema.ExternalReference(
-                    target_url=url(entry.clip), available_range=length
-                ),
-                source_range=length,
-                metadata={"cmx_3600": {"reel": video_reel(number)}},
-            )
-        else:
-            shot = otio.schema.Gap(source_range=length)
-        if entry.section_start:
+    for cut in timeline_cuts(entries, fps=fps, media_root=media_root):
+        length = _range(0, cut.entry.frames, fps)
+        shot = _otio_item(cut.clip, length, fps)
+        if cut.marker is not None:
             shot.markers.append(
                 otio.schema.Marker(
-                    name=entry.section,
+                    name=cut.marker,
                     marked_range=_range(0, 1, fps),
                     color=otio.schema.MarkerColor.BLUE,
                 )
             )
         video.append(shot)
-        voice: otio.core.Item
-        if entry.narration is not None:
-            available = _narration_range(entry, fps)
-            voice = otio.schema.Clip(
-                name=f"{entry.stem}_narration",
-                media_reference=otio.schema.ExternalReference(
-                    target_url=url(entry.narration), available_range=available
-                ),
-                source_range=_range(0, min(entry.frames, int(available.duration.value)), fps),
-                metadata={"cmx_3600": {"reel": audio_reel(number)}},
-            )
-        else:
-            voice = otio.schema.Gap(source_range=length)
-        audio.append(voice)
+        audio.append(_otio_item(cut.narration, length, fps))
     timeline.tracks.append(video)
     timeline.tracks.append(audio)
     return timeline
+
+
+def _otio_item(
+    placed: PlacedFile | None, length: otio.opentime.TimeRange, fps: int
+) -> otio.core.Item:
+    """A placed file as an OTIO clip; a gap of ``length`` when it was left out."""
+    if placed is None:
+        return otio.schema.Gap(source_range=length)
+    return otio.schema.Clip(
+        name=placed.name,
+        media_reference=otio.schema.ExternalReference(
+            target_url=placed.url, available_range=_range(0, placed.available, fps)
+        ),
+        source_range=_range(0, placed.frames, fps),
+        metadata={"cmx_3600": {"reel": placed.reel}},
+    )
 
 
 def video_reel(number: int) -> str:
@@ -177,7 +233,7 @@ def audio_reel(number: int) -> str:
     return f"A{number:04d}"
 
 
-def _narration_range(entry: TimelineEntry, fps: int) -> otio.opentime.TimeRange:
+def _narration_frames(entry: TimelineEntry, fps: int) -> int:
     """The narration file's length in whole frames, never more than it holds.
 
     Exact for the package's narrations (padded to a frame boundary); the entry's frames when
@@ -185,8 +241,8 @@ def _narration_range(entry: TimelineEntry, fps: int) -> otio.opentime.TimeRange:
     """
     sound = entry.narration_info.audio if entry.narration_info is not None else None
     if sound is not None and sound.samples is not None and sound.sample_rate:
-        return _range(0, sound.samples * fps // sound.sample_rate, fps)
-    return _range(0, entry.frames, fps)
+        return sound.samples * fps // sound.sample_rate
+    return entry.frames
 
 
 def _narration_duration(entry: TimelineEntry, fps: int) -> str:
@@ -406,23 +462,23 @@ def fcpxml_text(
     spine = ET.SubElement(sequence, "spine")
 
     next_id = 2
-    offset = start_frame
-    for position, entry in enumerate(entries, start=1):
-        number = entry.number or position
+    for cut in timeline_cuts(entries, fps=fps, media_root=media_root):
+        entry, offset = cut.entry, start_frame + cut.at
         item: ET.Element
-        if entry.clip is not None:
+        if cut.clip is not None:
+            clip = cut.clip
             asset_id = f"r{next_id}"
             next_id += 1
-            sound = entry.clip_info.audio if entry.clip_info is not None else None
+            sound = clip.info.audio if clip.info is not None else None
             asset = ET.SubElement(
                 resources,
                 "asset",
                 {
                     "id": asset_id,
-                    "name": f"{entry.stem}_clip",
-                    "src": media_url(media_root, entry.clip),
+                    "name": clip.name,
+                    "src": clip.url,
                     "start": "0s",
-                    "duration": t(entry.frames),
+                    "duration": t(clip.available),
                     "hasVideo": "1",
                     "format": "r1",
                     "hasAudio": "1" if sound is not None else "0",
@@ -432,15 +488,15 @@ def fcpxml_text(
                 asset.set("audioSources", "1")
                 asset.set("audioChannels", str(sound.channels or 2))
                 asset.set("audioRate", str(sound.sample_rate or 48000))
-            _reel(asset, video_reel(number))
+            _reel(asset, clip.reel)
             item = ET.SubElement(
                 spine,
                 "asset-clip",
                 {
-                    "name": f"{entry.stem}_clip",
+                    "name": clip.name,
                     "ref": asset_id,
                     "offset": t(offset),
-                    "duration": t(entry.frames),
+                    "duration": t(clip.frames),
                     "format": "r1",
                     "tcFormat": "NDF",
                     # the picture only: a clip's own sound is the narration, which is
@@ -454,18 +510,18 @@ def fcpxml_text(
                 "gap",
                 {"name": f"{entry.stem}_gap", "offset": t(offset), "duration": t(entry.frames)},
             )
-        if entry.narration is not None:
+        if cut.narration is not None:
+            narration = cut.narration
             asset_id = f"r{next_id}"
             next_id += 1
-            sound = entry.narration_info.audio if entry.narration_info is not None else None
-            available = _narration_range(entry, fps)
+            sound = narration.info.audio if narration.info is not None else None
             asset = ET.SubElement(
                 resources,
                 "asset",
                 {
                     "id": asset_id,
-                    "name": f"{entry.stem}_narration",
-                    "src": media_url(media_root, entry.narration),
+                    "name": narration.name,
+                    "src": narration.url,
                     "start": "0s",
                     "duration": _narration_duration(entry, fps),
                     "hasVideo": "0",
@@ -475,22 +531,21 @@ def fcpxml_text(
                     "audioRate": str((sound.sample_rate if sound else None) or 48000),
                 },
             )
-            _reel(asset, audio_reel(number))
+            _reel(asset, narration.reel)
             ET.SubElement(
                 item,
                 "asset-clip",
                 {
-                    "name": f"{entry.stem}_narration",
+                    "name": narration.name,
                     "ref": asset_id,
                     "lane": "-1",
                     "offset": "0s",
-                    "duration": t(min(entry.frames, int(available.duration.value))),
+                    "duration": t(narration.frames),
                     "audioRole": "dialogue",
                 },
             )
-        if entry.section_start:
-            ET.SubElement(item, "marker", {"start": "0s", "duration": t(1), "value": entry.section})
-        offset += entry.frames
+        if cut.marker is not None:
+            ET.SubElement(item, "marker", {"start": "0s", "duration": t(1), "value": cut.marker})
     root.append(event)
     return _xml_text(root, "fcpxml")
 
@@ -543,37 +598,11 @@ def xmeml_text(
     ids = iter(range(1, 2 * len(entries) + 1))
     video: list[str] = []
     audio: list[str] = []
-    at = 0
-    for position, entry in enumerate(entries, start=1):
-        number = entry.number or position
-        if entry.clip is not None:
-            video += _clipitem(
-                next(ids),
-                f"{entry.stem}_clip",
-                media_url(media_root, entry.clip),
-                at,
-                entry.frames,
-                entry.frames,
-                entry.clip_info,
-                fps,
-                reel=video_reel(number),
-                marker=entry.section if entry.section_start else None,
-            )
-        if entry.narration is not None:
-            available = int(_narration_range(entry, fps).duration.value)
-            audio += _clipitem(
-                next(ids),
-                f"{entry.stem}_narration",
-                media_url(media_root, entry.narration),
-                at,
-                min(entry.frames, available),
-                available,
-                entry.narration_info,
-                fps,
-                reel=audio_reel(number),
-                audio=True,
-            )
-        at += entry.frames
+    for cut in timeline_cuts(entries, fps=fps, media_root=media_root):
+        if cut.clip is not None:
+            video += _clipitem(next(ids), cut.clip, cut.at, fps, marker=cut.marker)
+        if cut.narration is not None:
+            audio += _clipitem(next(ids), cut.narration, cut.at, fps, audio=True)
     out += video
     out += [
         "            </track>",
@@ -603,36 +632,33 @@ def xmeml_text(
 
 def _clipitem(
     n: int,
-    name: str,
-    url: str,
+    placed: PlacedFile,
     at: int,
-    frames: int,
-    available: int,
-    info: MediaInfo | None,
     fps: int,
     *,
-    reel: str,
     audio: bool = False,
     marker: str | None = None,
 ) -> list[str]:
-    """One xmeml clip item; a file without ``info`` holds a picture, or sound with ``audio``."""
+    """One xmeml clip item at frame ``at``; a file without ``info`` holds a picture, or sound
+    with ``audio``."""
+    url, info = placed.url, placed.info
     i = "              "
     lines = [
         f'{i}<clipitem id="clipitem-{n}">',
-        f"{i}  <name>{_x(name)}</name>",
+        f"{i}  <name>{_x(placed.name)}</name>",
         f"{i}  <enabled>TRUE</enabled>",
-        f"{i}  <duration>{available}</duration>",
+        f"{i}  <duration>{placed.available}</duration>",
         *_xmeml_rate(fps, i + "  "),
         f"{i}  <start>{at}</start>",
-        f"{i}  <end>{at + frames}</end>",
+        f"{i}  <end>{at + placed.frames}</end>",
         f"{i}  <in>0</in>",
-        f"{i}  <out>{frames}</out>",
+        f"{i}  <out>{placed.frames}</out>",
         f'{i}  <file id="file-{n}">',
         f"{i}    <name>{_x(url.rsplit('/', 1)[-1])}</name>",
         f"{i}    <pathurl>{_x(url)}</pathurl>",
         *_xmeml_rate(fps, i + "    "),
-        f"{i}    <duration>{available}</duration>",
-        *_xmeml_timecode(0, fps, i + "    ", reel=reel),
+        f"{i}    <duration>{placed.available}</duration>",
+        *_xmeml_timecode(0, fps, i + "    ", reel=placed.reel),
         f"{i}    <media>",
     ]
     picture = info.video if info is not None else None
@@ -741,27 +767,23 @@ def edl_text(
     (``* FROM CLIP NAME:``, ``* FROM CLIP:``), section starts as ``* LOC:`` markers.
     """
     lines = [f"TITLE: {title}", "FCM: NON-DROP FRAME", ""]
-    at = start_frame
     kind = "A" if audio else "V"
-    for position, entry in enumerate(entries, start=1):
-        number = entry.number or position
-        rel = entry.narration if audio else entry.clip
-        frames = entry.frames
-        if rel is not None and audio:
-            frames = min(frames, int(_narration_range(entry, fps).duration.value))
-        reel = "BL" if rel is None else (audio_reel(number) if audio else video_reel(number))
+    cuts = timeline_cuts(entries, fps=fps, media_root=media_root)
+    for position, cut in enumerate(cuts, start=1):
+        placed = cut.narration if audio else cut.clip
+        frames = placed.frames if placed is not None else cut.entry.frames
+        reel = placed.reel if placed is not None else "BL"
+        at = start_frame + cut.at
         lines.append(
             f"{position:03d}  {reel:8} {kind:5} C        "
             f"{timecode(0, fps)} {timecode(frames, fps)} "
             f"{timecode(at, fps)} {timecode(at + frames, fps)}"
         )
-        if rel is not None:
-            suffix = "narration" if audio else "clip"
-            lines.append(f"* FROM CLIP NAME:  {entry.stem}_{suffix}")
-            lines.append(f"* FROM CLIP: {media_url(media_root, rel)}")
-        if entry.section_start and not audio:
-            lines.append(f"* LOC: {timecode(0, fps)} BLUE    {entry.section.upper()}")
-        at += entry.frames
+        if placed is not None:
+            lines.append(f"* FROM CLIP NAME:  {placed.name}")
+            lines.append(f"* FROM CLIP: {placed.url}")
+        if cut.marker is not None and not audio:
+            lines.append(f"* LOC: {timecode(0, fps)} BLUE    {cut.marker.upper()}")
     return "\n".join(lines) + "\n"
 
 

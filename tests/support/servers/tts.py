@@ -28,6 +28,7 @@ import io
 import json
 import random
 import threading
+import types
 import wave
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,11 @@ SECONDS_PER_CHAR = 0.06
 OPENAI_MAX_INPUT = 3000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Speech = tuple[str, float]
+"""What a speech request asks for: the text to say, and the speed."""
+SpeechRules = Callable[[dict[str, Any], str], web.StreamResponse | Speech]
+"""An API's own rules for a speech request's JSON body and text: its refusal (or an answer
+other than a WAV), or the speech to make."""
 
 
 @dataclass
@@ -261,6 +267,26 @@ def _validation_error(loc: list[str | int], msg: str, kind: str, value: Any) -> 
     return web.json_response({"detail": [item]}, status=422)
 
 
+def _out_of_range(
+    name: str, value: Any, lo: float, hi: float, kinds: type | types.UnionType
+) -> web.Response | None:
+    """FastAPI's 422 for a number field outside ``lo..hi`` (None: absent or in range)."""
+    if value is None or (isinstance(value, kinds) and lo <= value <= hi):
+        return None
+    return _validation_error(
+        [name], f"Input should be between {lo} and {hi}", "less_than_equal", value
+    )
+
+
+def _not_one_of(name: str, value: Any, allowed: tuple[str, ...]) -> web.Response | None:
+    """FastAPI's 422 for a literal field that is none of ``allowed`` (None: it is one)."""
+    if value in allowed:
+        return None
+    quoted = [f"'{a}'" for a in allowed]
+    message = f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}"
+    return _validation_error([name], message, "literal_error", value)
+
+
 # --------------------------------------------------------------------------------------------
 # The Chatterbox server
 # --------------------------------------------------------------------------------------------
@@ -342,17 +368,32 @@ class ChatterboxServer(ServerThread):
     async def random_error(self, request: web.Request) -> web.StreamResponse:
         return self._error(500, "random test failure")
 
-    # -- travisvn/chatterbox-tts-api --
-    async def _openai_speech(self, request: web.Request) -> web.StreamResponse:
+    # -- both speech APIs --
+    async def _speak(
+        self, request: web.Request, text_field: str, rules: SpeechRules
+    ) -> web.StreamResponse:
+        """The core of both APIs' speech requests: a JSON object with its text in
+        ``text_field`` (else FastAPI's 422), then the API's own ``rules``: its refusal (or an
+        answer other than a WAV), or the text to say and the speed."""
         try:
             body = await request.json()
         except json.JSONDecodeError:
             return _validation_error([], "JSON decode error", "json_invalid", None)
         if not isinstance(body, dict):
             return _validation_error([], "Input should be a valid dictionary", "dict_type", body)
-        text = body.get("input")
+        text = body.get(text_field)
         if not isinstance(text, str):
-            return _validation_error(["input"], "Field required", "missing", body)
+            return _validation_error([text_field], "Field required", "missing", body)
+        ruled = rules(body, text)
+        if isinstance(ruled, web.StreamResponse):
+            return ruled
+        return self._speech(*ruled)
+
+    # -- travisvn/chatterbox-tts-api --
+    async def _openai_speech(self, request: web.Request) -> web.StreamResponse:
+        return await self._speak(request, "input", self._openai_rules)
+
+    def _openai_rules(self, body: dict[str, Any], text: str) -> web.StreamResponse | Speech:
         if len(text) > OPENAI_MAX_INPUT:
             return _validation_error(
                 ["input"], "String should have at most 3000 characters", "string_too_long", text
@@ -366,14 +407,10 @@ class ChatterboxServer(ServerThread):
             ("cfg_weight", 0.0, 1.0),
             ("temperature", 0.05, 5.0),
         ):
-            value = body.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, int | float) or not lo <= value <= hi:
-                return _validation_error(
-                    [name], f"Input should be between {lo} and {hi}", "less_than_equal", value
-                )
-        return self._speech(text.strip())
+            refused = _out_of_range(name, body.get(name), lo, hi, int | float)
+            if refused is not None:
+                return refused
+        return text.strip(), 1.0
 
     async def _openai_health(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(
@@ -394,34 +431,22 @@ class ChatterboxServer(ServerThread):
 
     # -- devnen/Chatterbox-TTS-Server --
     async def _devnen_tts(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return _validation_error([], "JSON decode error", "json_invalid", None)
-        if not isinstance(body, dict):
-            return _validation_error([], "Input should be a valid dictionary", "dict_type", body)
-        text = body.get("text")
-        if not isinstance(text, str):
-            return _validation_error(["text"], "Field required", "missing", body)
+        return await self._speak(request, "text", self._devnen_rules)
+
+    def _devnen_rules(self, body: dict[str, Any], text: str) -> web.StreamResponse | Speech:
         if len(text) < 1:
             return _validation_error(
                 ["text"], "String should have at least 1 character", "string_too_short", text
             )
         mode = body.get("voice_mode", "predefined")
-        if mode not in ("predefined", "clone"):
-            return _validation_error(
-                ["voice_mode"], "Input should be 'predefined' or 'clone'", "literal_error", mode
-            )
         fmt = body.get("output_format", "wav")
-        if fmt not in ("wav", "opus", "mp3"):
-            return _validation_error(
-                ["output_format"], "Input should be 'wav', 'opus' or 'mp3'", "literal_error", fmt
-            )
-        chunk = body.get("chunk_size", 120)
-        if chunk is not None and (not isinstance(chunk, int) or not 50 <= chunk <= 500):
-            return _validation_error(
-                ["chunk_size"], "Input should be between 50 and 500", "less_than_equal", chunk
-            )
+        refused = (
+            _not_one_of("voice_mode", mode, ("predefined", "clone"))
+            or _not_one_of("output_format", fmt, ("wav", "opus", "mp3"))
+            or _out_of_range("chunk_size", body.get("chunk_size", 120), 50, 500, int)
+        )
+        if refused is not None:
+            return refused
         if mode == "predefined":
             voice = body.get("predefined_voice_id")
             if not voice:
@@ -438,8 +463,7 @@ class ChatterboxServer(ServerThread):
                 return self._error(404, f"Reference audio file '{ref}' not found.")
         if fmt != "wav":
             return web.Response(body=b"OggS\x00fake-opus", content_type=f"audio/{fmt}")
-        speed = body.get("speed_factor") or 1.0
-        return self._speech(text, speed=float(speed))
+        return text, float(body.get("speed_factor") or 1.0)
 
     async def _devnen_openai_speech(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
