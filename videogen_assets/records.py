@@ -65,12 +65,53 @@ _TAGS_AT = {
 
 
 @dataclass(frozen=True)
+class MadeFrom:
+    """What a status needs of a record's provenance: the code version it was made with, its
+    inputs, and the storage id of each input's record it was made from (None: none). The
+    same reading of the tags as ``DataProvenance.from_tags``, in plain values: building
+    Dagster's checked provenance objects was most of a status report's time."""
+
+    code_version: str
+    inputs: frozenset[dg.AssetKey]
+    input_storage_ids: Mapping[dg.AssetKey, int | None]
+
+
+_INPUT_VERSION_PREFIXES = (INPUT_DATA_VERSION_TAG_PREFIX, OLD_INPUT_DATA_VERSION_TAG_PREFIX)
+
+
+def made_from(tags: Mapping[str, str]) -> MadeFrom | None:
+    """The provenance a record's tags give (None without a code version, as Dagster reads
+    it: then nothing was recorded)."""
+    code_version = tags.get(CODE_VERSION_TAG)
+    if code_version is None:
+        return None
+    inputs: set[dg.AssetKey] = set()
+    storage_ids: dict[dg.AssetKey, int | None] = {}
+    for k, v in tags.items():
+        if k.startswith(_INPUT_VERSION_PREFIXES):
+            inputs.add(_key_from_tag(k))
+        elif k.startswith(INPUT_EVENT_POINTER_TAG_PREFIX):
+            storage_ids[_key_from_tag(k)] = int(v) if v != NULL_EVENT_POINTER else None
+    return MadeFrom(code_version, frozenset(inputs), storage_ids)
+
+
+@dataclass(frozen=True)
 class Latest:
     """One partition's latest materialization (or observation, for a source asset)."""
 
     storage_id: int
     data_version: str | None
-    provenance: DataProvenance | None
+    tags: Mapping[str, str]
+
+    @functools.cached_property
+    def provenance(self) -> DataProvenance | None:
+        """The recorded provenance (as ``DataProvenance.from_tags`` reads it)."""
+        return Row(self.storage_id, None, self.tags).provenance
+
+    @functools.cached_property
+    def made_from(self) -> MadeFrom | None:
+        """The recorded provenance, in the plain values a status compares (`made_from`)."""
+        return made_from(self.tags)
 
 
 @dataclass(frozen=True)
@@ -212,7 +253,7 @@ class LatestRecords:
         for row in latest_rows(self._instance, asset, is_source, self._partitions):
             if row.partition is None or row.partition not in self._partitions:
                 continue
-            out[row.partition] = Latest(row.storage_id, row.data_version, row.provenance)
+            out[row.partition] = Latest(row.storage_id, row.data_version, row.tags)
         return out
 
 
