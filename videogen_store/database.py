@@ -282,6 +282,25 @@ def _sentence_info(row: Any, section: str) -> SentenceInfo:
     )
 
 
+STORED_COLUMNS = (
+    Sentence.id,
+    Sentence.section_id,
+    Sentence.text,
+    Sentence.order,
+    Sentence.line,
+    Sentence.image_prompt,
+    Sentence.video_prompt,
+    Sentence.camera_movement,
+    Sentence.motion_strength,
+    Sentence.characters,
+    Sentence.speaker,
+    Sentence.sentence_version,
+    Sentence.direction_version,
+)
+"""What a sync reads of each stored sentence (`StoredScript`) and may change: the columns,
+not whole ORM rows (loading and tracking thousands of those was most of a sync's time)."""
+
+
 @dataclass(frozen=True)
 class ScriptState:
     """What the last sync of a project's script left: its file hash and sentence versions."""
@@ -296,7 +315,7 @@ class StoredScript:
     """A project's script as the database holds it, read in the transaction that replaces it."""
 
     next_sentence_number: int
-    sentences: list[Sentence]  # in script order
+    sentences: Sequence[Any]  # each a row of its `STORED_COLUMNS`, in script order
     section_ids: list[str]
     characters: list[Character]  # the library (the versions fold in what a sentence names)
 
@@ -508,11 +527,11 @@ class StudioDatabase(dg.ConfigurableResource):
         with self.session() as s:
             row = s.get(Project, project)
             assert row is not None
-            old_rows = list(
-                s.scalars(
-                    select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
-                )
-            )
+            old_rows = s.execute(
+                select(*STORED_COLUMNS)
+                .where(Sentence.project_id == project)
+                .order_by(Sentence.order)
+            ).all()
             existing_secs = {
                 sec.id: sec
                 for sec in s.scalars(select(Section).where(Section.project_id == project))
@@ -532,15 +551,19 @@ class StudioDatabase(dg.ConfigurableResource):
                 else:
                     sec.title, sec.order = title, i
             s.flush()
-            by_id = {r.id: r for r in old_rows}
+            by_id = {r.id: r._mapping for r in old_rows}
+            changed: list[dict[str, Any]] = []
+            now = _now()
             for sid, fields in new.sentences:
                 old = by_id.get(sid)
                 if old is None:
                     s.add(Sentence(id=sid, project_id=project, **fields))
                     continue
-                for key, value in fields.items():
-                    if getattr(old, key) != value:
-                        setattr(old, key, value)
+                values = {k: v for k, v in fields.items() if old[k] != v}
+                if values:  # as the row's onupdate would: a changed row's time is now
+                    changed.append({"id": sid, **values, "updated_at": now})
+            if changed:
+                s.execute(update(Sentence), changed)  # by primary key, only the changed rows
             keep = {sid for sid, _ in new.sentences}
             removed = [r.id for r in old_rows if r.id not in keep]
             if removed:
