@@ -229,6 +229,7 @@ class LatestRecords:
         self._instance = instance
         self._partitions = set(partitions)
         self._by_asset: dict[dg.AssetKey, dict[str, Latest]] = {}
+        self._ids: dict[dg.AssetKey, dict[str, int]] = {}
 
     def get(self, asset: dg.AssetKey, is_source: bool, partition: str) -> Latest | None:
         """The latest record of one partition, or None if it has none."""
@@ -241,12 +242,42 @@ class LatestRecords:
         latest = self.get(asset, is_source, partition)
         return latest.data_version if latest else None
 
+    def storage_id(self, asset: dg.AssetKey, is_source: bool, partition: str) -> int | None:
+        """The storage id of one partition's latest record (None: it has none): from the
+        records when they were read whole, else from a lighter query of the ids alone."""
+        if asset in self._by_asset:
+            latest = self._by_asset[asset].get(partition)
+            return latest.storage_id if latest else None
+        if asset not in self._ids:
+            self._ids[asset] = self._read_ids(asset, is_source)
+        return self._ids[asset].get(partition)
+
+    def data_versions(
+        self, asset: dg.AssetKey, is_source: bool, partitions: Collection[str]
+    ) -> dict[str, str | None]:
+        """The data version of the latest record of each of these partitions (None: no record
+        or no version); when the records were not read whole, those records alone are read."""
+        if asset in self._by_asset:
+            return {pk: self.data_version(asset, is_source, pk) for pk in partitions}
+        ids = {pk: self.storage_id(asset, is_source, pk) for pk in partitions}
+        found = self.records_at(asset, is_source, [i for i in ids.values() if i is not None])
+        return {pk: found[i][1] if i in found else None for pk, i in ids.items()}
+
     def records_at(
         self, asset: dg.AssetKey, is_source: bool, storage_ids: Sequence[int]
     ) -> dict[int, tuple[str | None, str | None]]:
         """(partition, data version) of the given records of one asset, by storage id."""
         rows = read_rows(self._instance, asset, is_source, storage_ids)
         return {row.storage_id: (row.partition, row.data_version) for row in rows}
+
+    def _read_ids(self, asset: dg.AssetKey, is_source: bool) -> dict[str, int]:
+        events = DagsterEventType
+        kind = events.ASSET_OBSERVATION if is_source else events.ASSET_MATERIALIZATION
+        wanted = self._partitions
+        ids = self._instance.event_log_storage.get_latest_storage_id_by_partition(
+            asset, kind, partitions=wanted if len(wanted) <= _CHUNK else None
+        )
+        return {pk: i for pk, i in ids.items() if pk in wanted}
 
     def _read(self, asset: dg.AssetKey, is_source: bool) -> dict[str, Latest]:
         out: dict[str, Latest] = {}

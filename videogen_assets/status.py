@@ -115,7 +115,9 @@ def stale_partitions(
 
     As in the resolver, a partitioned input counts as updated when it has a record after the
     one this partition was made from (the input's storage id in the provenance) and that
-    newer record's data version differs from the older one's.
+    newer record's data version differs from the older one's. Of an input that is not one of
+    the assets whose records are read whole (the observed `sentence` and `direction`), only the
+    latest storage ids are read, and the data versions of the few records newer than a pointer.
     """
     stale: set[str] = set()
     pointers: dict[dg.AssetKey, dict[str, int]] = {p: {} for p, _ in parents}
@@ -133,14 +135,15 @@ def stale_partitions(
             continue
         for parent, is_source in parents:
             cursor = made_from.input_storage_ids.get(parent)
-            now = latest.get(parent, is_source, pk)
-            if cursor is not None and now is not None and now.storage_id > cursor:
+            now = latest.storage_id(parent, is_source, pk)
+            if cursor is not None and now is not None and now > cursor:
                 pointers[parent][pk] = cursor
     for parent, is_source in parents:
         wanted = pointers[parent]
         if not wanted:
             continue
         before = latest.records_at(parent, is_source, list(wanted.values()))
+        current = latest.data_versions(parent, is_source, list(wanted))
         for pk, cursor in wanted.items():
             if pk in stale:
                 continue
@@ -151,7 +154,7 @@ def stale_partitions(
                 )
                 dv = extract_data_version_from_entry(record.event_log_entry) if record else None
                 version = dv.value if dv else None
-            if _differ(version, latest.data_version(parent, is_source, pk)):
+            if _differ(version, current[pk]):
                 stale.add(pk)
     return stale
 
