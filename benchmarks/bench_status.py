@@ -14,6 +14,16 @@ Usage: python benchmarks/bench_status.py [--sentences 5000] [--keep DIR]
 `videogen status` on it (``VIDEOGEN_HOME=DIR/studio DAGSTER_HOME=DIR/home videogen status
 bench``); a DIR that already holds one from an earlier run is used again (its script put back
 first), without the minutes of setting it up.
+
+Figures (5,000 sentences, 15,000 materializations; a 2-core machine shared with other test
+runs, load average about 3 to 4, so they vary by a second or more from run to run):
+
+- before (status built the Definitions of every project, read Dagster's provenance objects
+  and every input's records): after an edit 17.9 s, no change 11.0 s; in-process sync 0.72 s,
+  sentence order + Definitions 2.09 s, sentence_statuses 2.92 s.
+- now: after an edit 5.2 s, no change 4.2 s; in-process sync 0.09 s, sentence order 0.12 s,
+  shapes from the specs 0.04 s, statuses 0.62 s. Most of what is left is starting Python,
+  importing Dagster and opening its instance (about 3 s of CPU on that machine).
 """
 
 from __future__ import annotations
