@@ -4,7 +4,9 @@ Dagster's SQL event log exactly what Dagster's own records say: each record's pa
 version (also under its old tag name) and provenance (code version, input data versions and
 storage ids, also "no input record"), only records of the asked asset and event type, none
 from before the asset was wiped, and each partition's latest record as
-`get_latest_data_version_record` finds it. `store_asset_events` stores a batch of asset events
+`get_latest_data_version_record` finds it (also when only the latest storage ids are read and
+then the data versions of a few records; the provenance also in the plain `MadeFrom` a status
+compares). `store_asset_events` stores a batch of asset events
 leaving the event log as Dagster's own one-by-one storing leaves it (records, latest ids,
 indexed tags, asset entries, the run's log)."""
 
@@ -27,6 +29,7 @@ from videogen_assets.dagster_internals import (
 )
 from videogen_assets.records import (
     LatestRecords,
+    MadeFrom,
     Row,
     _read_records,
     _tags_of,
@@ -155,21 +158,39 @@ def test_rows_read_as_dagster_reads_them(instance: dg.DagsterInstance) -> None:
 def test_latest_records_match_dagsters_latest(instance: dg.DagsterInstance, others: int) -> None:
     _fill(instance)
     # (asked about many partitions, the reader reads every partition's latest and picks)
-    latest = LatestRecords(instance, [*PARTS, "s9", *(f"x{i}" for i in range(others))])
+    asked = [*PARTS, "s9", *(f"x{i}" for i in range(others))]
+    latest = LatestRecords(instance, asked)
+    ids_only = LatestRecords(instance, asked)  # never reads whole records
     _report(instance, dg.AssetMaterialization(asset_key=CLIP, partition="not-asked"))
     assert latest.get(CLIP, False, "not-asked") is None
+    assert ids_only.storage_id(CLIP, False, "not-asked") is None
     for asset, observed in ((CLIP, False), (SHOT, False), (WORDS, True)):
+        versions = ids_only.data_versions(asset, observed, [*PARTS, "s9"])
         for pk in [*PARTS, "s9"]:
             record = instance.get_latest_data_version_record(asset, observed, pk)
             got = latest.get(asset, observed, pk)
             if record is None:
                 assert got is None
+                assert ids_only.storage_id(asset, observed, pk) is None
+                assert versions[pk] is None
                 continue
             assert got is not None
             dv = extract_data_version_from_entry(record.event_log_entry)
             assert got.storage_id == record.storage_id
             assert got.data_version == (dv.value if dv else None)
-            assert got.provenance == extract_data_provenance_from_entry(record.event_log_entry)
+            provenance = extract_data_provenance_from_entry(record.event_log_entry)
+            assert got.provenance == provenance
+            if provenance is None:
+                assert got.made_from is None
+            else:
+                assert got.made_from == MadeFrom(
+                    provenance.code_version,
+                    frozenset(provenance.input_data_versions),
+                    dict(provenance.input_storage_ids),
+                )
+            assert ids_only.storage_id(asset, observed, pk) == record.storage_id
+            assert versions[pk] == got.data_version
+            assert latest.data_versions(asset, observed, [pk]) == {pk: got.data_version}
     assert latest.data_version(CLIP, False, "s1") == "clip1-again"
 
 

@@ -65,12 +65,53 @@ _TAGS_AT = {
 
 
 @dataclass(frozen=True)
+class MadeFrom:
+    """What a status needs of a record's provenance: the code version it was made with, its
+    inputs, and the storage id of each input's record it was made from (None: none). The
+    same reading of the tags as ``DataProvenance.from_tags``, in plain values: building
+    Dagster's checked provenance objects was most of a status report's time."""
+
+    code_version: str
+    inputs: frozenset[dg.AssetKey]
+    input_storage_ids: Mapping[dg.AssetKey, int | None]
+
+
+_INPUT_VERSION_PREFIXES = (INPUT_DATA_VERSION_TAG_PREFIX, OLD_INPUT_DATA_VERSION_TAG_PREFIX)
+
+
+def made_from(tags: Mapping[str, str]) -> MadeFrom | None:
+    """The provenance a record's tags give (None without a code version, as Dagster reads
+    it: then nothing was recorded)."""
+    code_version = tags.get(CODE_VERSION_TAG)
+    if code_version is None:
+        return None
+    inputs: set[dg.AssetKey] = set()
+    storage_ids: dict[dg.AssetKey, int | None] = {}
+    for k, v in tags.items():
+        if k.startswith(_INPUT_VERSION_PREFIXES):
+            inputs.add(_key_from_tag(k))
+        elif k.startswith(INPUT_EVENT_POINTER_TAG_PREFIX):
+            storage_ids[_key_from_tag(k)] = int(v) if v != NULL_EVENT_POINTER else None
+    return MadeFrom(code_version, frozenset(inputs), storage_ids)
+
+
+@dataclass(frozen=True)
 class Latest:
     """One partition's latest materialization (or observation, for a source asset)."""
 
     storage_id: int
     data_version: str | None
-    provenance: DataProvenance | None
+    tags: Mapping[str, str]
+
+    @functools.cached_property
+    def provenance(self) -> DataProvenance | None:
+        """The recorded provenance (as ``DataProvenance.from_tags`` reads it)."""
+        return Row(self.storage_id, None, self.tags).provenance
+
+    @functools.cached_property
+    def made_from(self) -> MadeFrom | None:
+        """The recorded provenance, in the plain values a status compares (`made_from`)."""
+        return made_from(self.tags)
 
 
 @dataclass(frozen=True)
@@ -188,6 +229,7 @@ class LatestRecords:
         self._instance = instance
         self._partitions = set(partitions)
         self._by_asset: dict[dg.AssetKey, dict[str, Latest]] = {}
+        self._ids: dict[dg.AssetKey, dict[str, int]] = {}
 
     def get(self, asset: dg.AssetKey, is_source: bool, partition: str) -> Latest | None:
         """The latest record of one partition, or None if it has none."""
@@ -200,6 +242,27 @@ class LatestRecords:
         latest = self.get(asset, is_source, partition)
         return latest.data_version if latest else None
 
+    def storage_id(self, asset: dg.AssetKey, is_source: bool, partition: str) -> int | None:
+        """The storage id of one partition's latest record (None: it has none): from the
+        records when they were read whole, else from a lighter query of the ids alone."""
+        if asset in self._by_asset:
+            latest = self._by_asset[asset].get(partition)
+            return latest.storage_id if latest else None
+        if asset not in self._ids:
+            self._ids[asset] = self._read_ids(asset, is_source)
+        return self._ids[asset].get(partition)
+
+    def data_versions(
+        self, asset: dg.AssetKey, is_source: bool, partitions: Collection[str]
+    ) -> dict[str, str | None]:
+        """The data version of the latest record of each of these partitions (None: no record
+        or no version); when the records were not read whole, those records alone are read."""
+        if asset in self._by_asset:
+            return {pk: self.data_version(asset, is_source, pk) for pk in partitions}
+        ids = {pk: self.storage_id(asset, is_source, pk) for pk in partitions}
+        found = self.records_at(asset, is_source, [i for i in ids.values() if i is not None])
+        return {pk: found[i][1] if i in found else None for pk, i in ids.items()}
+
     def records_at(
         self, asset: dg.AssetKey, is_source: bool, storage_ids: Sequence[int]
     ) -> dict[int, tuple[str | None, str | None]]:
@@ -207,12 +270,21 @@ class LatestRecords:
         rows = read_rows(self._instance, asset, is_source, storage_ids)
         return {row.storage_id: (row.partition, row.data_version) for row in rows}
 
+    def _read_ids(self, asset: dg.AssetKey, is_source: bool) -> dict[str, int]:
+        events = DagsterEventType
+        kind = events.ASSET_OBSERVATION if is_source else events.ASSET_MATERIALIZATION
+        wanted = self._partitions
+        ids = self._instance.event_log_storage.get_latest_storage_id_by_partition(
+            asset, kind, partitions=wanted if len(wanted) <= _CHUNK else None
+        )
+        return {pk: i for pk, i in ids.items() if pk in wanted}
+
     def _read(self, asset: dg.AssetKey, is_source: bool) -> dict[str, Latest]:
         out: dict[str, Latest] = {}
         for row in latest_rows(self._instance, asset, is_source, self._partitions):
             if row.partition is None or row.partition not in self._partitions:
                 continue
-            out[row.partition] = Latest(row.storage_id, row.data_version, row.provenance)
+            out[row.partition] = Latest(row.storage_id, row.data_version, row.tags)
         return out
 
 

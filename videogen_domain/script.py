@@ -404,7 +404,12 @@ def parse_script(
     used = sorted({s.section_index for s in sentences})
     # Sections without sentences are dropped; indices are renumbered densely.
     remap = {old: new for new, old in enumerate(used)}
-    sentences = [s.model_copy(update={"section_index": remap[s.section_index]}) for s in sentences]
+    sentences = [
+        s  # (most keep their index: copying thousands of models is a sync's time)
+        if remap[s.section_index] == s.section_index
+        else s.model_copy(update={"section_index": remap[s.section_index]})
+        for s in sentences
+    ]
     return ParsedScript(sections=[sections[i] for i in used], sentences=sentences)
 
 

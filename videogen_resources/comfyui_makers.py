@@ -27,7 +27,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import Field
 
 from videogen_domain.atomic import atomic_path
-from videogen_resources import audio, media
 from videogen_resources.base import (
     CharacterRef,
     ClipJob,
@@ -134,6 +133,10 @@ def _pick_output(run: RunResult, wf: Workflow) -> Path:
 
 
 def _wav_seconds(path: Path) -> float:
+    # lazy: numpy and PyAV load with the first clip, not with every command that builds the
+    # resources (`videogen status` only reads their versions)
+    from videogen_resources import audio
+
     num_samples, rate = audio.wav_num_samples(path)
     return num_samples / float(rate)
 
@@ -487,6 +490,10 @@ class ComfyUIClips(ClipMakerResource):
         sent: list[str] = []  # the keyframe's upload: this clip's alone, deleted once made
 
         def complete(run: RunResult) -> ClipResult:
+            # lazy: numpy and PyAV load with the first clip, not with every command that builds the
+            # resources (`videogen status` only reads their versions)
+            from videogen_resources import media
+
             src = _pick_output(run, wf)
             made = media.probe(src, count="packets").video
             if progress:

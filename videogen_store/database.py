@@ -244,7 +244,26 @@ class SentenceInfo:
     directives: Directives
 
 
-def _sentence_info(row: Sentence, section: str) -> SentenceInfo:
+_INFO_COLUMNS = (
+    Sentence.id,
+    Sentence.project_id,
+    Sentence.section_id,
+    Sentence.order,
+    Sentence.line,
+    Sentence.text,
+    Sentence.image_prompt,
+    Sentence.video_prompt,
+    Sentence.camera_movement,
+    Sentence.motion_strength,
+    Sentence.characters,
+    Sentence.speaker,
+)
+"""The columns a `SentenceInfo` is made of (read without loading whole rows: a long script's
+rows as ORM objects took most of `sentence_infos`' time)."""
+
+
+def _sentence_info(row: Any, section: str) -> SentenceInfo:
+    """``row``: a `Sentence`, or a row of (at least) its `_INFO_COLUMNS`."""
     return SentenceInfo(
         id=row.id,
         project=row.project_id,
@@ -263,6 +282,25 @@ def _sentence_info(row: Sentence, section: str) -> SentenceInfo:
     )
 
 
+STORED_COLUMNS = (
+    Sentence.id,
+    Sentence.section_id,
+    Sentence.text,
+    Sentence.order,
+    Sentence.line,
+    Sentence.image_prompt,
+    Sentence.video_prompt,
+    Sentence.camera_movement,
+    Sentence.motion_strength,
+    Sentence.characters,
+    Sentence.speaker,
+    Sentence.sentence_version,
+    Sentence.direction_version,
+)
+"""What a sync reads of each stored sentence (`StoredScript`) and may change: the columns,
+not whole ORM rows (loading and tracking thousands of those was most of a sync's time)."""
+
+
 @dataclass(frozen=True)
 class ScriptState:
     """What the last sync of a project's script left: its file hash and sentence versions."""
@@ -277,7 +315,7 @@ class StoredScript:
     """A project's script as the database holds it, read in the transaction that replaces it."""
 
     next_sentence_number: int
-    sentences: list[Sentence]  # in script order
+    sentences: Sequence[Any]  # each a row of its `STORED_COLUMNS`, in script order
     section_ids: list[str]
     characters: list[Character]  # the library (the versions fold in what a sentence names)
 
@@ -399,12 +437,16 @@ class StudioDatabase(dg.ConfigurableResource):
     def sentence_infos(self, project: str) -> list[SentenceInfo]:
         """A project's sentences with their sections' titles, in script order."""
         with self.session() as s:
-            rows = s.scalars(
-                select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
+            rows = s.execute(
+                select(*_INFO_COLUMNS)
+                .where(Sentence.project_id == project)
+                .order_by(Sentence.order)
             ).all()
             sections = {
-                sec.id: sec.title
-                for sec in s.scalars(select(Section).where(Section.project_id == project))
+                sid: title
+                for sid, title in s.execute(
+                    select(Section.id, Section.title).where(Section.project_id == project)
+                )
             }
             return [_sentence_info(r, sections.get(r.section_id, "")) for r in rows]
 
@@ -485,11 +527,11 @@ class StudioDatabase(dg.ConfigurableResource):
         with self.session() as s:
             row = s.get(Project, project)
             assert row is not None
-            old_rows = list(
-                s.scalars(
-                    select(Sentence).where(Sentence.project_id == project).order_by(Sentence.order)
-                )
-            )
+            old_rows = s.execute(
+                select(*STORED_COLUMNS)
+                .where(Sentence.project_id == project)
+                .order_by(Sentence.order)
+            ).all()
             existing_secs = {
                 sec.id: sec
                 for sec in s.scalars(select(Section).where(Section.project_id == project))
@@ -509,15 +551,19 @@ class StudioDatabase(dg.ConfigurableResource):
                 else:
                     sec.title, sec.order = title, i
             s.flush()
-            by_id = {r.id: r for r in old_rows}
+            by_id = {r.id: r._mapping for r in old_rows}
+            changed: list[dict[str, Any]] = []
+            now = _now()
             for sid, fields in new.sentences:
                 old = by_id.get(sid)
                 if old is None:
                     s.add(Sentence(id=sid, project_id=project, **fields))
                     continue
-                for key, value in fields.items():
-                    if getattr(old, key) != value:
-                        setattr(old, key, value)
+                values = {k: v for k, v in fields.items() if old[k] != v}
+                if values:  # as the row's onupdate would: a changed row's time is now
+                    changed.append({"id": sid, **values, "updated_at": now})
+            if changed:
+                s.execute(update(Sentence), changed)  # by primary key, only the changed rows
             keep = {sid for sid, _ in new.sentences}
             removed = [r.id for r in old_rows if r.id not in keep]
             if removed:

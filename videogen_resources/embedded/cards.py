@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from videogen_domain.atomic import atomic_path
@@ -412,6 +411,9 @@ def _contrast(a: RGB, b: RGB) -> float:
 
 def _background(style: StylePreset, size: tuple[int, int], seed: int) -> Image.Image:
     """A vertical gradient with a soft accent glow placed by the shot's seed."""
+    # lazy: numpy loads with the first card, not with every command that builds the resources
+    import numpy as np
+
     w, h = size
     pal = style.palette
     top = np.array(pal.rgb("background"), dtype=np.float32)

@@ -17,13 +17,15 @@ import hashlib
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel
 
 from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
-from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ENGINE = "espeak-ng"
 
@@ -132,11 +134,16 @@ class _Engine:
         _ctypes.dlclose(lib._handle)
 
     def _on_samples(self, wav: ctypes.Array[ctypes.c_short], count: int, _events: int) -> int:
+        import numpy as np  # (loaded by `synth` already: this callback runs inside it)
+
         if wav and count > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
         return 0  # 0 = continue
 
     def synth(self, text: str, voice: str, rate_wpm: int, pitch: int) -> np.ndarray:
+        # lazy: numpy loads with the first narration, not with each command building resources
+        import numpy as np
+
         with self.lock:
             lib, _rate = self._open()
             try:
@@ -241,6 +248,9 @@ class EspeakNarrator(NarratorResource):
         if raw.size == 0:
             raise ServiceError("espeak", f"no speech could be made from the text {text[:60]!r}")
         rate = eng.sample_rate
+        # lazy: numpy loads with the first narration, not with each command building resources
+        from videogen_resources.embedded.speech import finish_speech
+
         return finish_speech(
             raw,
             rate,

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from videogen_domain.atomic import atomic_path
 from videogen_domain.models import CameraMovement
-from videogen_resources import audio, media
 from videogen_resources.base import ClipJob, ClipMakerResource, ClipResult
 
 ENGINE = "kenburns"
@@ -80,6 +79,10 @@ def kenburns_filter(
     movement: CameraMovement, strength: float, frames: int, *, fps: int, width: int, height: int
 ) -> str:
     """The ``-filter_complex`` video chain from the keyframe input to ``[v]``."""
+    # lazy: numpy and PyAV load with the first clip, not with every command that builds the
+    # resources (`videogen status` only reads their versions)
+    from videogen_resources import media
+
     move = plan_move(movement, strength, frames)
     # Fit (cover) the keyframe to the frame once, at the largest size the move needs.
     w0 = _even(width * move.max_zoom)
@@ -136,6 +139,10 @@ class KenBurnsClips(ClipMakerResource):
         doc."""
         shot, progress = job.shot, job.progress
         keyframe, narration, out_path = Path(job.keyframe), Path(job.narration), Path(job.out_path)
+        # lazy: numpy and PyAV load with the first clip, not with every command that builds the
+        # resources (`videogen status` only reads their versions)
+        from videogen_resources import audio, media
+
         num_samples, rate = audio.wav_num_samples(narration)
         frames = audio.frames_for_samples(num_samples, rate, self.fps)
         audio_samples = audio.samples_for_frames(frames, self.fps)

@@ -23,15 +23,15 @@ import time
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from videogen_domain.atomic import atomic_write_bytes, atomic_write_text
 from videogen_resources.base import NarratorResource, SpeechJob, SpeechResult
 from videogen_resources.embedded.espeak import EspeakNarrator
-from videogen_resources.embedded.speech import finish_speech
 from videogen_resources.errors import ServiceError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ENGINE = "piper"
 PIPER_VOICE = "joe"
@@ -63,6 +63,7 @@ def seeded_noise_model(model_path: str | Path) -> tuple[bytes, list[str]]:
     float32 of any length). The graph cuts the noise to the op's shape, repeating the buffer
     when the op needs more values than it holds.
     """
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -154,6 +155,7 @@ class SeededSession:
     """
 
     def __init__(self, model: bytes, noise_inputs: list[str], seed: int) -> None:
+        import numpy as np
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(
@@ -275,6 +277,8 @@ class PiperNarrator(NarratorResource):
 
     def synthesize(self, text: str) -> tuple[np.ndarray, int]:
         """Raw (not normalized) mono float32 speech for ``text`` and its sample rate."""
+        # lazy: numpy loads with the first narration, not with each command building resources
+        import numpy as np
         from piper import SynthesisConfig
 
         voice = load_voice(*self._model(), seed=self.noise_seed)
@@ -314,6 +318,9 @@ class PiperNarrator(NarratorResource):
             raise ServiceError("piper", "cannot speak an empty text")
         started = time.perf_counter()
         raw, rate = self.synthesize(text)
+        # lazy: numpy loads with the first narration, not with each command building resources
+        from videogen_resources.embedded.speech import finish_speech
+
         return finish_speech(
             raw,
             rate,
