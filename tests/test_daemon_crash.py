@@ -24,11 +24,9 @@ data version is the content hash of the file on disk; and no run of them is left
 (The project outputs that automation makes afterwards are not waited for: they wait for the
 clips' backfill to be marked done, which Dagster's backfill daemon does on its 30-second loop.)
 
-Narration and shots (and, once the daemon has evaluated the project, the keyframes) are made
-in this process first, so that the daemon's own work is the one batch under test: declarative
-automation requests the clips because their keyframes changed. (It does not request partitions
-that are already missing at its very first evaluation: Dagster resets `since_last_handled` on
-an initial evaluation.)
+Narration, shots and keyframes are made in this process first, so that the daemon's own work
+is the one batch under test: at its first evaluation, declarative automation requests every
+clip, missing with all its inputs made (`made_when_first_seen`), in one evaluation.
 """
 
 from __future__ import annotations
@@ -276,23 +274,12 @@ def _run(tmp_path_factory: pytest.TempPathFactory, kind: str) -> Iterator[Scenar
             studio.create(instance)
             studio.materialize(instance, "narration")
             studio.materialize(instance, "shot")
+            studio.materialize(instance, "keyframe")
+            # Every input of the clips made, no clip yet: the daemon's first automation
+            # evaluation requests all eight clips at once, and the studio batches them into one
+            # run (the subject of this test). Made before the daemon starts, so no tick can land
+            # between two of the keyframes and split the clips into two runs.
             daemon = studio.start_daemon()
-            _until(
-                "the daemon's first evaluation of the clips",
-                lambda: instance.schedule_storage.get_auto_materialize_asset_evaluations(  # type: ignore[union-attr]
-                    key(PROJECT, "clip"), limit=1
-                ),
-                90,
-            )
-            # New keyframes: the clips are requested. The daemon (its whole process group) is
-            # paused while the batch writes them, so that no automation tick lands between two
-            # of its materializations and splits the clips into two runs (one batch is the
-            # subject of this test); its next tick after the batch sees all eight.
-            os.killpg(daemon.pid, signal.SIGSTOP)
-            try:
-                studio.materialize(instance, "keyframe")
-            finally:
-                os.killpg(daemon.pid, signal.SIGCONT)
             run_id, s.worker_pid, s.step_pid = _until(
                 "a batch run of clips launched by the daemon",
                 lambda: _clip_batch_started(instance),
