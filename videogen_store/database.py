@@ -244,6 +244,16 @@ class SentenceInfo:
     directives: Directives
 
 
+_DIRECTIVE_COLUMNS = (
+    Sentence.image_prompt,
+    Sentence.video_prompt,
+    Sentence.camera_movement,
+    Sentence.motion_strength,
+    Sentence.characters,
+    Sentence.speaker,
+)
+"""The columns of a sentence's `Directives`."""
+
 _INFO_COLUMNS = (
     Sentence.id,
     Sentence.project_id,
@@ -251,12 +261,7 @@ _INFO_COLUMNS = (
     Sentence.order,
     Sentence.line,
     Sentence.text,
-    Sentence.image_prompt,
-    Sentence.video_prompt,
-    Sentence.camera_movement,
-    Sentence.motion_strength,
-    Sentence.characters,
-    Sentence.speaker,
+    *_DIRECTIVE_COLUMNS,
 )
 """The columns a `SentenceInfo` is made of (read without loading whole rows: a long script's
 rows as ORM objects took most of `sentence_infos`' time)."""
@@ -288,12 +293,7 @@ STORED_COLUMNS = (
     Sentence.text,
     Sentence.order,
     Sentence.line,
-    Sentence.image_prompt,
-    Sentence.video_prompt,
-    Sentence.camera_movement,
-    Sentence.motion_strength,
-    Sentence.characters,
-    Sentence.speaker,
+    *_DIRECTIVE_COLUMNS,
     Sentence.sentence_version,
     Sentence.direction_version,
 )
