@@ -19,6 +19,7 @@ from videogen_resources.comfyui.models import (
     ProgressEvent,
     files_of_node,
 )
+from videogen_resources.comfyui.pool import stop_live_jobs
 from videogen_resources.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ class Follower:
         while True:
             now = time.monotonic()
             if self.cancel_check is not None and self.cancel_check():
+                # the prompts of this batch waiting behind this one go first: interrupted
+                # alone, this one would hand the GPU to the next
+                stop_live_jobs(cancel_check=self.cancel_check)
                 self._interrupt()
                 raise ServiceError(SERVICE, f"prompt {self.prompt_id} cancelled")
             if now >= self.deadline:

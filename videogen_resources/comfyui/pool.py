@@ -103,20 +103,34 @@ class QueuedJob:
 LIVE_JOBS: set[QueuedJob] = set()  # queued by this process and not yet finished or cancelled
 
 
-def stop_live_jobs(timeout_s: float = 1.0) -> list[str]:
+def stop_live_jobs(
+    timeout_s: float = 1.0, *, cancel_check: Callable[[], bool] | None = None
+) -> list[str]:
     """Take every prompt this process has queued or running off its server, at once and from
-    any thread (a render stopped by Ctrl-C): a waiting prompt is deleted from the queue, a
-    running one interrupted. Returns their prompt ids; the followers then see the prompts end
+    any thread (a render stopped by Ctrl-C, a run cancelled in the UI): the waiting prompts are
+    deleted from each server's queue first, then the running ones interrupted. In the other
+    order a server starts the next waiting prompt the moment the running one stops, and that
+    prompt can no longer be deleted. With ``cancel_check``, only the jobs queued with that
+    check (one step's batch). Returns their prompt ids; the followers then see the prompts end
     as interrupted. Never raises."""
     with REGISTRY.lock:
-        jobs = list(LIVE_JOBS)
+        jobs = [
+            job
+            for job in LIVE_JOBS
+            if cancel_check is None or job.cancel_check is cancel_check
+        ]
+    jobs.sort(key=lambda job: job.start)  # queue order: the running one first
+    by_server: dict[str, list[str]] = {}
+    for job in jobs:
+        by_server.setdefault(job.server, []).append(job.prompt_id)
     http = HttpService(
         SERVICE, policy=HttpPolicy(connect_s=timeout_s, read_s=timeout_s, max_retries=0)
     )
     try:
-        for job in jobs:
+        for server, ids in by_server.items():
             with contextlib.suppress(ServiceError):
-                http.request("POST", f"{job.server}/queue", json={"delete": [job.prompt_id]})
+                http.request("POST", f"{server}/queue", json={"delete": ids})
+        for job in jobs:
             with contextlib.suppress(ServiceError):
                 http.request("POST", f"{job.server}/interrupt", json={"prompt_id": job.prompt_id})
     finally:
