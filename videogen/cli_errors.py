@@ -4,7 +4,8 @@
   ``error: <file>:<line>: <field>: <what is wrong>; <what to do>`` and exits 2.
 - A service that fails (:class:`~videogen_resources.errors.ServiceError`) or the disk
   (``OSError``) prints its message and exits 1.
-- Ctrl-C prints ``error: interrupted`` and exits 130.
+- Ctrl-C prints ``error: interrupted`` and exits 130, within `INTERRUPT_GRACE_S` whatever the
+  command was doing (see `install_interrupt_handler`).
 - Anything unexpected prints one line naming the log file that holds the traceback
   (``<studio>/logs/videogen.log``) and exits 1.
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, NoReturn
@@ -36,6 +39,48 @@ LOG_MAX_BYTES = 5 * 1024 * 1024
 EXIT_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+
+INTERRUPT_GRACE_S = 3.0
+"""After Ctrl-C a command has this long to stop by itself; then it is ended, with the same line
+and exit status. Python's own Ctrl-C is a KeyboardInterrupt raised wherever the main thread is:
+one that lands in a finalizer (``__del__``, a weakref callback) is printed as "ignored" and
+lost, and the command would wait on, e.g. for a server that never answers, until its timeout."""
+
+_interrupt_reported = threading.Event()
+_interrupt_seen = threading.Event()
+
+
+def _end_interrupted() -> None:
+    """End the process now as an interrupted command (one line unless already printed)."""
+    if not _interrupt_reported.is_set():
+        _interrupt_reported.set()
+        try:
+            sys.stderr.write("error: interrupted\n")
+            sys.stderr.flush()
+        except Exception:  # stderr closed: the exit status still says it
+            pass
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    if _interrupt_seen.is_set():  # a second Ctrl-C: now
+        _end_interrupted()
+    _interrupt_seen.set()
+    timer = threading.Timer(INTERRUPT_GRACE_S, _end_interrupted)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
+
+
+def install_interrupt_handler() -> None:
+    """Ctrl-C raises KeyboardInterrupt as always, and ends the command `INTERRUPT_GRACE_S`
+    later should it still run; a second Ctrl-C ends it at once. Only where Python's default
+    handler is in place, on the main thread: a ``nohup`` or background start that ignores
+    SIGINT keeps ignoring it, and a render installs its own stopper over this one."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
 
 
 def debug_enabled(ctx: click.Context | None = None) -> bool:
@@ -107,7 +152,9 @@ ARGS_KEY = "videogen.args"
 def report(exc: BaseException, ctx: click.Context | None = None) -> NoReturn:
     """Fail the command because of ``exc``: one line on stderr, the exit status of its kind."""
     if isinstance(exc, KeyboardInterrupt):
-        echo_error("interrupted")
+        if not _interrupt_reported.is_set():
+            _interrupt_reported.set()
+            echo_error("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     if isinstance(exc, InputError):
         echo_error(str(exc))
@@ -190,6 +237,7 @@ class StudioGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        install_interrupt_handler()
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -203,6 +251,8 @@ class StudioGroup(click.Group):
             echo_error(exc.format_message())
             sys.exit(exc.exit_code)
         except click.Abort:
-            echo_error("interrupted")
+            if not _interrupt_reported.is_set():
+                _interrupt_reported.set()
+                echo_error("interrupted")
             sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else 0)
