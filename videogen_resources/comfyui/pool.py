@@ -115,9 +115,7 @@ def stop_live_jobs(
     as interrupted. Never raises."""
     with REGISTRY.lock:
         jobs = [
-            job
-            for job in LIVE_JOBS
-            if cancel_check is None or job.cancel_check is cancel_check
+            job for job in LIVE_JOBS if cancel_check is None or job.cancel_check is cancel_check
         ]
     jobs.sort(key=lambda job: job.start)  # queue order: the running one first
     by_server: dict[str, list[str]] = {}
