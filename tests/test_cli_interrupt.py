@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,13 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path, command: str, *, ignore_sigint: bool = False) -> subprocess.Popen[str]:
+def _start(
+    tmp_path: Path,
+    started: list[subprocess.Popen[str]],
+    command: str,
+    *,
+    ignore_sigint: bool = False,
+) -> subprocess.Popen[str]:
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM, encoding="utf-8")
 
@@ -69,14 +76,28 @@ def _start(tmp_path: Path, command: str, *, ignore_sigint: bool = False) -> subp
         cwd=Path(__file__).resolve().parents[1],
         env={**os.environ, "VIDEOGEN_DEBUG": ""},
     )
+    started.append(proc)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """The programs a test starts; whatever it asserts, none outlives it."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.slow
-def test_a_swallowed_ctrl_c_still_ends_the_command(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "swallow")
+def test_a_swallowed_ctrl_c_still_ends_the_command(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = _start(tmp_path, started, "swallow")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=INTERRUPT_GRACE_S + 20)
@@ -86,8 +107,10 @@ def test_a_swallowed_ctrl_c_still_ends_the_command(tmp_path: Path) -> None:
     assert INTERRUPT_GRACE_S - 0.5 <= took  # the command had its grace time first
 
 
-def test_a_second_ctrl_c_ends_it_at_once(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "swallow")
+def test_a_second_ctrl_c_ends_it_at_once(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = _start(tmp_path, started, "swallow")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -97,8 +120,10 @@ def test_a_second_ctrl_c_ends_it_at_once(tmp_path: Path) -> None:
     assert err.strip().splitlines() == ["error: interrupted"]
 
 
-def test_a_command_that_stops_prints_the_line_once(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "plain")
+def test_a_command_that_stops_prints_the_line_once(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = _start(tmp_path, started, "plain")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
@@ -106,12 +131,10 @@ def test_a_command_that_stops_prints_the_line_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigint_ignored_by_the_parent_stays_ignored(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "plain", ignore_sigint=True)
-    try:
-        proc.send_signal(signal.SIGINT)
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=INTERRUPT_GRACE_S + 1)
-    finally:
-        proc.kill()
-        proc.communicate()
+def test_sigint_ignored_by_the_parent_stays_ignored(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    proc = _start(tmp_path, started, "plain", ignore_sigint=True)
+    proc.send_signal(signal.SIGINT)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=INTERRUPT_GRACE_S + 1)
