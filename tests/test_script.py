@@ -63,6 +63,21 @@ def test_versions_separate_words_from_directives() -> None:
     assert a.direction_version == c.direction_version
 
 
+def test_versions_are_stable_across_releases() -> None:
+    # Stored versions are compared with those of every later sync: a change of how they are
+    # computed would make every sentence of every studio stale after an upgrade.
+    s = parse_script("# Lava\nMagma rises — über fast.\n> image: a red glow\n").sentences[0]
+
+    def digest(obj: object) -> str:
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    assert s.sentence_version == digest({"text": "Magma rises — über fast.", "speaker": None})
+    directives = s.directives.model_dump(mode="json", exclude={"speaker"})
+    assert directives["image_prompt"] == "a red glow"
+    assert s.direction_version == digest({"directives": directives, "section": "Lava"})
+
+
 @pytest.mark.parametrize(
     ("text", "line", "field", "words"),
     [

@@ -92,8 +92,13 @@ class ParsedScript(BaseModel):
     sentences: list[ParsedSentence]
 
 
+_HASH_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+"""What `json.dumps(obj, sort_keys=True, ensure_ascii=False)` uses, made once: every sync hashes
+each sentence twice, and `dumps` with options builds a new encoder per call."""
+
+
 def _hash(obj: object) -> str:
-    data = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    data = _HASH_JSON.encode(obj).encode("utf-8")
     return hashlib.sha256(data).hexdigest()[:16]
 
 
