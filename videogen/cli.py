@@ -100,8 +100,9 @@ def dagster_home(root: Path) -> Path:
     return home
 
 
-def _instance(root: Path):  # type: ignore[no-untyped-def]
-    """The studio's Dagster instance, with its pool limits set (GPU: one per ComfyUI server)."""
+def _instance(root: Path, *, pools: bool = True):  # type: ignore[no-untyped-def]
+    """The studio's Dagster instance, with its pool limits set (GPU: one per ComfyUI server);
+    ``pools=False`` for a command that starts no run (the limits are read, not set: 0.1 s)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     import dagster as dg
 
@@ -112,7 +113,8 @@ def _instance(root: Path):  # type: ignore[no-untyped-def]
     settings = check_environment()
     dagster_home(root)
     instance = dg.DagsterInstance.get()
-    configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
+    if pools:
+        configure_pools(instance, gpu_servers=len(settings.comfyui_urls))
     return instance
 
 
@@ -324,7 +326,7 @@ def show(ctx: click.Context, project: str, as_json: bool) -> None:
 
     root = _root(ctx)
     try:
-        instance = _instance(root)
+        instance = _instance(root, pools=False)
         sync(root, project, instance=instance)
         studio = Studio(root)
         rows = sentence_order(studio.db, project)
