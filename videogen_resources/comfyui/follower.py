@@ -103,8 +103,11 @@ class Follower:
             if self.cancel_check is not None and self.cancel_check():
                 # the prompts of this batch waiting behind this one go first: interrupted
                 # alone, this one would hand the GPU to the next
-                stop_live_jobs(cancel_check=self.cancel_check)
-                self._interrupt()
+                stopped = stop_live_jobs(cancel_check=self.cancel_check)
+                if self.prompt_id in stopped:
+                    self._event("interrupt_sent")
+                else:  # (queued again after a restart, under a new id)
+                    self._interrupt()
                 raise ServiceError(SERVICE, f"prompt {self.prompt_id} cancelled")
             if now >= self.deadline:
                 self._interrupt()
