@@ -50,7 +50,11 @@ def test_layout_names_and_hard_links(tmp_path: Path) -> None:
     vtt = tmp_path / "demo.vtt"
     vtt.write_text("WEBVTT\n\n00:00.000 --> 00:01.500\nSentence 1\n", encoding="utf-8")
     rough = Path(view.items[0].clip or "")
-    report = write_export(view, dest, subtitles={"srt": srt, "vtt": vtt}, rough_cut=rough)
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text("00:00 Intro\n00:12 How it works\n00:30 End\n", encoding="utf-8")
+    report = write_export(
+        view, dest, subtitles={"srt": srt, "vtt": vtt}, rough_cut=rough, chapters=chapters
+    )
 
     assert sorted(p.name for p in (dest / "audio").iterdir()) == [
         "001_intro_narration.wav",
@@ -65,6 +69,7 @@ def test_layout_names_and_hard_links(tmp_path: Path) -> None:
         "subtitles.srt",
         "subtitles.vtt",
         "rough_cut.mp4",
+        "chapters.txt",
         "metadata.json",
         "timeline.fcpxml",
         "timeline.xml",
@@ -74,6 +79,8 @@ def test_layout_names_and_hard_links(tmp_path: Path) -> None:
     ):
         assert (dest / name).is_file(), name
     assert (dest / "subtitles.srt").read_text(encoding="utf-8") == srt.read_text(encoding="utf-8")
+    assert (dest / "chapters.txt").read_text(encoding="utf-8") == chapters.read_text("utf-8")
+    assert read_metadata(dest)["chapters"] == "chapters.txt"
     for item in view.items:  # hard-linked, never moved: the studio keeps its files
         studio = Path(item.clip or "")
         exported = dest / package_file_names(view)[item.sentence_id]["clip"]
@@ -103,6 +110,7 @@ def test_metadata_validates_and_a_broken_one_fails(tmp_path: Path) -> None:
     data = read_metadata(dest)
     validate_metadata(data)
     assert data["project"]["name"] == "demo" and data["project"]["frames"] == 228
+    assert data["chapters"] is None  # none given
     assert [s["title"] for s in data["sections"]] == ["Intro", "How it works"]
     assert [s["start_frame"] for s in data["sections"]] == [0, 105]
     first = data["sentences"][0]

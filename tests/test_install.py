@@ -25,6 +25,7 @@ import time
 import venv
 from pathlib import Path
 
+import av
 import httpx
 import pytest
 
@@ -125,6 +126,18 @@ def test_a_built_wheel_installed_elsewhere_renders_and_serves(tmp_path: Path) ->
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     cut = Path(demo.stdout.strip().splitlines()[-1].removeprefix("rough cut: "))
     assert cut.is_file() and cut.stat().st_size > 10_000 and cut.is_relative_to(work)
+    # the demo's four sections are YouTube chapters, in chapters.txt and in the MP4 itself
+    chapters = (cut.parent / "chapters.txt").read_text(encoding="utf-8").splitlines()
+    assert chapters[0] == "00:00 Beneath our feet" and len(chapters) == 4, chapters
+    with av.open(str(cut)) as container:
+        marks = [
+            (ch["metadata"].get("title"), ch["start"] * ch["time_base"])
+            for ch in container.chapters()
+        ]
+    assert [title for title, _ in marks] == [line.split(" ", 1)[1] for line in chapters]
+    assert [round(start) for _, start in marks] == [
+        int(line[:2]) * 60 + int(line[3:5]) for line in chapters
+    ]
     assert (work / "studio" / ".dagster" / "dagster.yaml").is_file()
 
     port, media_port = _free_port(), _free_port()

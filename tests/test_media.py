@@ -173,6 +173,36 @@ def test_rough_cut_copies_video_and_keeps_audio_in_sync(tmp_path: Path) -> None:
     assert packet_bytes(out, 5) == packet_bytes(clips[0], 5)
 
 
+def test_rough_cut_carries_the_chapter_marks(tmp_path: Path) -> None:
+    import av
+
+    from videogen_domain.chapters import plan_chapters
+
+    img = still(tmp_path / "k.png")
+    clips, narrations = [], []
+    for i, seconds in enumerate([0.5, 0.7, 0.6]):
+        narr = audio.write_wav(tmp_path / f"n{i}.wav", tone(seconds), SR)
+        clips.append(media.conform_clip(img, narr, tmp_path / f"c{i}.mp4", preset="ultrafast").path)
+        narrations.append(narr)
+    # marks at 0.5 s and 1.2 s: the plan's lengths rules are YouTube's, not the MP4's
+    plan = plan_chapters(
+        [("Intro", 0.0, 0.5), ("Middle", 0.5, 1.2), ("End", 1.2, 1.8)], min_seconds=0
+    )
+    assert len(plan.chapters) == 3
+    out = tmp_path / "rough.mp4"
+    cut = media.build_rough_cut(clips, narrations, out, fps=30, chapters=plan)
+    assert cut.video_copied and cut.within_one_frame
+    with av.open(str(out)) as c:
+        marks = [
+            (ch["metadata"].get("title"), float(ch["start"] * ch["time_base"]))
+            for ch in c.chapters()
+        ]
+    assert marks == [("Intro", 0.0), ("Middle", 0.5), ("End", 1.2)]
+    plain = media.build_rough_cut(clips, narrations, tmp_path / "plain.mp4", fps=30)
+    with av.open(str(plain.path)) as c:
+        assert c.chapters() == []
+
+
 def test_rough_cut_rejects_mismatched_inputs(tmp_path: Path) -> None:
     with pytest.raises(ServiceError):
         media.build_rough_cut([tmp_path / "a.mp4"], [], tmp_path / "o.mp4")

@@ -502,6 +502,7 @@ def export_cmd(
         write_export,
     )
     from videogen_assets.views import project_view
+    from videogen_domain.chapters import CHAPTERS_FILE
 
     root = _root(ctx)
     dest = Path(to_dir) / project if to_dir is not None else Path("exports") / project
@@ -520,12 +521,14 @@ def export_cmd(
             if (folder / f"subtitles.{k}").exists()
         }
         cut = folder / "rough_cut.mp4"
+        chapters = folder / CHAPTERS_FILE
         dest = files.export_dir(project) if to_dir is None else Path(to_dir) / project
         report = write_export(
             view,
             dest,
             subtitles=subs,
             rough_cut=cut if cut.exists() else None,
+            chapters=chapters if chapters.is_file() else None,
             zip_path=dest.with_suffix(".zip") if make_zip else None,
             allow_partial=partial,
             loudness_lufs=narration_loudness(

@@ -1,6 +1,7 @@
 """The per-project outputs: rough cut, subtitles, storyboard and the NLE export."""
 
 import time
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -37,6 +38,9 @@ from videogen_assets.previews import (
 from videogen_assets.status import sentence_statuses
 from videogen_assets.storyboard import contact_sheet, write_storyboard
 from videogen_assets.views import project_view
+from videogen_domain.atomic import atomic_write_text
+from videogen_domain.chapters import CHAPTERS_FILE, plan_chapters, youtube_description
+from videogen_domain.models import ProjectItem
 from videogen_resources.llm import LLMResource
 from videogen_resources.llm.scriptwriter import write_script
 from videogen_resources.media import build_rough_cut, write_srt, write_vtt
@@ -62,6 +66,18 @@ def _project_links(studio: StudioResource, project: str) -> dict[str, dg.Metadat
     cut = folder / "rough_cut.mp4"
     out = {"watch": links.link(cut)} if cut.is_file() else {}
     out["storyboard"] = links.storyboard(folder)
+    return out
+
+
+def _sections(items: Sequence[ProjectItem], fps: int) -> list[tuple[str, float, float]]:
+    """Each sentence's section with where its clip starts and ends in the rough cut."""
+    out: list[tuple[str, float, float]] = []
+    frames = 0
+    for item in items:
+        assert item.clip_frames is not None
+        start = frames / fps
+        frames += item.clip_frames
+        out.append((item.section, start, frames / fps))
     return out
 
 
@@ -110,6 +126,7 @@ def build_project_assets(
         _require_complete(view, "clip")
         brief = studio.brief(project)
         out = studio.project_dir(project) / "rough_cut.mp4"
+        chapters = plan_chapters(_sections(view.items, brief.fps))
         t0 = time.perf_counter()
         info = build_rough_cut(
             [i.clip for i in view.items],  # type: ignore[misc]
@@ -117,7 +134,13 @@ def build_project_assets(
             out,
             fps=brief.fps,
             loudness_target=brief.loudness_target,
+            chapters=chapters,
         )
+        chapters_txt = out.parent / CHAPTERS_FILE
+        if chapters.chapters:
+            atomic_write_text(chapters_txt, youtube_description(chapters))
+        else:
+            chapters_txt.unlink(missing_ok=True)  # (its own file: a script that lost sections)
         elapsed = time.perf_counter() - t0
         frame_s = 1.0 / brief.fps
         drift = abs(info.drift_s)
@@ -140,6 +163,11 @@ def build_project_assets(
                 "audio_s": round(info.audio_duration_s, 3),
                 "video_copied": info.video_copied,
                 "loudness_lufs": dg.FloatMetadataValue(info.loudness_lufs),
+                "chapters": dg.MetadataValue.md(
+                    "```\n" + youtube_description(chapters) + "```"
+                    if chapters.chapters
+                    else f"none: {chapters.why_none}"
+                ),
                 "build_s": round(elapsed, 2),
                 "path": dg.MetadataValue.path(str(out)),
             },
@@ -245,6 +273,7 @@ def build_project_assets(
             studio.export_dir(project),
             subtitles={"srt": folder / "subtitles.srt", "vtt": folder / "subtitles.vtt"},
             rough_cut=folder / "rough_cut.mp4",
+            chapters=folder / CHAPTERS_FILE if (folder / CHAPTERS_FILE).is_file() else None,
             loudness_lufs=narration_loudness(
                 context.instance, project, [i.sentence_id for i in view.items]
             ),

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from videogen_domain.atomic import atomic_path, atomic_write_text
+from videogen_domain.chapters import ChapterPlan, ffmetadata
 from videogen_resources.audio import (
     AUDIO_RATE,
     frames_for_samples,
@@ -428,8 +429,10 @@ def build_rough_cut(
     fps: int = 30,
     loudness_target: float = -16.0,
     true_peak_db: float = -1.0,
+    chapters: ChapterPlan | None = None,
 ) -> RoughCutInfo:
-    """Concatenate ``clips`` into one video with one continuous narration track.
+    """Concatenate ``clips`` into one video with one continuous narration track (and the
+    ``chapters``' marks, which players list and seek to).
 
     The clips' video streams are joined by the concat demuxer with stream copy (no
     re-encode). The audio is NOT the clips' AAC (each AAC encode carries its own priming, which
@@ -485,6 +488,11 @@ def build_rough_cut(
         raw = Path(tmpdir) / "narration.f32"
         track.astype("<f4").tofile(raw)
         del track
+        marks: list[str] = []
+        if chapters is not None and chapters.chapters:
+            meta = Path(tmpdir) / "chapters.txt"
+            meta.write_text(ffmetadata(chapters), encoding="utf-8")
+            marks = ["-f", "ffmetadata", "-i", str(meta), "-map_chapters", "2"]
         with atomic_path(out_mp4) as tmp:
             run_ffmpeg(
                 [
@@ -507,6 +515,7 @@ def build_rough_cut(
                     "1",
                     "-i",
                     str(raw),
+                    *marks,
                     "-map",
                     "0:v:0",
                     "-map",

@@ -4,7 +4,7 @@
 :class:`~videogen_domain.models.ProjectView`::
 
     audio/001_intro_narration.wav   images/001_intro_keyframe.png   videos/001_intro_clip.mp4
-    metadata.json                   subtitles.srt / subtitles.vtt   rough_cut.mp4
+    metadata.json                   subtitles.srt / subtitles.vtt   rough_cut.mp4   chapters.txt
     timeline.fcpxml  timeline.xml  timeline.edl  timeline_narration.edl  timeline.otio
 
 Keyframes, clips, subtitles and the rough cut are hard-linked from the studio (copied when the
@@ -48,6 +48,7 @@ from videogen_assets.export.timelines import (
     timecode,
     write_timelines,
 )
+from videogen_domain.chapters import CHAPTERS_FILE
 from videogen_domain.models import ProjectItem, ProjectView
 from videogen_resources import audio
 from videogen_resources.errors import ServiceError
@@ -175,6 +176,7 @@ def write_export(
     *,
     subtitles: Mapping[str, Path] | None = None,
     rough_cut: Path | None = None,
+    chapters: Path | None = None,
     zip_path: Path | None = None,
     allow_partial: bool = False,
     loudness_lufs: Mapping[str, float] | None = None,
@@ -190,6 +192,8 @@ def write_export(
         subtitles: Label -> SRT/WebVTT file; ``{"srt": a.srt, "vtt": a.vtt}`` gives
             ``subtitles.srt``/``subtitles.vtt``, another label ``subtitles.<label>.<ext>``.
         rough_cut: The rough cut MP4, included as ``rough_cut.mp4``.
+        chapters: The rough cut's chapters in YouTube's description format, included as
+            ``chapters.txt``.
         zip_path: Also write a zip of the package here (streamed, replaced atomically).
         allow_partial: Export what exists and list the rest in ``report.left_out`` instead of
             raising :class:`MissingMediaError`.
@@ -223,6 +227,7 @@ def write_export(
                 tmp,
                 subtitles or {},
                 rough_cut,
+                chapters,
                 allow_partial,
                 loudness_lufs or {},
                 on_file,
@@ -504,6 +509,7 @@ def _build(
     tmp: Path,
     subtitles: Mapping[str, Path],
     rough_cut: Path | None,
+    chapters: Path | None,
     allow_partial: bool,
     loudness: Mapping[str, float],
     on_file: Callable[[str], None] | None,
@@ -622,6 +628,13 @@ def _build(
         done = builder.place(Path(rough_cut), "rough_cut.mp4", "rough_cut", "rough_cut")
         files.append(done.record)
         rough_rel = done.rel
+    chapters_rel: str | None = None
+    if chapters is not None:
+        if not Path(chapters).is_file():
+            raise ExportError(f"chapters not found: {chapters}")
+        done = builder.place(Path(chapters), CHAPTERS_FILE, "chapters", "chapters")
+        files.append(done.record)
+        chapters_rel = done.rel
 
     if not entries:
         raise ExportError(
@@ -662,6 +675,7 @@ def _build(
         "files": files,
         "subtitles": subtitle_files,
         "rough_cut": rough_rel,
+        "chapters": chapters_rel,
         "package_files": sorted({*report.files, METADATA_FILE}),
         "timelines": dict(TIMELINE_FILES),
         "left_out": [
