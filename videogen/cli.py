@@ -102,7 +102,7 @@ def dagster_home(root: Path) -> Path:
 
 def _instance(root: Path, *, pools: bool = True):  # type: ignore[no-untyped-def]
     """The studio's Dagster instance, with its pool limits set (GPU: one per ComfyUI server);
-    ``pools=False`` for a command that starts no run (the limits are read, not set: 0.1 s)."""
+    ``pools=False`` for a command that starts no run (the limits are left as they are: 0.1 s)."""
     # lazy: loads Dagster; `videogen --help` and `videogen list` need none
     import dagster as dg
 
